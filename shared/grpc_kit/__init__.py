@@ -1,0 +1,1 @@
+"""gRPC server kit shared by both services: auth, error mapping, metrics, health, lifecycle."""

@@ -1,0 +1,117 @@
+"""Start, watch and stop a grpc.aio server: health, reflection, TLS/mTLS, graceful SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
+from grpc_reflection.v1alpha import reflection
+
+from shared.grpc_kit.auth import TokenAuthenticator
+from shared.grpc_kit.interceptor import AccessRules, RollcallInterceptor
+from shared.logging import get_logger
+from shared.settings import Settings
+
+log = get_logger("server")
+Probe = Callable[[], Awaitable[bool]]
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+@dataclass
+class RunningServer:
+    """A started server, the port it listens on, and its health service."""
+
+    server: grpc.aio.Server
+    port: int
+    health: health_aio.HealthServicer
+    service_names: Sequence[str]
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def set_serving(self, serving: bool) -> None:
+        state = SERVING if serving else NOT_SERVING
+        for name in ("", *self.service_names):
+            await self.health.set(name, state)
+
+    async def stop(self, grace: float) -> None:
+        """Stop taking work, let in-flight RPCs finish within ``grace`` seconds."""
+        self.stopping.set()
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+
+
+def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    """TLS when a certificate is configured; with a client CA, client certificates are required."""
+    if settings.tls_cert is None or settings.tls_key is None:
+        return None
+    pair = (settings.tls_key.read_bytes(), settings.tls_cert.read_bytes())
+    ca = settings.tls_client_ca.read_bytes() if settings.tls_client_ca else None
+    return grpc.ssl_server_credentials([pair], root_certificates=ca, require_client_auth=ca is not None)
+
+
+async def start_server(
+    *,
+    settings: Settings,
+    port: int,
+    add_servicers: Callable[[grpc.aio.Server], None],
+    service_names: Sequence[str],
+    rules: AccessRules,
+    host: str = "[::]",
+) -> RunningServer:
+    interceptor = RollcallInterceptor(TokenAuthenticator(settings.client_tokens()), rules)
+    server = grpc.aio.server(
+        interceptors=[interceptor],
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    add_servicers(server)
+    health = health_aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    reflection.enable_server_reflection(
+        (*service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+        server,
+    )
+    credentials = server_credentials(settings)
+    address = f"{host}:{port}"
+    bound = (
+        server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
+    )
+    await server.start()
+    running = RunningServer(server, bound, health, service_names)
+    await running.set_serving(True)
+    log.info("server.started", port=bound, services=list(service_names), tls=credentials is not None)
+    return running
+
+
+async def watch_readiness(running: RunningServer, probes: Sequence[Probe], every: float = 2.0) -> None:
+    """Keep health NOT_SERVING while a dependency (database, broker) does not answer."""
+    serving = True
+    while not running.stopping.is_set():
+        ok = True
+        for probe in probes:
+            try:
+                ok = ok and await asyncio.wait_for(probe(), timeout=every)
+            except Exception:
+                ok = False
+        if ok != serving and not running.stopping.is_set():
+            serving = ok
+            await running.set_serving(ok)
+            log.warning("health.changed", serving=ok)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(running.stopping.wait(), timeout=every)
+
+
+def install_signal_handlers(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)

@@ -1,0 +1,99 @@
+"""PostgreSQL plumbing shared by both services: pools, database creation, the migration runner.
+
+Migrations are plain numbered SQL files (``0001_schema.sql``), each applied once in its own
+transaction, in order, under a session advisory lock so two ``migrate`` runs never overlap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+from shared.logging import get_logger
+
+log = get_logger("pg")
+_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+
+async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, command_timeout=60)
+    assert pool is not None
+    return pool
+
+
+def database_name(dsn: str) -> str:
+    return urlsplit(dsn).path.lstrip("/")
+
+
+def with_database(dsn: str, name: str) -> str:
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+async def ensure_database(dsn: str) -> bool:
+    """Create the database named by ``dsn`` if it does not exist. True when it was created."""
+    name = database_name(dsn)
+    if not re.fullmatch(r"[A-Za-z0-9_]{1,63}", name):
+        raise SystemExit(f"database name {name!r} must be letters, digits and underscores")
+    conn = await asyncpg.connect(with_database(dsn, "postgres"))
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if exists:
+            return False
+        await conn.execute(f'CREATE DATABASE "{name}"')
+        log.info("database.created", database=name)
+        return True
+    finally:
+        await conn.close()
+
+
+def migration_files(folder: Path) -> list[Path]:
+    files = sorted(p for p in folder.glob("*.sql") if _NAME.match(p.name))
+    numbers = [p.name[:4] for p in files]
+    if len(set(numbers)) != len(numbers):
+        raise SystemExit(f"two migrations in {folder} share a number")
+    return files
+
+
+async def migrate(dsn: str, folder: Path, lock_key: int) -> list[str]:
+    """Apply the migrations of ``folder`` not yet applied; returns the names applied now."""
+    conn = await asyncpg.connect(dsn)
+    applied_now: list[str] = []
+    try:
+        await conn.execute("SELECT pg_advisory_lock($1)", lock_key)
+        await conn.execute(
+            """CREATE TABLE IF NOT EXISTS schema_migrations (
+                   name text PRIMARY KEY,
+                   sha256 text NOT NULL,
+                   applied_at timestamptz NOT NULL DEFAULT now())"""
+        )
+        done = {r["name"]: r["sha256"] for r in await conn.fetch("SELECT name, sha256 FROM schema_migrations")}
+        for path in migration_files(folder):
+            sql = path.read_text()
+            digest = hashlib.sha256(sql.encode()).hexdigest()
+            if path.name in done:
+                if done[path.name] != digest:
+                    raise SystemExit(f"migration {path.name} was edited after it was applied")
+                continue
+            async with conn.transaction():
+                await conn.execute(sql)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (name, sha256) VALUES ($1, $2)", path.name, digest
+                )
+            applied_now.append(path.name)
+            log.info("migration.applied", name=path.name)
+    finally:
+        try:
+            await conn.execute("SELECT pg_advisory_unlock($1)", lock_key)
+        finally:
+            await conn.close()
+    return applied_now
+
+
+async def ping(pool: asyncpg.Pool) -> bool:
+    async with pool.acquire(timeout=2) as conn:
+        return await conn.fetchval("SELECT 1") == 1  # type: ignore[no-any-return]
