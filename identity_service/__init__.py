@@ -1,0 +1,1 @@
+"""The identity service: users, pending students, email changes and student-file rows."""

@@ -1,0 +1,1 @@
+"""Pure identity rules: no I/O, no asyncio, no SQL, no protobuf. Tested in tests/unit/identity."""

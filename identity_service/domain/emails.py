@@ -1,0 +1,92 @@
+"""Email addresses and school email domains: validation, normal form and comparison key.
+
+An address is stored in its normal form (trimmed, domain lower-cased and in Unicode, local part as
+typed) and compared by its key, the lower-cased normal form: ``Ann@Uni.EDU `` and ``ann@uni.edu``
+are one address (product rule 1). Nothing here checks DNS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from email_validator import EmailNotValidError, validate_email
+
+from identity_service.domain.fields import EMAIL_MAX, unreadable_character_problem
+from shared.errors import Reason, invalid
+
+_DOMAIN_PROBE_LOCAL_PART = "probe"
+
+
+def normalise_email(raw: str | None, field: str = "email") -> str:
+    """The normal form of ``raw``; raises ``invalid(field, ..., INVALID_EMAIL)`` when it is not an address."""
+    text = (raw or "").strip()
+    if not text:
+        raise invalid(field, "is required", Reason.INVALID_EMAIL)
+    problem = unreadable_character_problem(text)
+    if problem is not None:
+        raise invalid(field, problem, Reason.INVALID_EMAIL)
+    if len(text) > EMAIL_MAX:
+        raise invalid(
+            field, f"is too long ({len(text)} characters, at most {EMAIL_MAX})", Reason.INVALID_EMAIL
+        )
+    try:
+        normalised = validate_email(text, check_deliverability=False).normalized
+    except EmailNotValidError as error:
+        raise invalid(field, f"is not a valid email address: {error}", Reason.INVALID_EMAIL) from None
+    if len(normalised) > EMAIL_MAX:
+        raise invalid(field, f"is too long (at most {EMAIL_MAX} characters)", Reason.INVALID_EMAIL)
+    return normalised
+
+
+def email_key(email: str) -> str:
+    """The case-insensitive comparison key of an address (what the unique index is built on)."""
+    return normalise_email(email).lower()
+
+
+def local_part(email: str) -> str:
+    """The part before the last ``@`` (as stored, case kept)."""
+    return email.rpartition("@")[0]
+
+
+def domain_of(email: str) -> str:
+    """The part after the last ``@``, lower-cased."""
+    return email.rpartition("@")[2].lower()
+
+
+def is_at_domains(email: str, domains: Iterable[str]) -> bool:
+    """True when the address is at one of ``domains`` or below one (``cs.uni.edu`` is at ``uni.edu``)."""
+    domain = _comparable_domain(domain_of(email))
+    for candidate in domains:
+        wanted = _comparable_domain(candidate)
+        if wanted and (domain == wanted or domain.endswith("." + wanted)):
+            return True
+    return False
+
+
+def normalise_domain(raw: str | None, field: str = "email_domains") -> str:
+    """A school email domain in normal form (lower case, Unicode, no leading ``@``); raises naming ``field``.
+
+    The same validator as for addresses is used, so a domain is accepted exactly when addresses at it are.
+    """
+    text = (raw or "").strip().removeprefix("@")
+    if not text:
+        raise invalid(field, "is required")
+    problem = unreadable_character_problem(text)
+    if problem is not None:
+        raise invalid(field, problem)
+    try:
+        checked = validate_email(f"{_DOMAIN_PROBE_LOCAL_PART}@{text}", check_deliverability=False)
+    except EmailNotValidError as error:
+        raise invalid(field, f"is not a valid email domain: {error}") from None
+    return checked.domain.lower()
+
+
+def _comparable_domain(domain: str) -> str:
+    """Lower-case, without a leading ``@`` or trailing dot, Unicode form of a punycode (``xn--``) name."""
+    text = domain.strip().removeprefix("@").rstrip(".").lower()
+    if "xn--" in text:
+        try:
+            text = validate_email(f"{_DOMAIN_PROBE_LOCAL_PART}@{text}", check_deliverability=False).domain
+        except EmailNotValidError:
+            return text
+    return text.lower()

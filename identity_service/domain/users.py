@@ -1,0 +1,130 @@
+"""Users and the status transitions of the pending-student queue (product rules 3, 5, 8).
+
+A transition function checks that the user may make the step and returns the new status (or nothing,
+for checks); it never changes the user — the service layer writes the result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from shared.errors import Reason, RollcallError
+
+
+class UserType(StrEnum):
+    STUDENT = "STUDENT"
+    STAFF = "STAFF"
+    EMPLOYER = "EMPLOYER"
+
+
+class UserStatus(StrEnum):
+    PENDING = "PENDING"
+    ACTIVE = "ACTIVE"
+    DECLINED = "DECLINED"
+
+
+class UserOrigin(StrEnum):
+    SELF_SIGNUP = "SELF_SIGNUP"
+    STUDENT_FILE = "STUDENT_FILE"
+    STAFF = "STAFF"
+
+
+@dataclass(frozen=True)
+class User:
+    """A user as stored. ``email`` is in normal form (see emails.normalise_email); ``version`` is the etag."""
+
+    id: str
+    user_type: UserType
+    status: UserStatus
+    school_id: str | None
+    username: str | None
+    email: str
+    first_name: str
+    last_name: str
+    auth_identifier: str
+    origin: UserOrigin
+    file_updates_disabled: bool
+    email_verified: bool
+    create_time: datetime
+    update_time: datetime
+    version: int
+
+    @property
+    def is_student(self) -> bool:
+        return self.user_type is UserType.STUDENT
+
+    @property
+    def full_name(self) -> str:
+        return " ".join(part for part in (self.first_name, self.last_name) if part)
+
+
+def username_key(username: str) -> str:
+    """The case-insensitive comparison key of a username (unique per school)."""
+    return username.strip().lower()
+
+
+def ensure_student(user: User) -> None:
+    """Refuse (FAILED_PRECONDITION) anything but a student: the queue never touches staff or employers."""
+    if not user.is_student:
+        raise RollcallError(
+            Reason.FAILED_PRECONDITION, f"user {user.id} is a {user.user_type}, not a student"
+        )
+
+
+def ensure_pending(user: User) -> None:
+    """Refuse (NOT_PENDING) a user who is not a PENDING student (staff and employers never are)."""
+    if not user.is_student or user.status is not UserStatus.PENDING:
+        raise RollcallError(
+            Reason.NOT_PENDING,
+            f"user {user.id} is {user.status} {user.user_type}, only a PENDING student can be decided",
+        )
+
+
+def approve(user: User) -> UserStatus:
+    """Approve a pending student: the new status is ACTIVE."""
+    ensure_pending(user)
+    return UserStatus.ACTIVE
+
+
+def decline(user: User) -> UserStatus:
+    """Decline a pending student: the new status is DECLINED (the account and its email stay)."""
+    ensure_pending(user)
+    return UserStatus.DECLINED
+
+
+def ensure_deletable(user: User) -> None:
+    """Only a PENDING or DECLINED student may be deleted by staff (NOT_PENDING otherwise)."""
+    if not user.is_student or user.status not in (UserStatus.PENDING, UserStatus.DECLINED):
+        raise RollcallError(
+            Reason.NOT_PENDING,
+            f"user {user.id} is {user.status} {user.user_type}; "
+            "only a PENDING or DECLINED student can be deleted",
+        )
+
+
+def ensure_mergeable(pending: User, existing: User) -> None:
+    """Merge needs a PENDING student and another student of the same school.
+
+    Raises NOT_PENDING for the first, NOT_SAME_SCHOOL for the second.
+    """
+    ensure_pending(pending)
+    if not existing.is_student or existing.id == pending.id or existing.school_id != pending.school_id:
+        raise RollcallError(
+            Reason.NOT_SAME_SCHOOL,
+            f"user {existing.id} is not another student of the pending student's school",
+        )
+
+
+def ensure_email_change_allowed(user: User, disable_file_updates: bool) -> None:
+    """A student the files can still update must have file updates turned off in the same request.
+
+    Otherwise the next file row would no longer match the new address (FILE_UPDATES_MUST_BE_DISABLED).
+    """
+    ensure_student(user)
+    if not user.file_updates_disabled and not disable_file_updates:
+        raise RollcallError(
+            Reason.FILE_UPDATES_MUST_BE_DISABLED,
+            f"student {user.id} is updated by student files: set disable_file_updates to change the email",
+        )
