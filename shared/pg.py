@@ -71,7 +71,9 @@ async def migrate(dsn: str, folder: Path, lock_key: int) -> list[str]:
                    sha256 text NOT NULL,
                    applied_at timestamptz NOT NULL DEFAULT now())"""
         )
-        done = {r["name"]: r["sha256"] for r in await conn.fetch("SELECT name, sha256 FROM schema_migrations")}
+        done = {
+            r["name"]: r["sha256"] for r in await conn.fetch("SELECT name, sha256 FROM schema_migrations")
+        }
         for path in migration_files(folder):
             sql = path.read_text()
             digest = hashlib.sha256(sql.encode()).hexdigest()
@@ -96,4 +98,4 @@ async def migrate(dsn: str, folder: Path, lock_key: int) -> list[str]:
 
 async def ping(pool: asyncpg.Pool) -> bool:
     async with pool.acquire(timeout=2) as conn:
-        return await conn.fetchval("SELECT 1") == 1  # type: ignore[no-any-return]
+        return await conn.fetchval("SELECT 1") == 1

@@ -69,7 +69,7 @@ def _pack(message: error_details_pb2.ErrorInfo | error_details_pb2.BadRequest) -
 
 def error_info(rpc_error: grpc.aio.AioRpcError | grpc.RpcError) -> error_details_pb2.ErrorInfo | None:
     """Client side: the ErrorInfo of a failed call, if it carries one."""
-    status = rpc_status.from_call(rpc_error)  # type: ignore[arg-type]
+    status = rpc_status.from_call(rpc_error)
     if status is None:
         return None
     for detail in status.details:
@@ -82,7 +82,7 @@ def error_info(rpc_error: grpc.aio.AioRpcError | grpc.RpcError) -> error_details
 
 def field_violations(rpc_error: grpc.aio.AioRpcError | grpc.RpcError) -> list[tuple[str, str]]:
     """Client side: the BadRequest field violations of a failed call."""
-    status = rpc_status.from_call(rpc_error)  # type: ignore[arg-type]
+    status = rpc_status.from_call(rpc_error)
     found: list[tuple[str, str]] = []
     for detail in status.details if status else []:
         if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):

@@ -37,7 +37,7 @@ class RollcallInterceptor(grpc.aio.ServerInterceptor):
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(details)
-        method: str = details.method  # type: ignore[attr-defined]
+        method: str = details.method
         if handler is None or method.startswith(OPEN_SERVICES):
             return handler
         if handler.unary_unary:
@@ -124,7 +124,7 @@ class RollcallInterceptor(grpc.aio.ServerInterceptor):
 
 def _code_of(exc: Exception, context: grpc.aio.ServicerContext) -> grpc.StatusCode:
     if isinstance(exc, grpc.aio.AbortError):
-        return context.code() or grpc.StatusCode.UNKNOWN  # type: ignore[no-any-return]
+        return context.code() or grpc.StatusCode.UNKNOWN
     log.exception("rpc.crashed")
     return grpc.StatusCode.UNKNOWN
 

@@ -83,9 +83,7 @@ async def start_server(
     )
     credentials = server_credentials(settings)
     address = f"{host}:{port}"
-    bound = (
-        server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
-    )
+    bound = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
     await server.start()
     running = RunningServer(server, bound, health, service_names)
     await running.set_serving(True)

@@ -11,7 +11,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _tree(folder: Path) -> set[str]:
-    return {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
+    return {
+        str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+    }
 
 
 def test_regenerated_stubs_match_committed(tmp_path: Path) -> None:
@@ -29,6 +31,8 @@ def test_stubs_import_from_a_fresh_interpreter() -> None:
         "from shared.proto.rollcall.identity.v1 import identity_service_pb2_grpc as g;"
         "print(m.ImportMessage.DESCRIPTOR.full_name, g.IdentityServiceStub.__name__)"
     )
-    out = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, cwd=ROOT / "tests")
+    out = subprocess.run(
+        [sys.executable, "-I", "-c", code], capture_output=True, text=True, cwd=ROOT / "tests"
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["rollcall.importer.v1.ImportMessage", "IdentityServiceStub"]

@@ -1,0 +1,199 @@
+"""SQL of email changes (product rule 8): the one PENDING change per user, its tries and its end.
+
+Every method takes the connection of the caller's transaction. ``new_email_key`` is always computed
+by PostgreSQL as ``lower(new_email)``, the same function the users' unique email index uses, so the
+two can be compared without Python's and PostgreSQL's case rules ever disagreeing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import asyncpg
+
+# A constant, never input: the f-strings below interpolate only this list.
+_COLUMNS = """id, user_id, new_email, new_email_key, code_hash, state, attempts, max_attempts,
+    file_updates_disabled, requested_by, client, create_time, expire_time, close_time"""
+
+
+class EmailChangeState(StrEnum):
+    PENDING = "PENDING"
+    CONFIRMED = "CONFIRMED"
+    CANCELLED = "CANCELLED"
+    EXPIRED = "EXPIRED"
+    LOCKED = "LOCKED"
+
+
+@dataclass(frozen=True)
+class NewEmailChange:
+    """What the request use-case inserts. ``code_hash`` is ``codes.hash_code(code, id, key)``."""
+
+    id: str
+    user_id: str
+    new_email: str
+    code_hash: str
+    expire_time: datetime
+    max_attempts: int = 5
+    file_updates_disabled: bool = False
+    requested_by: str | None = None
+    client: str = ""
+
+
+@dataclass(frozen=True)
+class EmailChangeRecord:
+    """An email change as stored."""
+
+    id: str
+    user_id: str
+    new_email: str
+    new_email_key: str
+    code_hash: str
+    state: EmailChangeState
+    attempts: int
+    max_attempts: int
+    file_updates_disabled: bool
+    requested_by: str | None
+    client: str
+    create_time: datetime
+    expire_time: datetime
+    close_time: datetime | None
+
+
+@dataclass(frozen=True)
+class AttemptCount:
+    """A counted confirmation try: this was try number ``attempts`` of at most ``max_attempts``."""
+
+    attempts: int
+    max_attempts: int
+
+    @property
+    def is_last(self) -> bool:
+        """True when no further try is left after this one (a wrong code now locks the change)."""
+        return self.attempts >= self.max_attempts
+
+
+class EmailChangeRepository:
+    """Persistence of ``email_changes``. Holds no state; one instance serves every connection."""
+
+    async def get_pending_for_update(
+        self, conn: asyncpg.Connection, user_id: str
+    ) -> EmailChangeRecord | None:
+        """The user's PENDING change, row-locked until the transaction ends; None when there is none."""
+        row = await conn.fetchrow(
+            f"SELECT {_COLUMNS} FROM email_changes WHERE user_id = $1 AND state = 'PENDING' FOR UPDATE",  # noqa: S608
+            user_id,
+        )
+        return _record(row) if row else None
+
+    async def get(self, conn: asyncpg.Connection, change_id: str) -> EmailChangeRecord | None:
+        row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM email_changes WHERE id = $1", change_id)  # noqa: S608
+        return _record(row) if row else None
+
+    async def insert(self, conn: asyncpg.Connection, change: NewEmailChange) -> EmailChangeRecord:
+        """Insert a PENDING change. Close the user's previous one first (``close_pending``): a second
+        PENDING change for one user violates ``email_changes_one_pending``
+        (``asyncpg.UniqueViolationError``)."""
+        row = await conn.fetchrow(
+            f"""INSERT INTO email_changes (id, user_id, new_email, new_email_key, code_hash, state,
+                    max_attempts, file_updates_disabled, requested_by, client, expire_time)
+                VALUES ($1, $2, $3, lower($3), $4, 'PENDING', $5, $6, $7, $8, $9)
+                RETURNING {_COLUMNS}""",  # noqa: S608
+            change.id,
+            change.user_id,
+            change.new_email,
+            change.code_hash,
+            change.max_attempts,
+            change.file_updates_disabled,
+            change.requested_by,
+            change.client,
+            change.expire_time,
+        )
+        assert row is not None
+        return _record(row)
+
+    async def close_pending(
+        self, conn: asyncpg.Connection, user_id: str, state: EmailChangeState
+    ) -> EmailChangeRecord | None:
+        """Close the user's PENDING change in ``state`` (CANCELLED when replaced or cancelled, EXPIRED,
+        LOCKED); returns the closed change, or None when nothing was pending."""
+        _require_final(state)
+        row = await conn.fetchrow(
+            f"""UPDATE email_changes SET state = $2, close_time = now()
+                WHERE user_id = $1 AND state = 'PENDING'
+                RETURNING {_COLUMNS}""",  # noqa: S608
+            user_id,
+            str(state),
+        )
+        return _record(row) if row else None
+
+    async def count_attempt(self, conn: asyncpg.Connection, change_id: str) -> AttemptCount | None:
+        """Count one confirmation try BEFORE the code is checked; None when no try is left (or the
+        change is no longer PENDING).
+
+        One atomic ``UPDATE``: concurrent tries queue on the row lock and each sees the count the
+        previous one left, so the count never passes ``max_attempts`` however many race. Call it in a
+        transaction that commits even when the code then turns out wrong, or the try is forgotten.
+        """
+        row = await conn.fetchrow(
+            """UPDATE email_changes SET attempts = attempts + 1
+               WHERE id = $1 AND state = 'PENDING' AND attempts < max_attempts
+               RETURNING attempts, max_attempts""",
+            change_id,
+        )
+        return AttemptCount(row["attempts"], row["max_attempts"]) if row else None
+
+    async def set_state(self, conn: asyncpg.Connection, change_id: str, state: EmailChangeState) -> bool:
+        """Move a PENDING change to a final ``state``; False when it was not PENDING any more."""
+        _require_final(state)
+        status = await conn.execute(
+            "UPDATE email_changes SET state = $2, close_time = now() WHERE id = $1 AND state = 'PENDING'",
+            change_id,
+            str(state),
+        )
+        return bool(status == "UPDATE 1")
+
+    async def pending_user_ids_for_address(self, conn: asyncpg.Connection, new_email: str) -> list[str]:
+        """Users with a PENDING change to ``new_email`` (compared case-insensitively)."""
+        rows = await conn.fetch(
+            "SELECT user_id FROM email_changes WHERE new_email_key = lower($1) AND state = 'PENDING'",
+            new_email,
+        )
+        return [str(r["user_id"]) for r in rows]
+
+    async def expire_overdue(self, conn: asyncpg.Connection, limit: int = 1000) -> int:
+        """Close PENDING changes whose code has expired (housekeeping); returns how many."""
+        status = await conn.execute(
+            """UPDATE email_changes SET state = 'EXPIRED', close_time = now()
+               WHERE id IN (SELECT id FROM email_changes
+                            WHERE state = 'PENDING' AND expire_time <= now()
+                            LIMIT $1 FOR UPDATE SKIP LOCKED)""",
+            limit,
+        )
+        return int(status.split()[-1])
+
+
+def _require_final(state: EmailChangeState) -> None:
+    if state == EmailChangeState.PENDING:
+        raise ValueError("a change can only be closed in a final state")
+
+
+def _record(row: Any) -> EmailChangeRecord:
+    return EmailChangeRecord(
+        id=str(row["id"]),
+        user_id=str(row["user_id"]),
+        new_email=row["new_email"],
+        new_email_key=row["new_email_key"],
+        code_hash=row["code_hash"],
+        state=EmailChangeState(row["state"]),
+        attempts=row["attempts"],
+        max_attempts=row["max_attempts"],
+        file_updates_disabled=row["file_updates_disabled"],
+        requested_by=str(row["requested_by"]) if row["requested_by"] else None,
+        client=row["client"],
+        create_time=row["create_time"],
+        expire_time=row["expire_time"],
+        close_time=row["close_time"],
+    )

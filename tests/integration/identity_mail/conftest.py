@@ -1,0 +1,54 @@
+"""Fixtures of the email-change and courier tests: an own migrated database and an SMTP server.
+
+The courier tests need an outbox nobody else writes to, so this folder gets its own database
+(migrated from the identity migrations like ``identity_db_url``) instead of sharing the session's.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from shared.pg import migrate, with_database
+from tests.integration.identity_mail.mail_helpers import SmtpServer
+
+MIGRATIONS = Path(__file__).resolve().parents[3] / "identity_service/adapters/postgres/migrations"
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpServer]:
+    server = SmtpServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+async def mail_db_url(pg_server_url: str) -> AsyncIterator[str]:
+    name = f"rctest_mail_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(pg_server_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    url = with_database(pg_server_url, name)
+    await migrate(url, MIGRATIONS, lock_key=7_001)
+    yield url
+    admin = await asyncpg.connect(pg_server_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def pool(mail_db_url: str) -> AsyncIterator[asyncpg.Pool]:
+    created = await asyncpg.create_pool(mail_db_url, min_size=1, max_size=25)
+    assert created is not None
+    await created.execute("TRUNCATE outbox_messages, rate_events")
+    yield created
+    await created.close()
