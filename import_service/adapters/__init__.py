@@ -1,0 +1,1 @@
+"""Edges of the import service: files, AMQP, gRPC, PostgreSQL, the identity client."""

@@ -1,0 +1,66 @@
+"""Failed rows of a job → a CSV file in the upload format, streamed in chunks.
+
+The file re-uploads unchanged through ``CsvRowReader``: UTF-8 with a BOM (so spreadsheet programs
+detect the encoding; the reader drops it), CRLF line ends, RFC 4180 quoting, header row
+``username,email_address,first_name,last_name,auth_identifier`` followed by the extra columns given.
+Every cell, header included, is guarded against formula injection by ``formula_cells.guard_formula``
+(a leading ``'``), which the CSV reader removes again, so values survive the round trip exactly.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Iterator, Sequence
+
+from import_service.adapters.files.columns import column_key
+from import_service.adapters.files.csv_reader import UPLOAD_COLUMNS
+from import_service.adapters.files.formula_cells import guard_formula
+from import_service.domain.rows import FileRow
+
+CHUNK_CHARS = 64 * 1024
+"""A chunk is yielded once about this many characters are buffered."""
+
+_BYTE_ORDER_MARK = "\ufeff"
+
+
+def failed_rows_csv(rows: Iterable[FileRow], extra_columns: Sequence[str]) -> Iterator[bytes]:
+    """The CSV bytes for ``rows``, header first, in chunks of about ``CHUNK_CHARS`` characters.
+
+    ``extra_columns`` names the extra columns to write after the named ones (a row lacking one gets an
+    empty cell; extras not named are left out). Raises ``ValueError`` for a name that would clash
+    with another column on re-upload.
+    """
+    _check_extra_columns(extra_columns)
+    buffer = io.StringIO()
+    buffer.write(_BYTE_ORDER_MARK)
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow([guard_formula(name) for name in (*UPLOAD_COLUMNS, *extra_columns)])
+    for row in rows:
+        writer.writerow([guard_formula(value) for value in _row_values(row, extra_columns)])
+        if buffer.tell() >= CHUNK_CHARS:
+            yield _drain(buffer)
+    yield _drain(buffer)
+
+
+def _row_values(row: FileRow, extra_columns: Sequence[str]) -> tuple[str, ...]:
+    if not extra_columns:
+        return row.field_values()
+    extras = row.extra_values()
+    return (*row.field_values(), *(extras.get(name, "") for name in extra_columns))
+
+
+def _drain(buffer: io.StringIO) -> bytes:
+    text = buffer.getvalue()
+    buffer.seek(0)
+    buffer.truncate()
+    return text.encode("utf-8")
+
+
+def _check_extra_columns(extra_columns: Sequence[str]) -> None:
+    seen = {column_key(name) for name in UPLOAD_COLUMNS}
+    for name in extra_columns:
+        key = column_key(name)
+        if not key or key in seen:
+            raise ValueError(f"extra column {name!r} is blank or clashes with another column")
+        seen.add(key)
