@@ -1,0 +1,70 @@
+"""``identity-service migrate | serve | courier`` (operations.md)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import typer
+
+from identity_service.adapters.postgres import MIGRATION_LOCK_KEY, MIGRATIONS
+from identity_service.bootstrap import build_identity
+from shared import pg
+from shared.grpc_kit.metrics import serve_metrics
+from shared.grpc_kit.server import install_signal_handlers
+from shared.logging import configure_logging, get_logger
+from shared.settings import Settings, load_settings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="The rollcall identity service.")
+log = get_logger("identity")
+
+
+@app.command()
+def migrate() -> None:
+    """Create the identity database if missing and apply pending migrations (one runner at a time)."""
+    settings = load_settings()
+    configure_logging(service="identity")
+    asyncio.run(_migrate(settings))
+
+
+@app.command()
+def serve() -> None:
+    """Serve gRPC (and /metrics) until SIGTERM or SIGINT, then drain within the grace period."""
+    settings = load_settings()
+    configure_logging(service="identity")
+    asyncio.run(_serve(settings))
+
+
+@app.command()
+def courier() -> None:
+    """Send queued mail (arrives with issue 3)."""
+    typer.echo("courier: arrives with issue 3")
+    raise typer.Exit(2)
+
+
+async def _migrate(settings: Settings) -> None:
+    url = settings.identity_database_url
+    await pg.ensure_database(url)
+    applied = await pg.migrate(url, MIGRATIONS, lock_key=MIGRATION_LOCK_KEY)
+    log.info("migrate.done", applied=applied)
+
+
+async def _serve(settings: Settings) -> None:
+    serve_metrics(settings.identity_metrics_port)
+    identity = await build_identity(settings)
+    try:
+        running = await identity.start(settings.identity_port, host=settings.identity_host)
+        print(f"identity service listening on port {running.port}", flush=True)
+        stop = asyncio.Event()
+        install_signal_handlers(stop)
+        await stop.wait()
+        log.info("shutdown.started", grace_seconds=settings.shutdown_grace_seconds)
+    finally:
+        await identity.close(settings.shutdown_grace_seconds)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Adapters at the edge of the identity service: PostgreSQL and gRPC."""

@@ -1,0 +1,1 @@
+"""The gRPC face of the identity service: servicer, converters, role table."""

@@ -1,0 +1,148 @@
+"""IdentityService over gRPC: each RPC turns its request into plain values, calls one use case and
+turns the result into the reply. Roles are checked by the interceptor (``access_rules``); errors are
+``RollcallError`` and become statuses there. RPCs of later issues are left to the generated base
+class, which answers UNIMPLEMENTED."""
+
+from __future__ import annotations
+
+from typing import Any, TypeAlias
+
+import grpc
+from google.protobuf import empty_pb2
+
+from identity_service.adapters.grpc import converters as to
+from identity_service.service import accounts, audit_trail, file_updates, pending, schools, search
+from identity_service.service.hashing import AsyncPasswordHasher
+from identity_service.service.ports import UnitOfWorkFactory
+from shared.grpc_kit.auth import current_caller
+from shared.proto.rollcall.identity.v1 import identity_service_pb2 as pb
+from shared.proto.rollcall.identity.v1 import identity_service_pb2_grpc as pb_grpc
+from shared.proto.rollcall.identity.v1 import resources_pb2 as res
+
+Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
+
+
+class IdentityServicer(pb_grpc.IdentityServiceServicer):
+    def __init__(self, new_uow: UnitOfWorkFactory, hasher: AsyncPasswordHasher) -> None:
+        self._uow = new_uow
+        self._hasher = hasher
+
+    async def CreateSchool(self, request: pb.CreateSchoolRequest, context: Context) -> res.School:
+        school = await schools.create_school(
+            self._uow,
+            current_caller(),
+            request.name,
+            list(request.email_domains),
+            request.sso_enabled,
+            request.request_id,
+        )
+        return to.school(school)
+
+    async def GetSchool(self, request: pb.GetSchoolRequest, context: Context) -> res.School:
+        return to.school(await schools.get_school(self._uow, request.id))
+
+    async def CreateUser(self, request: pb.CreateUserRequest, context: Context) -> res.User:
+        user = await accounts.create_user(
+            self._uow,
+            current_caller(),
+            user_type=to.user_type(request.user_type),
+            school_id=request.school_id,
+            email=request.email,
+            username=request.username,
+            first_name=request.first_name,
+            last_name=request.last_name,
+            auth_identifier=request.auth_identifier,
+            request_id=request.request_id,
+        )
+        return to.user(user)
+
+    async def SignUpStudent(self, request: pb.SignUpStudentRequest, context: Context) -> res.User:
+        user = await accounts.sign_up_student(
+            self._uow,
+            self._hasher,
+            current_caller(),
+            school_id=request.school_id,
+            email=request.email,
+            first_name=request.first_name,
+            last_name=request.last_name,
+            password=request.password,
+            request_id=request.request_id,
+        )
+        return to.user(user)
+
+    async def ResolveSignIn(
+        self, request: pb.ResolveSignInRequest, context: Context
+    ) -> pb.ResolveSignInResponse:
+        return to.sign_in(await accounts.resolve_sign_in_help(self._uow, request.email, request.school_id))
+
+    async def GetUser(self, request: pb.GetUserRequest, context: Context) -> res.User:
+        return to.user(await accounts.get_user(self._uow, current_caller(), request.id))
+
+    async def LookupUserByEmail(self, request: pb.LookupUserByEmailRequest, context: Context) -> res.User:
+        return to.user(await accounts.lookup_user_by_email(self._uow, current_caller(), request.email))
+
+    async def SearchUsers(self, request: pb.SearchUsersRequest, context: Context) -> pb.SearchUsersResponse:
+        page = await search.search_users(
+            self._uow,
+            current_caller(),
+            school_id=request.school_id,
+            query=request.query,
+            user_types=to.user_types(request.user_types),
+            statuses=to.user_statuses(request.statuses),
+            page_size=request.page_size,
+            page_token=request.page_token,
+        )
+        return pb.SearchUsersResponse(users=to.users(page.items), next_page_token=page.next_page_token)
+
+    async def ListPendingStudents(
+        self, request: pb.ListPendingStudentsRequest, context: Context
+    ) -> pb.ListPendingStudentsResponse:
+        page = await pending.list_pending_students(
+            self._uow, current_caller(), request.school_id, request.page_size, request.page_token
+        )
+        users = to.users(page.items)
+        return pb.ListPendingStudentsResponse(users=users, next_page_token=page.next_page_token)
+
+    async def FindDuplicateCandidates(
+        self, request: pb.FindDuplicateCandidatesRequest, context: Context
+    ) -> pb.FindDuplicateCandidatesResponse:
+        found = await search.find_duplicate_candidates(self._uow, current_caller(), request.user_id)
+        return pb.FindDuplicateCandidatesResponse(candidates=[to.candidate(c) for c in found])
+
+    async def ApproveStudent(self, request: pb.ApproveStudentRequest, context: Context) -> res.User:
+        user = await pending.approve_student(
+            self._uow, current_caller(), request.user_id, request.note, request.request_id
+        )
+        return to.user(user)
+
+    async def DeclineStudent(self, request: pb.DeclineStudentRequest, context: Context) -> res.User:
+        user = await pending.decline_student(
+            self._uow, current_caller(), request.user_id, request.reason, request.request_id
+        )
+        return to.user(user)
+
+    async def DeletePendingStudent(
+        self, request: pb.DeletePendingStudentRequest, context: Context
+    ) -> empty_pb2.Empty:
+        await pending.delete_pending_student(self._uow, current_caller(), request.user_id, request.request_id)
+        return empty_pb2.Empty()
+
+    async def SetFileUpdates(self, request: pb.SetFileUpdatesRequest, context: Context) -> res.User:
+        user = await file_updates.set_file_updates(
+            self._uow, current_caller(), request.user_id, request.enabled, request.request_id
+        )
+        return to.user(user)
+
+    async def ListAuditEvents(
+        self, request: pb.ListAuditEventsRequest, context: Context
+    ) -> pb.ListAuditEventsResponse:
+        page = await audit_trail.list_audit_events(
+            self._uow,
+            current_caller(),
+            request.school_id,
+            request.user_id,
+            request.page_size,
+            request.page_token,
+        )
+        events = [to.audit_event(event) for event in page.items]
+        return pb.ListAuditEventsResponse(events=events, next_page_token=page.next_page_token)

@@ -1,0 +1,60 @@
+"""The audit_events table: append and read only (the database refuses UPDATE, DELETE, TRUNCATE)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import asyncpg
+
+from identity_service.service.models import AuditEvent, NewAuditEvent
+
+_COLUMNS = "id, time, actor_id, client, action, user_id, school_id, details"
+
+
+class PostgresAudit:
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+
+    async def append(self, event: NewAuditEvent) -> None:
+        await self._conn.execute(
+            """INSERT INTO audit_events (actor_id, client, action, user_id, school_id, details)
+               VALUES ($1, $2, $3, $4, $5, $6::jsonb)""",
+            event.actor_id,
+            event.client,
+            event.action,
+            event.user_id,
+            event.school_id,
+            json.dumps(event.details, default=str),
+        )
+
+    async def list(
+        self, school_id: str | None, user_id: str | None, before_id: int | None, limit: int
+    ) -> list[AuditEvent]:
+        conditions: list[str] = []
+        args: list[Any] = []
+        for condition, value in (("school_id = ", school_id), ("user_id = ", user_id), ("id < ", before_id)):
+            if value is not None:
+                args.append(value)
+                conditions.append(f"{condition}${len(args)}")
+        where = " AND ".join(conditions) or "true"
+        args.append(limit)
+        rows = await self._conn.fetch(
+            # S608: only fixed fragments are joined; every value is a $n parameter
+            f"SELECT {_COLUMNS} FROM audit_events WHERE {where} ORDER BY id DESC LIMIT ${len(args)}",  # noqa: S608
+            *args,
+        )
+        return [_event(row) for row in rows]
+
+
+def _event(row: Any) -> AuditEvent:
+    return AuditEvent(
+        id=row["id"],
+        time=row["time"],
+        actor_id=str(row["actor_id"]) if row["actor_id"] else None,
+        client=row["client"],
+        action=row["action"],
+        user_id=str(row["user_id"]) if row["user_id"] else None,
+        school_id=str(row["school_id"]) if row["school_id"] else None,
+        details=json.loads(row["details"]),
+    )

@@ -1,0 +1,49 @@
+"""Row ↔ value mapping and the translation of uniqueness violations into domain errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from identity_service.domain.users import User, UserOrigin, UserStatus, UserType
+from shared.errors import Reason, RollcallError
+
+USER_COLUMNS = (
+    "id, user_type, status, school_id, username, email, first_name, last_name, auth_identifier, "
+    "origin, file_updates_disabled, email_verified, create_time, update_time, version"
+)
+
+_TAKEN = {
+    "users_email_key": (Reason.EMAIL_TAKEN, "the email address is already used by another user"),
+    "users_school_username_key": (Reason.USERNAME_TAKEN, "the username is already used at this school"),
+}
+
+
+def to_user(row: Any) -> User:
+    return User(
+        id=str(row["id"]),
+        user_type=UserType(row["user_type"]),
+        status=UserStatus(row["status"]),
+        school_id=str(row["school_id"]) if row["school_id"] is not None else None,
+        username=row["username"],
+        email=row["email"],
+        first_name=row["first_name"],
+        last_name=row["last_name"],
+        auth_identifier=row["auth_identifier"],
+        origin=UserOrigin(row["origin"]),
+        file_updates_disabled=row["file_updates_disabled"],
+        email_verified=row["email_verified"],
+        create_time=row["create_time"],
+        update_time=row["update_time"],
+        version=row["version"],
+    )
+
+
+def taken(error: asyncpg.UniqueViolationError) -> Exception:
+    """EMAIL_TAKEN / USERNAME_TAKEN for our unique indexes; any other violation is returned as is."""
+    known = _TAKEN.get(getattr(error, "constraint_name", None) or "")
+    if known is None:
+        return error
+    reason, message = known
+    return RollcallError(reason, message)

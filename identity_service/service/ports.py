@@ -1,0 +1,110 @@
+"""What the service layer needs from persistence: a unit of work holding four repositories.
+
+The PostgreSQL adapters implement these; unit tests may use in-memory fakes. A repository raises
+``RollcallError(EMAIL_TAKEN / USERNAME_TAKEN)`` when a write would break a uniqueness rule: the
+database decides, so concurrent writers cannot both win.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol
+
+from identity_service.domain.users import User, UserStatus, UserType
+from identity_service.service.models import AuditEvent, NewAuditEvent, School, StoredResponse
+
+
+class Schools(Protocol):
+    async def add(self, school: School) -> School: ...
+
+    async def get(self, school_id: str) -> School | None: ...
+
+
+class Users(Protocol):
+    async def add(self, user: User, password_hash: str | None) -> User:
+        """Insert; ``create_time``/``update_time``/``version`` of the argument are ignored."""
+        ...
+
+    async def get(self, user_id: str, *, for_update: bool = False) -> User | None: ...
+
+    async def by_email(self, email: str) -> User | None:
+        """The user holding ``email`` (compared case-insensitively)."""
+        ...
+
+    async def set_status(self, user_id: str, status: UserStatus) -> User: ...
+
+    async def set_file_updates_disabled(self, user_id: str, disabled: bool) -> User: ...
+
+    async def delete(self, user_id: str) -> None: ...
+
+    async def search(
+        self,
+        school_id: str,
+        text: str,
+        user_types: Sequence[UserType],
+        statuses: Sequence[UserStatus],
+        after: tuple[Any, ...] | None,
+        limit: int,
+    ) -> list[User]:
+        """Users of the school whose names, email or username contain ``text`` (any case), by
+        (last name, first name, id); ``after`` is the ``search_cursor`` of the previous page's last user."""
+        ...
+
+    async def pending(self, school_id: str, after: tuple[Any, ...] | None, limit: int) -> list[User]:
+        """PENDING students of the school, oldest first; ``after`` is (create_time, id) of the last one."""
+        ...
+
+    async def duplicate_candidates(self, user: User, limit: int) -> list[tuple[User, float]]:
+        """Other students of ``user``'s school who may be the same person, with the trigram similarity
+        of their names to ``user``'s (0..1)."""
+        ...
+
+
+class Audit(Protocol):
+    async def append(self, event: NewAuditEvent) -> None: ...
+
+    async def list(
+        self, school_id: str | None, user_id: str | None, before_id: int | None, limit: int
+    ) -> list[AuditEvent]:
+        """Newest first; ``before_id`` is the id of the previous page's last event."""
+        ...
+
+
+class Idempotency(Protocol):
+    async def lock(self, client: str, request_id: str) -> None:
+        """Serialise requests sharing a key until the end of the transaction."""
+        ...
+
+    async def find(self, client: str, request_id: str) -> StoredResponse | None: ...
+
+    async def save(self, client: str, request_id: str, stored: StoredResponse) -> None: ...
+
+
+class UnitOfWork(Protocol):
+    """One transaction: everything done through its repositories commits or rolls back together."""
+
+    @property
+    def schools(self) -> Schools: ...
+
+    @property
+    def users(self) -> Users: ...
+
+    @property
+    def audit(self) -> Audit: ...
+
+    @property
+    def idempotency(self) -> Idempotency: ...
+
+
+UnitOfWorkFactory = Callable[[], AbstractAsyncContextManager[UnitOfWork]]
+
+
+def search_cursor(user: User) -> tuple[Any, ...]:
+    """Where a search page ends (the repository compares the names case-insensitively, as it sorts)."""
+    return (user.last_name, user.first_name, user.id)
+
+
+def pending_cursor(user: User) -> tuple[Any, ...]:
+    """Where a pending-queue page ends."""
+    return (user.create_time.isoformat(), user.id)

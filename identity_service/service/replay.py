@@ -1,0 +1,53 @@
+"""How stored answers are written for idempotent replay: JSON of the domain values, as bytes."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import datetime
+from typing import Any
+
+from identity_service.domain.users import User, UserOrigin, UserStatus, UserType
+from identity_service.service.idempotency import Replay
+from identity_service.service.models import School
+
+
+def _dump(value: object) -> bytes:
+    fields = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value  # type: ignore[arg-type]
+    return json.dumps(fields, default=_plain, separators=(",", ":")).encode()
+
+
+def _plain(value: object) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"cannot store {type(value).__name__}")
+
+
+def _user(raw: bytes) -> User:
+    data = json.loads(raw)
+    return User(
+        **{
+            **data,
+            "user_type": UserType(data["user_type"]),
+            "status": UserStatus(data["status"]),
+            "origin": UserOrigin(data["origin"]),
+            "create_time": datetime.fromisoformat(data["create_time"]),
+            "update_time": datetime.fromisoformat(data["update_time"]),
+        }
+    )
+
+
+def _school(raw: bytes) -> School:
+    data = json.loads(raw)
+    return School(
+        id=data["id"],
+        name=data["name"],
+        email_domains=tuple(data["email_domains"]),
+        sso_enabled=data["sso_enabled"],
+        create_time=datetime.fromisoformat(data["create_time"]),
+    )
+
+
+USER: Replay[User] = Replay(_dump, _user)
+SCHOOL: Replay[School] = Replay(_dump, _school)
+NOTHING: Replay[None] = Replay(lambda _: b"null", lambda _: None)
