@@ -62,6 +62,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ROLLCALL_", extra="ignore")
 
     env: Environment = Environment.DEV
+    log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
     identity_database_url: str = "postgresql://localhost/rollcall_identity"
     import_database_url: str = "postgresql://localhost/rollcall_import"
     amqp_url: str = "amqp://guest:guest@localhost:5672/"

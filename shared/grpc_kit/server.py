@@ -21,6 +21,9 @@ from shared.settings import Settings
 log = get_logger("server")
 Probe = Callable[[], Awaitable[bool]]
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+# Liveness asks only "is the process working?": it stays SERVING while a dependency is down (readiness
+# says NOT_SERVING then), so an orchestrator does not restart pods for a database outage.
+LIVENESS_SERVICE = "rollcall.liveness"
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
@@ -39,6 +42,9 @@ class RunningServer:
         state = SERVING if serving else NOT_SERVING
         for name in ("", *self.service_names):
             await self.health.set(name, state)
+
+    async def start_liveness(self) -> None:
+        await self.health.set(LIVENESS_SERVICE, SERVING)
 
     async def stop(self, grace: float) -> None:
         """Stop taking work, let in-flight RPCs finish within ``grace`` seconds."""
@@ -72,6 +78,10 @@ async def start_server(
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.so_reuseport", 0),
+            # clients (the import service) keep idle connections alive with pings every 30 s
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+            ("grpc.http2.max_pings_without_data", 0),
         ],
     )
     add_servicers(server)
@@ -87,6 +97,7 @@ async def start_server(
     await server.start()
     running = RunningServer(server, bound, health, service_names)
     await running.set_serving(True)
+    await running.start_liveness()
     log.info("server.started", port=bound, services=list(service_names), tls=credentials is not None)
     return running
 
