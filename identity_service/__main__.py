@@ -7,6 +7,7 @@ import asyncio
 import typer
 
 from identity_service.adapters.postgres import MIGRATION_LOCK_KEY, MIGRATIONS
+from identity_service.adapters.smtp.courier import run_courier
 from identity_service.bootstrap import build_identity
 from shared import pg
 from shared.grpc_kit.metrics import serve_metrics
@@ -36,9 +37,10 @@ def serve() -> None:
 
 @app.command()
 def courier() -> None:
-    """Send queued mail (arrives with issue 3)."""
-    typer.echo("courier: arrives with issue 3")
-    raise typer.Exit(2)
+    """Send queued mail through SMTP (and serve /metrics) until SIGTERM or SIGINT."""
+    settings = load_settings()
+    configure_logging(service="identity-courier")
+    asyncio.run(run_courier(settings))
 
 
 async def _migrate(settings: Settings) -> None:

@@ -14,6 +14,7 @@ from identity_service.adapters.grpc.access_rules import ACCESS_RULES, SERVICE_NA
 from identity_service.adapters.grpc.servicer import IdentityServicer
 from identity_service.adapters.postgres.unit_of_work import PostgresUnitOfWork
 from identity_service.domain.passwords import PasswordHasher
+from identity_service.service.email_change import CodeSettings
 from identity_service.service.hashing import AsyncPasswordHasher
 from shared import pg
 from shared.grpc_kit.server import RunningServer, start_server, watch_readiness
@@ -71,6 +72,7 @@ async def build_identity(settings: Settings, *, password_hasher: PasswordHasher 
         settings.identity_database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
     )
     new_uow = functools.partial(PostgresUnitOfWork, pool)
-    # RPCs of later issues are still the generated base's (abstract in the stubs): they answer UNIMPLEMENTED
-    servicer = IdentityServicer(new_uow, AsyncPasswordHasher(password_hasher))  # type: ignore[abstract]
+    codes = CodeSettings.from_hours(settings.code_lifetime_hours, settings.code_keys())
+    # ApplyStudentRows is still the generated base's (abstract in the stubs): it answers UNIMPLEMENTED
+    servicer = IdentityServicer(new_uow, AsyncPasswordHasher(password_hasher), codes)  # type: ignore[abstract]
     return IdentityApp(settings, pool, servicer)

@@ -44,13 +44,14 @@ def _banner(env: dict[str, str]) -> str:
     importer = env.get("ROLLCALL_IMPORT_PORT", "50052")
     identity_metrics = env.get("ROLLCALL_IDENTITY_METRICS_PORT", "9101")
     import_metrics = env.get("ROLLCALL_IMPORT_METRICS_PORT", "9102")
+    courier_metrics = env.get("ROLLCALL_COURIER_METRICS_PORT", "9103")
     smtp = f"{env.get('ROLLCALL_SMTP_HOST', 'localhost')}:{env.get('ROLLCALL_SMTP_PORT', '1025')}"
     return "\n".join(
         [
             "rollcall is running:",
             f"  identity  grpc localhost:{identity}   metrics :{identity_metrics}",
             f"  import    grpc localhost:{importer}   metrics :{import_metrics}",
-            f"  courier   sends mail through smtp {smtp}",
+            f"  courier   sends mail through smtp {smtp}   metrics :{courier_metrics}",
             f"  dev admin token:    {admin}",
             f"  dev platform token: {DEV_TOKENS['platform']}",
             f"  try: grpcurl -plaintext -H 'authorization: Bearer {admin}' localhost:{identity} list",

@@ -73,6 +73,7 @@ class Settings(BaseSettings):
     import_port: int = Field(default=50052, ge=0, le=65535)
     identity_metrics_port: int = Field(default=9101, ge=0, le=65535)
     import_metrics_port: int = Field(default=9102, ge=0, le=65535)
+    courier_metrics_port: int = Field(default=9103, ge=0, le=65535)
     tokens: str = ""
     tokens_file: Path | None = None
     import_token: str = ""

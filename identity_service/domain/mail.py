@@ -4,6 +4,11 @@ Pure builders: each returns ``(subject, body)``; the service layer wraps them in
 and puts it in the outbox in the same transaction as the change it tells about, and the courier
 (adapters/smtp) sends it later. Every message names the school, so a student knows who is writing.
 No HTML, no links: a code mail carries the code and says where to type it.
+
+A code mail is written with ``CODE_PLACEHOLDER`` where the code goes: the courier issues the code
+at send time and fills it in memory (``fill_code``), so no plain code is ever stored. The
+placeholder holds control characters, which ``one_line`` strips from every other text of a mail,
+so a school name or address can never contain it.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 SUBJECT_SCHOOL_MAX = 80
+CODE_PLACEHOLDER = "\x1a{code}\x1a"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 
 
@@ -33,13 +39,16 @@ class OutgoingMail:
     kind: str
     school_id: str | None = None
     user_id: str | None = None
+    email_change_id: str | None = None
 
 
 def code_message(
     school_name: str, new_email: str, code_for_mail: str, expires_hours: float
 ) -> tuple[str, str]:
-    """The mail to the NEW address carrying the confirmation code (``format_code_for_mail`` form)."""
+    """The mail to the NEW address carrying the confirmation code (``format_code_for_mail`` form), or
+    ``CODE_PLACEHOLDER`` for the courier to fill at send time."""
     school = one_line(school_name) or "your school"
+    code = code_for_mail if code_for_mail == CODE_PLACEHOLDER else one_line(code_for_mail)
     subject = f"{_short(school)}: your code to confirm your new email address"
     body = "\n".join(
         [
@@ -51,7 +60,7 @@ def code_message(
             "To confirm that this address is yours, type this code where the careers site asks",
             "for it:",
             "",
-            f"    {one_line(code_for_mail)}",
+            f"    {code}",
             "",
             f"The code works once and expires in {describe_hours(expires_hours)}. Your email address",
             "changes only when the code is typed. If a newer code is sent, this one stops working.",
@@ -92,6 +101,14 @@ def change_notice(school_name: str, old_email: str, new_email_masked: str) -> tu
         ]
     )
     return subject, body
+
+
+def fill_code(body: str, code_for_mail: str) -> str:
+    """The code mail ``body`` with its one placeholder replaced by the code; ValueError when the body
+    does not hold exactly one placeholder (such a mail must not be sent)."""
+    if body.count(CODE_PLACEHOLDER) != 1:
+        raise ValueError("a code mail must hold exactly one code placeholder")
+    return body.replace(CODE_PLACEHOLDER, code_for_mail)
 
 
 def describe_hours(hours: float) -> str:

@@ -26,3 +26,7 @@ class AsyncPasswordHasher:
             if stored_hash is None:
                 return await asyncio.to_thread(self._hasher.verify_against_dummy, password)
             return await asyncio.to_thread(self._hasher.verify, stored_hash, password)
+
+    def needs_rehash(self, stored_hash: str) -> bool:
+        """True when ``stored_hash`` was made with other parameters than the current ones."""
+        return self._hasher.needs_rehash(stored_hash)

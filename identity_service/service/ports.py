@@ -1,4 +1,4 @@
-"""What the service layer needs from persistence: a unit of work holding four repositories.
+"""What the service layer needs from persistence: a unit of work holding its repositories.
 
 The PostgreSQL adapters implement these; unit tests may use in-memory fakes. A repository raises
 ``RollcallError(EMAIL_TAKEN / USERNAME_TAKEN)`` when a write would break a uniqueness rule: the
@@ -9,8 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
+from datetime import timedelta
 from typing import Any, Protocol
 
+from identity_service.domain.email_changes import (
+    AttemptCount,
+    EmailChangeRecord,
+    EmailChangeState,
+    NewEmailChange,
+)
+from identity_service.domain.mail import OutgoingMail
 from identity_service.domain.users import User, UserStatus, UserType
 from identity_service.service.models import AuditEvent, NewAuditEvent, School, StoredResponse
 
@@ -37,6 +45,19 @@ class Users(Protocol):
     async def set_file_updates_disabled(self, user_id: str, disabled: bool) -> User: ...
 
     async def delete(self, user_id: str) -> None: ...
+
+    async def credentials(self, email: str) -> tuple[User, str | None] | None:
+        """The holder of ``email`` and its password hash (None when it has none)."""
+        ...
+
+    async def change_email(self, user_id: str, email: str, password_hash: str | None) -> User:
+        """Set a confirmed address (and ``email_verified``), and the password when a hash is given;
+        EMAIL_TAKEN when another user holds the address."""
+        ...
+
+    async def replace_password_hash(self, user_id: str, old_hash: str, new_hash: str) -> None:
+        """Store a rehash of the same password unless the stored hash is no longer ``old_hash``."""
+        ...
 
     async def search(
         self,
@@ -81,6 +102,46 @@ class Idempotency(Protocol):
     async def save(self, client: str, request_id: str, stored: StoredResponse) -> None: ...
 
 
+class EmailChanges(Protocol):
+    async def pending(self, user_id: str, *, for_update: bool = False) -> EmailChangeRecord | None:
+        """The user's one PENDING change, if any."""
+        ...
+
+    async def latest(self, user_id: str) -> EmailChangeRecord | None:
+        """The user's most recent change, whatever its state."""
+        ...
+
+    async def open(self, change: NewEmailChange) -> EmailChangeRecord:
+        """Insert a PENDING change (close the user's previous one first)."""
+        ...
+
+    async def close_pending(self, user_id: str, state: EmailChangeState) -> EmailChangeRecord | None: ...
+
+    async def count_attempt(self, change_id: str) -> AttemptCount | None:
+        """Count one try atomically; None when no try is left or the change is not PENDING."""
+        ...
+
+    async def set_state(self, change_id: str, state: EmailChangeState) -> bool: ...
+
+
+class Outbox(Protocol):
+    async def enqueue(self, mail: OutgoingMail) -> int:
+        """Queue ``mail`` in this transaction; the courier sends it after commit."""
+        ...
+
+    async def discard_pending(self, user_id: str, kind: str) -> int:
+        """Abandon the user's unsent mail of ``kind``."""
+        ...
+
+
+class RateLimits(Protocol):
+    async def hit(self, scope: str, subject: str, window: timedelta, limit: int) -> bool:
+        """Record one event if fewer than ``limit`` happened within ``window``; False when over."""
+        ...
+
+    async def clear(self, scope: str, subject: str) -> None: ...
+
+
 class UnitOfWork(Protocol):
     """One transaction: everything done through its repositories commits or rolls back together."""
 
@@ -95,6 +156,15 @@ class UnitOfWork(Protocol):
 
     @property
     def idempotency(self) -> Idempotency: ...
+
+    @property
+    def email_changes(self) -> EmailChanges: ...
+
+    @property
+    def outbox(self) -> Outbox: ...
+
+    @property
+    def rate_limits(self) -> RateLimits: ...
 
 
 UnitOfWorkFactory = Callable[[], AbstractAsyncContextManager[UnitOfWork]]

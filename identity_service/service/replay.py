@@ -7,6 +7,7 @@ import json
 from datetime import datetime
 from typing import Any
 
+from identity_service.domain.email_changes import EmailChange, EmailChangeState
 from identity_service.domain.users import User, UserOrigin, UserStatus, UserType
 from identity_service.service.idempotency import Replay
 from identity_service.service.models import School
@@ -48,6 +49,18 @@ def _school(raw: bytes) -> School:
     )
 
 
+def _email_change(raw: bytes) -> EmailChange:
+    data = json.loads(raw)
+    return EmailChange(
+        **{
+            **data,
+            "state": EmailChangeState(data["state"]),
+            "expire_time": datetime.fromisoformat(data["expire_time"]),
+        }
+    )
+
+
 USER: Replay[User] = Replay(_dump, _user)
 SCHOOL: Replay[School] = Replay(_dump, _school)
 NOTHING: Replay[None] = Replay(lambda _: b"null", lambda _: None)
+EMAIL_CHANGE: Replay[EmailChange] = Replay(_dump, _email_change)

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 from google.protobuf import struct_pb2, timestamp_pb2
 
 from identity_service.domain.duplicates import Candidate
+from identity_service.domain.email_changes import EmailChange
 from identity_service.domain.sign_in import SignInResolution
 from identity_service.domain.users import User, UserStatus, UserType
 from identity_service.service.models import AuditEvent, School
@@ -117,4 +118,15 @@ def audit_event(value: AuditEvent) -> pb.AuditEvent:
         user_id=value.user_id or "",
         school_id=value.school_id or "",
         details=details,
+    )
+
+
+def email_change(value: EmailChange) -> res.EmailChange:
+    return res.EmailChange(
+        id=value.id,
+        user_id=value.user_id,
+        new_email=value.new_email,
+        state=enum_value(res.EmailChangeState, "EMAIL_CHANGE_STATE", value.state),
+        expire_time=timestamp(value.expire_time),
+        file_updates_disabled=value.file_updates_disabled,
     )

@@ -1,7 +1,7 @@
 """IdentityService over gRPC: each RPC turns its request into plain values, calls one use case and
 turns the result into the reply. Roles are checked by the interceptor (``access_rules``); errors are
-``RollcallError`` and become statuses there. RPCs of later issues are left to the generated base
-class, which answers UNIMPLEMENTED."""
+``RollcallError`` and become statuses there. ApplyStudentRows is still the generated base class's,
+which answers UNIMPLEMENTED."""
 
 from __future__ import annotations
 
@@ -11,7 +11,19 @@ import grpc
 from google.protobuf import empty_pb2
 
 from identity_service.adapters.grpc import converters as to
-from identity_service.service import accounts, audit_trail, file_updates, pending, schools, search
+from identity_service.service import (
+    accounts,
+    audit_trail,
+    authentication,
+    email_change,
+    email_confirmation,
+    file_updates,
+    merge,
+    pending,
+    schools,
+    search,
+)
+from identity_service.service.email_change import CodeSettings
 from identity_service.service.hashing import AsyncPasswordHasher
 from identity_service.service.ports import UnitOfWorkFactory
 from shared.grpc_kit.auth import current_caller
@@ -23,9 +35,12 @@ Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 
 
 class IdentityServicer(pb_grpc.IdentityServiceServicer):
-    def __init__(self, new_uow: UnitOfWorkFactory, hasher: AsyncPasswordHasher) -> None:
+    def __init__(
+        self, new_uow: UnitOfWorkFactory, hasher: AsyncPasswordHasher, codes: CodeSettings | None = None
+    ) -> None:
         self._uow = new_uow
         self._hasher = hasher
+        self._codes = codes or CodeSettings()
 
     async def CreateSchool(self, request: pb.CreateSchoolRequest, context: Context) -> res.School:
         school = await schools.create_school(
@@ -74,6 +89,10 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         self, request: pb.ResolveSignInRequest, context: Context
     ) -> pb.ResolveSignInResponse:
         return to.sign_in(await accounts.resolve_sign_in_help(self._uow, request.email, request.school_id))
+
+    async def Authenticate(self, request: pb.AuthenticateRequest, context: Context) -> res.User:
+        user = await authentication.authenticate(self._uow, self._hasher, request.email, request.password)
+        return to.user(user)
 
     async def GetUser(self, request: pb.GetUserRequest, context: Context) -> res.User:
         return to.user(await accounts.get_user(self._uow, current_caller(), request.id))
@@ -126,6 +145,53 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
     ) -> empty_pb2.Empty:
         await pending.delete_pending_student(self._uow, current_caller(), request.user_id, request.request_id)
         return empty_pb2.Empty()
+
+    async def MergePendingStudent(
+        self, request: pb.MergePendingStudentRequest, context: Context
+    ) -> res.EmailChange:
+        change = await merge.merge_pending_student(
+            self._uow,
+            self._codes,
+            current_caller(),
+            pending_user_id=request.pending_user_id,
+            existing_user_id=request.existing_user_id,
+            request_id=request.request_id,
+        )
+        return to.email_change(change)
+
+    async def RequestEmailChange(
+        self, request: pb.RequestEmailChangeRequest, context: Context
+    ) -> res.EmailChange:
+        change = await email_change.request_email_change(
+            self._uow,
+            self._codes,
+            current_caller(),
+            user_id=request.user_id,
+            new_email=request.new_email,
+            disable_file_updates=request.disable_file_updates,
+            request_id=request.request_id,
+        )
+        return to.email_change(change)
+
+    async def ConfirmEmailChange(self, request: pb.ConfirmEmailChangeRequest, context: Context) -> res.User:
+        user = await email_confirmation.confirm_email_change(
+            self._uow,
+            self._hasher,
+            self._codes,
+            current_caller(),
+            user_id=request.user_id,
+            code=request.code,
+            new_password=request.new_password,
+        )
+        return to.user(user)
+
+    async def CancelEmailChange(
+        self, request: pb.CancelEmailChangeRequest, context: Context
+    ) -> res.EmailChange:
+        change = await email_change.cancel_email_change(
+            self._uow, current_caller(), request.user_id, request.request_id
+        )
+        return to.email_change(change)
 
     async def SetFileUpdates(self, request: pb.SetFileUpdatesRequest, context: Context) -> res.User:
         user = await file_updates.set_file_updates(

@@ -41,7 +41,7 @@ class PostgresAudit:
         args.append(limit)
         rows = await self._conn.fetch(
             # S608: only fixed fragments are joined; every value is a $n parameter
-            f"SELECT {_COLUMNS} FROM audit_events WHERE {where} ORDER BY id DESC LIMIT ${len(args)}",  # noqa: S608
+            f"SELECT {_COLUMNS} FROM audit_events WHERE {where} ORDER BY id DESC LIMIT ${len(args)}",
             *args,
         )
         return [_event(row) for row in rows]

@@ -7,72 +7,29 @@ two can be compared without Python's and PostgreSQL's case rules ever disagreein
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 import asyncpg
 
+from identity_service.domain.email_changes import (
+    AttemptCount,
+    EmailChangeRecord,
+    EmailChangeState,
+    NewEmailChange,
+)
+
+__all__ = [
+    "AttemptCount",
+    "EmailChangeRecord",
+    "EmailChangeRepository",
+    "EmailChangeState",
+    "NewEmailChange",
+    "PostgresEmailChanges",
+]
+
 # A constant, never input: the f-strings below interpolate only this list.
 _COLUMNS = """id, user_id, new_email, new_email_key, code_hash, state, attempts, max_attempts,
     file_updates_disabled, requested_by, client, create_time, expire_time, close_time"""
-
-
-class EmailChangeState(StrEnum):
-    PENDING = "PENDING"
-    CONFIRMED = "CONFIRMED"
-    CANCELLED = "CANCELLED"
-    EXPIRED = "EXPIRED"
-    LOCKED = "LOCKED"
-
-
-@dataclass(frozen=True)
-class NewEmailChange:
-    """What the request use-case inserts. ``code_hash`` is ``codes.hash_code(code, id, key)``."""
-
-    id: str
-    user_id: str
-    new_email: str
-    code_hash: str
-    expire_time: datetime
-    max_attempts: int = 5
-    file_updates_disabled: bool = False
-    requested_by: str | None = None
-    client: str = ""
-
-
-@dataclass(frozen=True)
-class EmailChangeRecord:
-    """An email change as stored."""
-
-    id: str
-    user_id: str
-    new_email: str
-    new_email_key: str
-    code_hash: str
-    state: EmailChangeState
-    attempts: int
-    max_attempts: int
-    file_updates_disabled: bool
-    requested_by: str | None
-    client: str
-    create_time: datetime
-    expire_time: datetime
-    close_time: datetime | None
-
-
-@dataclass(frozen=True)
-class AttemptCount:
-    """A counted confirmation try: this was try number ``attempts`` of at most ``max_attempts``."""
-
-    attempts: int
-    max_attempts: int
-
-    @property
-    def is_last(self) -> bool:
-        """True when no further try is left after this one (a wrong code now locks the change)."""
-        return self.attempts >= self.max_attempts
 
 
 class EmailChangeRepository:
@@ -83,13 +40,42 @@ class EmailChangeRepository:
     ) -> EmailChangeRecord | None:
         """The user's PENDING change, row-locked until the transaction ends; None when there is none."""
         row = await conn.fetchrow(
-            f"SELECT {_COLUMNS} FROM email_changes WHERE user_id = $1 AND state = 'PENDING' FOR UPDATE",  # noqa: S608
+            f"SELECT {_COLUMNS} FROM email_changes WHERE user_id = $1 AND state = 'PENDING' FOR UPDATE",
             user_id,
         )
         return _record(row) if row else None
 
+    async def get_pending(self, conn: asyncpg.Connection, user_id: str) -> EmailChangeRecord | None:
+        """The user's PENDING change (no lock); None when there is none."""
+        row = await conn.fetchrow(
+            f"SELECT {_COLUMNS} FROM email_changes WHERE user_id = $1 AND state = 'PENDING'",
+            user_id,
+        )
+        return _record(row) if row else None
+
+    async def latest(self, conn: asyncpg.Connection, user_id: str) -> EmailChangeRecord | None:
+        """The user's most recent change, whatever its state; None when the user never had one."""
+        row = await conn.fetchrow(
+            f"""SELECT {_COLUMNS} FROM email_changes WHERE user_id = $1
+                ORDER BY create_time DESC, (state = 'PENDING') DESC LIMIT 1""",
+            user_id,
+        )
+        return _record(row) if row else None
+
+    async def issue_code(self, conn: asyncpg.Connection, change_id: str, code_hash: str) -> bool:
+        """Store the hash of a newly issued code on a change that is still PENDING and not expired,
+        replacing any earlier code (the attempt count stays); False when the change is closed or
+        overdue, so its code must not be sent."""
+        status = await conn.execute(
+            """UPDATE email_changes SET code_hash = $2
+               WHERE id = $1 AND state = 'PENDING' AND expire_time > now()""",
+            change_id,
+            code_hash,
+        )
+        return bool(status == "UPDATE 1")
+
     async def get(self, conn: asyncpg.Connection, change_id: str) -> EmailChangeRecord | None:
-        row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM email_changes WHERE id = $1", change_id)  # noqa: S608
+        row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM email_changes WHERE id = $1", change_id)
         return _record(row) if row else None
 
     async def insert(self, conn: asyncpg.Connection, change: NewEmailChange) -> EmailChangeRecord:
@@ -100,7 +86,7 @@ class EmailChangeRepository:
             f"""INSERT INTO email_changes (id, user_id, new_email, new_email_key, code_hash, state,
                     max_attempts, file_updates_disabled, requested_by, client, expire_time)
                 VALUES ($1, $2, $3, lower($3), $4, 'PENDING', $5, $6, $7, $8, $9)
-                RETURNING {_COLUMNS}""",  # noqa: S608
+                RETURNING {_COLUMNS}""",
             change.id,
             change.user_id,
             change.new_email,
@@ -123,7 +109,7 @@ class EmailChangeRepository:
         row = await conn.fetchrow(
             f"""UPDATE email_changes SET state = $2, close_time = now()
                 WHERE user_id = $1 AND state = 'PENDING'
-                RETURNING {_COLUMNS}""",  # noqa: S608
+                RETURNING {_COLUMNS}""",
             user_id,
             str(state),
         )
@@ -173,6 +159,34 @@ class EmailChangeRepository:
             limit,
         )
         return int(status.split()[-1])
+
+
+class PostgresEmailChanges:
+    """The email-change repository bound to one unit of work's connection (``ports.EmailChanges``)."""
+
+    def __init__(self, conn: asyncpg.Connection, repo: EmailChangeRepository | None = None) -> None:
+        self._conn = conn
+        self._repo = repo or EmailChangeRepository()
+
+    async def pending(self, user_id: str, *, for_update: bool = False) -> EmailChangeRecord | None:
+        if for_update:
+            return await self._repo.get_pending_for_update(self._conn, user_id)
+        return await self._repo.get_pending(self._conn, user_id)
+
+    async def latest(self, user_id: str) -> EmailChangeRecord | None:
+        return await self._repo.latest(self._conn, user_id)
+
+    async def open(self, change: NewEmailChange) -> EmailChangeRecord:
+        return await self._repo.insert(self._conn, change)
+
+    async def close_pending(self, user_id: str, state: EmailChangeState) -> EmailChangeRecord | None:
+        return await self._repo.close_pending(self._conn, user_id, state)
+
+    async def count_attempt(self, change_id: str) -> AttemptCount | None:
+        return await self._repo.count_attempt(self._conn, change_id)
+
+    async def set_state(self, change_id: str, state: EmailChangeState) -> bool:
+        return await self._repo.set_state(self._conn, change_id, state)
 
 
 def _require_final(state: EmailChangeState) -> None:

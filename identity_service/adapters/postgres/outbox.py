@@ -3,7 +3,8 @@
 A courier *claims* due messages by taking a lease (``locked_until``) on them with
 ``FOR UPDATE SKIP LOCKED``: several couriers never hold the same message at once, and a courier that
 dies mid-send loses its lease when it runs out, so the message is tried again. A message's body is
-erased once it is SENT or ABANDONED: a code mail carries its code, and the outbox is not an archive.
+erased once it is SENT or ABANDONED: the outbox is not an archive. A code mail's body never holds
+its code, only ``mail.CODE_PLACEHOLDER``, and names its change (``email_change_id``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,18 @@ Executor: TypeAlias = asyncpg.Pool | asyncpg.Connection
 # A constant, never input: the only text interpolated into SQL here.
 _CLAIMED_COLUMNS = ", ".join(
     f"m.{c}"
-    for c in ("id", "created_at", "to_address", "subject", "body", "kind", "school_id", "user_id", "attempts")
+    for c in (
+        "id",
+        "created_at",
+        "to_address",
+        "subject",
+        "body",
+        "kind",
+        "school_id",
+        "user_id",
+        "attempts",
+        "email_change_id",
+    )
 )
 
 
@@ -41,6 +53,7 @@ class OutboxMessage:
     school_id: str | None
     user_id: str | None
     attempts: int
+    email_change_id: str | None = None
 
 
 class OutboxRepository:
@@ -50,14 +63,16 @@ class OutboxRepository:
         """Add ``mail``, due now, in the caller's transaction; returns its id. A ``NOTIFY outbox``
         goes with it: PostgreSQL delivers it at commit (not at all on rollback), waking couriers."""
         message_id = await conn.fetchval(
-            """INSERT INTO outbox_messages (to_address, subject, body, kind, school_id, user_id)
-               VALUES ($1, $2, $3, $4, $5, $6) RETURNING id""",
+            """INSERT INTO outbox_messages
+                   (to_address, subject, body, kind, school_id, user_id, email_change_id)
+               VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id""",
             mail.to,
             mail.subject,
             mail.body,
             mail.kind,
             mail.school_id,
             mail.user_id,
+            mail.email_change_id,
         )
         await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
         return int(message_id)
@@ -75,7 +90,7 @@ class OutboxRepository:
                     FOR UPDATE SKIP LOCKED)
                 UPDATE outbox_messages m SET locked_until = now() + make_interval(secs => $2)
                 FROM due WHERE m.id = due.id
-                RETURNING {_CLAIMED_COLUMNS}""",  # noqa: S608
+                RETURNING {_CLAIMED_COLUMNS}""",
             limit,
             float(lease_seconds),
         )
@@ -134,6 +149,18 @@ class OutboxRepository:
         )
         return int(status.split()[-1])
 
+    async def abandon(self, db: Executor, message_id: int, reason: str) -> None:
+        """Give up a message without sending it (e.g. the code mail of a change that closed meanwhile);
+        ``reason`` holds no address or code. Does not count as a failed send."""
+        await db.execute(
+            """UPDATE outbox_messages
+               SET status = 'ABANDONED', body = '', locked_until = NULL, last_error = left($2, $3)
+               WHERE id = $1 AND status = 'PENDING'""",
+            message_id,
+            reason,
+            ERROR_MAX,
+        )
+
     async def purge_finished(self, db: Executor, older_than: timedelta, limit: int = 10_000) -> int:
         """Delete up to ``limit`` SENT or ABANDONED messages created more than ``older_than`` ago."""
         status = await db.execute(
@@ -157,4 +184,19 @@ def _message(row: Any) -> OutboxMessage:
         school_id=str(row["school_id"]) if row["school_id"] else None,
         user_id=str(row["user_id"]) if row["user_id"] else None,
         attempts=row["attempts"],
+        email_change_id=str(row["email_change_id"]) if row["email_change_id"] else None,
     )
+
+
+class PostgresOutbox:
+    """The outbox bound to one unit of work's connection (``ports.Outbox``)."""
+
+    def __init__(self, conn: asyncpg.Connection, repo: OutboxRepository | None = None) -> None:
+        self._conn = conn
+        self._repo = repo or OutboxRepository()
+
+    async def enqueue(self, mail: OutgoingMail) -> int:
+        return await self._repo.enqueue(self._conn, mail)
+
+    async def discard_pending(self, user_id: str, kind: str) -> int:
+        return await self._repo.discard_pending(self._conn, user_id, kind)

@@ -73,3 +73,17 @@ class RateLimiter:
             window,
         )
         return int(count)
+
+
+class PostgresRateLimits:
+    """The rate limiter bound to one unit of work's connection (``ports.RateLimits``)."""
+
+    def __init__(self, conn: asyncpg.Connection, limiter: RateLimiter | None = None) -> None:
+        self._conn = conn
+        self._limiter = limiter or RateLimiter()
+
+    async def hit(self, scope: str, subject: str, window: timedelta, limit: int) -> bool:
+        return await self._limiter.hit(self._conn, rate_key(scope, subject), window, limit)
+
+    async def clear(self, scope: str, subject: str) -> None:
+        await self._limiter.clear(self._conn, rate_key(scope, subject))

@@ -8,7 +8,10 @@ from types import TracebackType
 import asyncpg
 
 from identity_service.adapters.postgres.audit import PostgresAudit
+from identity_service.adapters.postgres.email_changes import PostgresEmailChanges
 from identity_service.adapters.postgres.idempotency import PostgresIdempotency
+from identity_service.adapters.postgres.outbox import PostgresOutbox
+from identity_service.adapters.postgres.rate_limits import PostgresRateLimits
 from identity_service.adapters.postgres.schools import PostgresSchools
 from identity_service.adapters.postgres.users import PostgresUsers
 from shared.grpc_kit.metrics import DB_POOL_IN_USE
@@ -23,6 +26,9 @@ class PostgresUnitOfWork:
     users: PostgresUsers
     audit: PostgresAudit
     idempotency: PostgresIdempotency
+    email_changes: PostgresEmailChanges
+    outbox: PostgresOutbox
+    rate_limits: PostgresRateLimits
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
@@ -43,6 +49,9 @@ class PostgresUnitOfWork:
         self.users = PostgresUsers(conn)
         self.audit = PostgresAudit(conn)
         self.idempotency = PostgresIdempotency(conn)
+        self.email_changes = PostgresEmailChanges(conn)
+        self.outbox = PostgresOutbox(conn)
+        self.rate_limits = PostgresRateLimits(conn)
         return self
 
     @property

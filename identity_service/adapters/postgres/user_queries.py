@@ -18,10 +18,10 @@ _LOCAL_PART = "lower(left(email, length(email) - strpos(reverse(email), '@')))"
 
 # Statements are assembled from module constants only (S608); every value is a $n parameter.
 _PENDING_FIRST = f"""SELECT {USER_COLUMNS} FROM users WHERE school_id = $1 AND status = 'PENDING'
-    ORDER BY create_time, id LIMIT $2"""  # noqa: S608
+    ORDER BY create_time, id LIMIT $2"""
 _PENDING_AFTER = f"""SELECT {USER_COLUMNS} FROM users
     WHERE school_id = $1 AND status = 'PENDING' AND (create_time, id) > ($2, $3::uuid)
-    ORDER BY create_time, id LIMIT $4"""  # noqa: S608
+    ORDER BY create_time, id LIMIT $4"""
 _CANDIDATES = f"""WITH me AS (
         SELECT lower($3 || ' ' || $4) AS name, lower($3) AS first, lower($4) AS last,
                lower(left($5, length($5) - strpos(reverse($5), '@'))) AS local_part,
@@ -34,7 +34,7 @@ _CANDIDATES = f"""WITH me AS (
            OR (me.local_part <> '' AND {_LOCAL_PART} = me.local_part)
            OR (me.auth <> '' AND lower(auth_identifier) = me.auth))
     ORDER BY name_similarity DESC, id
-    LIMIT $7"""  # noqa: S608
+    LIMIT $7"""
 
 
 def like_pattern(text: str) -> str:
@@ -70,7 +70,7 @@ async def search(
         where("(lower(last_name), lower(first_name), id) > (lower({}), lower({}), {}::uuid)", *after)
     args.append(limit)
     sql = f"""SELECT {USER_COLUMNS} FROM users WHERE {" AND ".join(conditions)}
-              ORDER BY lower(last_name), lower(first_name), id LIMIT ${len(args)}"""  # noqa: S608
+              ORDER BY lower(last_name), lower(first_name), id LIMIT ${len(args)}"""
     return await conn.fetch(sql, *args)
 
 

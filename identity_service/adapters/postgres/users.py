@@ -20,9 +20,13 @@ from shared.errors import Reason, not_found
 _INSERT = f"""INSERT INTO users (id, user_type, status, school_id, username, email, first_name, last_name,
         auth_identifier, origin, file_updates_disabled, email_verified, password_hash)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-    RETURNING {USER_COLUMNS}"""  # noqa: S608
-_BY_ID = f"SELECT {USER_COLUMNS} FROM users WHERE id = $1"  # noqa: S608
-_BY_EMAIL = f"SELECT {USER_COLUMNS} FROM users WHERE lower(email) = lower($1)"  # noqa: S608
+    RETURNING {USER_COLUMNS}"""
+_BY_ID = f"SELECT {USER_COLUMNS} FROM users WHERE id = $1"
+_BY_EMAIL = f"SELECT {USER_COLUMNS} FROM users WHERE lower(email) = lower($1)"
+_CREDENTIALS = f"SELECT {USER_COLUMNS}, password_hash FROM users WHERE lower(email) = lower($1)"
+_CHANGE_EMAIL = f"""UPDATE users SET email = $2, email_verified = true,
+        password_hash = coalesce($3, password_hash), update_time = now(), version = version + 1
+    WHERE id = $1 RETURNING {USER_COLUMNS}"""
 _UPDATE = "UPDATE users SET {assignment}, update_time = now(), version = version + 1 WHERE id = $1 RETURNING "
 
 
@@ -59,6 +63,32 @@ class PostgresUsers:
     async def by_email(self, email: str) -> User | None:
         row = await self._conn.fetchrow(_BY_EMAIL, email)
         return to_user(row) if row else None
+
+    async def credentials(self, email: str) -> tuple[User, str | None] | None:
+        """The holder of ``email`` and its password hash (None when it has no password)."""
+        row = await self._conn.fetchrow(_CREDENTIALS, email)
+        return (to_user(row), row["password_hash"]) if row else None
+
+    async def change_email(self, user_id: str, email: str, password_hash: str | None) -> User:
+        """Set a confirmed address (``email_verified``), and the password when a hash is given;
+        EMAIL_TAKEN when another user holds the address (the unique index decides)."""
+        try:
+            row = await self._conn.fetchrow(_CHANGE_EMAIL, user_id, email, password_hash)
+        except asyncpg.UniqueViolationError as error:
+            raise taken(error) from None
+        if row is None:
+            raise not_found(Reason.USER_NOT_FOUND, "user")
+        return to_user(row)
+
+    async def replace_password_hash(self, user_id: str, old_hash: str, new_hash: str) -> None:
+        """Store a rehash of the same password (new parameters), unless the password changed meanwhile.
+        Not a change of the user: no new version."""
+        await self._conn.execute(
+            "UPDATE users SET password_hash = $3 WHERE id = $1 AND password_hash = $2",
+            user_id,
+            old_hash,
+            new_hash,
+        )
 
     async def set_status(self, user_id: str, status: UserStatus) -> User:
         return await self._update(user_id, "status = $2", status.value)

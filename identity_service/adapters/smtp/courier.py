@@ -4,6 +4,8 @@ Loop: claim due messages (a lease, so couriers on several replicas never hold on
 send each, mark it SENT as soon as the server has accepted it, or count the failure and retry later
 with capped exponential backoff and jitter, giving up (ABANDONED) after ``max_attempts``. Between
 rounds it waits for a ``NOTIFY outbox`` (sent when a use case commits a mail) or the poll interval.
+A code mail gets its code right before the send (``code_mail.CodeIssuer``): codes are never stored.
+Now and then it also does the housekeeping (``housekeeping.housekeep``).
 Logs carry the outbox id, kind and a masked address, never a body, a code or a full address.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,6 +26,9 @@ import asyncpg
 from prometheus_client import Counter
 
 from identity_service.adapters.postgres.outbox import NOTIFY_CHANNEL, OutboxMessage, OutboxRepository
+from identity_service.adapters.smtp.code_mail import CodeIssuer
+from identity_service.adapters.smtp.housekeeping import housekeep
+from shared.grpc_kit.metrics import serve_metrics
 from shared.grpc_kit.server import install_signal_handlers
 from shared.logging import get_logger, mask_email
 from shared.pg import create_pool
@@ -47,6 +53,7 @@ class CourierConfig:
     lease_seconds: float = 60.0
     max_attempts: int = 10
     backoff_cap: float = 300.0
+    housekeeping_interval: float = 600.0
 
     def __post_init__(self) -> None:
         if self.lease_seconds < 2 * self.send_timeout + 5:
@@ -96,6 +103,8 @@ class Courier:
         self._settings = settings
         self._config = config or CourierConfig()
         self._outbox = outbox or OutboxRepository()
+        self._codes = CodeIssuer(settings.code_keys(), outbox=self._outbox)
+        self._next_housekeeping = 0.0
         self._wake = asyncio.Event()
         self._listener: asyncpg.Connection | None = None
 
@@ -107,6 +116,7 @@ class Courier:
             while not stop.is_set():
                 await self._ensure_listener()
                 try:
+                    await self._housekeep_when_due()
                     handled = await self.run_once(stop)
                     failures_in_row = 0
                 except Exception as exc:  # the database went away: keep going, it will come back
@@ -133,9 +143,29 @@ class Courier:
             await self._deliver(message)
         return len(batch)
 
+    async def housekeep(self) -> None:
+        """One housekeeping round (the loop runs one every ``housekeeping_interval`` seconds)."""
+        done = await housekeep(self._pool)
+        log.info(
+            "courier.housekeeping",
+            expired_changes=done.expired_changes,
+            purged_rate_events=done.purged_rate_events,
+            purged_messages=done.purged_messages,
+        )
+
+    async def _housekeep_when_due(self) -> None:
+        if time.monotonic() < self._next_housekeeping:
+            return
+        self._next_housekeeping = time.monotonic() + self._config.housekeeping_interval
+        await self.housekeep()
+
     async def _deliver(self, message: OutboxMessage) -> None:
         try:
-            mail = self._compose(message)
+            ready = await self._codes.ready(self._pool, message)
+            if ready is None:
+                log.info("email.discarded", outbox_id=message.id, kind=message.kind)
+                return
+            mail = self._compose(ready)
         except (ValueError, TypeError) as exc:  # e.g. a line break in a header: it never will send
             await self._failed(message, exc, permanent=True)
             return
@@ -200,8 +230,10 @@ class Courier:
         mail["To"] = message.to_address
         mail["Subject"] = message.subject
         mail["Date"] = format_datetime(message.created_at)
-        # Stable across retries, so a receiving server that saw a message can tell a repeat.
-        mail["Message-ID"] = f"<outbox-{message.id}.{int(message.created_at.timestamp())}@{domain}>"
+        # Stable across retries, so a receiving server that saw a message can tell a repeat; except for
+        # a code mail, whose retry carries a fresh code and must not be dropped as a repeat.
+        retry = f".{message.attempts}" if message.email_change_id else ""
+        mail["Message-ID"] = f"<outbox-{message.id}.{int(message.created_at.timestamp())}{retry}@{domain}>"
         mail["Auto-Submitted"] = "auto-generated"
         mail.set_content(message.body)
         return mail
@@ -238,7 +270,9 @@ class Courier:
 
 
 async def run_courier(settings: Settings) -> None:
-    """The ``identity-service courier`` command: send the outbox until SIGTERM/SIGINT."""
+    """The ``identity-service courier`` command: send the outbox until SIGTERM/SIGINT, serving
+    /metrics (emails sent/failed) on ``courier_metrics_port``."""
+    serve_metrics(settings.courier_metrics_port)
     pool = await create_pool(settings.identity_database_url, min_size=1, max_size=2)
     stop = asyncio.Event()
     install_signal_handlers(stop)

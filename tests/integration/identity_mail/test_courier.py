@@ -29,11 +29,12 @@ OUTBOX = OutboxRepository()
 
 
 def mail(n: int, to: str | None = None) -> OutgoingMail:
+    """A plain mail (a notice): code mails get their code from the courier (tests/.../identity_email)."""
     return OutgoingMail(
         to=to or f"student{n}@uni.example",
         subject=f"Message {n}",
         body=f"Your code is SECRET{n:04d}\n",
-        kind=MailKind.EMAIL_CHANGE_CODE,
+        kind=MailKind.EMAIL_CHANGE_NOTICE,
         school_id=str(uuid.uuid4()),
         user_id=str(uuid.uuid4()),
     )
@@ -71,7 +72,7 @@ def sent_metric(kind: str) -> float:
 async def test_courier_sends_each_mail_once_with_headers_and_erases_bodies(
     pool: asyncpg.Pool, mail_db_url: str, smtp: SmtpServer
 ) -> None:
-    before = sent_metric(MailKind.EMAIL_CHANGE_CODE)
+    before = sent_metric(MailKind.EMAIL_CHANGE_NOTICE)
     ids = await enqueue(pool, [mail(n) for n in range(12)])
     courier = Courier(pool, mail_settings(mail_db_url, smtp.port), CONFIG)
     with capture_logs() as logs:
@@ -89,7 +90,7 @@ async def test_courier_sends_each_mail_once_with_headers_and_erases_bodies(
     rows = await pool.fetch("SELECT body, sent_at, attempts, locked_until FROM outbox_messages")
     assert all(r["body"] == "" and r["sent_at"] and r["attempts"] == 0 for r in rows)
     assert all(r["locked_until"] is None for r in rows)
-    assert sent_metric(MailKind.EMAIL_CHANGE_CODE) - before == 12
+    assert sent_metric(MailKind.EMAIL_CHANGE_NOTICE) - before == 12
     sent_logs = [e for e in logs if e["event"] == "email.sent"]
     assert sorted(e["outbox_id"] for e in sent_logs) == sorted(ids)
     text = repr(logs)
@@ -247,11 +248,11 @@ async def test_a_lease_keeps_other_couriers_off_until_released_or_run_out(pool: 
     assert [m.id for m in await OUTBOX.claim_due(pool, 10, lease_seconds=30)] == [message_id]
 
 
-async def test_discard_pending_abandons_the_users_unsent_code_mail(pool: asyncpg.Pool) -> None:
+async def test_discard_pending_abandons_the_users_unsent_mail_of_a_kind(pool: asyncpg.Pool) -> None:
     old, other = mail(1), mail(2)
     await enqueue(pool, [old, other])
     async with pool.acquire() as conn:
-        assert await OUTBOX.discard_pending(conn, str(old.user_id), MailKind.EMAIL_CHANGE_CODE) == 1
+        assert await OUTBOX.discard_pending(conn, str(old.user_id), MailKind.EMAIL_CHANGE_NOTICE) == 1
     rows = {
         r["user_id"]: r for r in await pool.fetch("SELECT user_id::text, status, body FROM outbox_messages")
     }
