@@ -12,6 +12,7 @@ import grpc
 
 from identity_service.adapters.grpc.access_rules import ACCESS_RULES, SERVICE_NAME
 from identity_service.adapters.grpc.servicer import IdentityServicer
+from identity_service.adapters.postgres.student_rows import student_rows_store_factory
 from identity_service.adapters.postgres.unit_of_work import PostgresUnitOfWork
 from identity_service.domain.passwords import PasswordHasher
 from identity_service.service.email_change import CodeSettings
@@ -73,6 +74,6 @@ async def build_identity(settings: Settings, *, password_hasher: PasswordHasher 
     )
     new_uow = functools.partial(PostgresUnitOfWork, pool)
     codes = CodeSettings.from_hours(settings.code_lifetime_hours, settings.code_keys())
-    # ApplyStudentRows is still the generated base's (abstract in the stubs): it answers UNIMPLEMENTED
-    servicer = IdentityServicer(new_uow, AsyncPasswordHasher(password_hasher), codes)  # type: ignore[abstract]
+    rows_store = student_rows_store_factory(pool)
+    servicer = IdentityServicer(new_uow, AsyncPasswordHasher(password_hasher), rows_store, codes)
     return IdentityApp(settings, pool, servicer)

@@ -11,6 +11,7 @@ import grpc
 from google.protobuf import empty_pb2
 
 from identity_service.adapters.grpc import converters as to
+from identity_service.adapters.grpc.student_rows_convert import request_from_proto, response_to_proto
 from identity_service.service import (
     accounts,
     audit_trail,
@@ -26,6 +27,8 @@ from identity_service.service import (
 from identity_service.service.email_change import CodeSettings
 from identity_service.service.hashing import AsyncPasswordHasher
 from identity_service.service.ports import UnitOfWorkFactory
+from identity_service.service.student_rows import apply_student_rows
+from identity_service.service.student_rows_ports import StudentRowsStoreFactory
 from shared.grpc_kit.auth import current_caller
 from shared.proto.rollcall.identity.v1 import identity_service_pb2 as pb
 from shared.proto.rollcall.identity.v1 import identity_service_pb2_grpc as pb_grpc
@@ -36,10 +39,15 @@ Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 
 class IdentityServicer(pb_grpc.IdentityServiceServicer):
     def __init__(
-        self, new_uow: UnitOfWorkFactory, hasher: AsyncPasswordHasher, codes: CodeSettings | None = None
+        self,
+        new_uow: UnitOfWorkFactory,
+        hasher: AsyncPasswordHasher,
+        rows_store: StudentRowsStoreFactory,
+        codes: CodeSettings | None = None,
     ) -> None:
         self._uow = new_uow
         self._hasher = hasher
+        self._rows_store = rows_store
         self._codes = codes or CodeSettings()
 
     async def CreateSchool(self, request: pb.CreateSchoolRequest, context: Context) -> res.School:
@@ -212,3 +220,9 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         )
         events = [to.audit_event(event) for event in page.items]
         return pb.ListAuditEventsResponse(events=events, next_page_token=page.next_page_token)
+
+    async def ApplyStudentRows(
+        self, request: pb.ApplyStudentRowsRequest, context: Context
+    ) -> pb.ApplyStudentRowsResponse:
+        batch = request_from_proto(request)
+        return response_to_proto(await apply_student_rows(self._rows_store, batch, current_caller().client))

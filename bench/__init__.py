@@ -1,0 +1,1 @@
+"""Benchmarks (``make bench``): each prints its ratio to a baseline measured in the same run, last."""

@@ -1,0 +1,139 @@
+"""Identity's side of P1 alone: apply_student_rows against a raw asyncpg upsert, in one run.
+
+``python bench/apply_rows_bench.py [--rows 100000] [--concurrency 4]`` makes a scratch database (``rollcall_bench_rows``,
+dropped and created), migrates it, then measures
+
+(a) the baseline of operations.md P1: asyncpg ``executemany`` upsert of the rows into a table of the
+    users table's shape, 500-row transactions;
+(b) ``apply_student_rows`` over the same rows in 1000-row batches, 4 in flight as the import service
+    sends them (every row CREATED);
+(c) the same rows again as a later job (every row UNCHANGED; the import marks move);
+
+and prints rows/s of each, the ratio of (b) to (a) last. No gRPC, no queue: the whole import must
+reach 0.25 × the baseline, so identity's share has to be well above that.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from identity_service.adapters.postgres.student_rows import student_rows_store_factory  # noqa: E402
+from identity_service.domain.import_rules import ImportMode, IncomingRow, RowOutcome  # noqa: E402
+from identity_service.service.student_rows import RowBatchRequest, apply_student_rows  # noqa: E402
+from shared.pg import migrate, with_database  # noqa: E402
+
+SERVER_URL = os.environ.get("ROLLCALL_BENCH_DATABASE_URL", "postgresql://root@127.0.0.1:5432/postgres")
+DATABASE = "rollcall_bench_rows"
+MIGRATIONS = ROOT / "identity_service/adapters/postgres/migrations"
+BASELINE_TABLE = """
+CREATE TABLE bench_users (
+    id uuid PRIMARY KEY, user_type text NOT NULL, status text NOT NULL, school_id uuid,
+    username text, email text NOT NULL, first_name text NOT NULL, last_name text NOT NULL,
+    auth_identifier text NOT NULL, origin text NOT NULL, file_updates_disabled boolean NOT NULL DEFAULT false,
+    create_time timestamptz NOT NULL DEFAULT now(), update_time timestamptz NOT NULL DEFAULT now(),
+    version bigint NOT NULL DEFAULT 1);
+CREATE UNIQUE INDEX bench_users_email ON bench_users (lower(email));
+CREATE UNIQUE INDEX bench_users_username ON bench_users (school_id, lower(username));
+"""
+UPSERT = """
+INSERT INTO bench_users (id, user_type, status, school_id, username, email, first_name, last_name,
+                         auth_identifier, origin)
+VALUES ($1, 'STUDENT', 'ACTIVE', $2, $3, $4, $5, $6, $7, 'STUDENT_FILE')
+ON CONFLICT (lower(email)) DO UPDATE SET first_name = EXCLUDED.first_name, last_name = EXCLUDED.last_name,
+    version = bench_users.version + 1, update_time = now()
+"""
+
+
+def student(n: int, domain: str) -> tuple[str, str, str, str, str]:
+    return (f"s{n:07d}", f"s{n:07d}@{domain}", f"Given{n}", f"Family{n}", f"sis-{n:07d}")
+
+
+async def scratch_database() -> str:
+    admin = await asyncpg.connect(SERVER_URL)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
+        await admin.execute(f'CREATE DATABASE "{DATABASE}"')
+    finally:
+        await admin.close()
+    url = with_database(SERVER_URL, DATABASE)
+    await migrate(url, MIGRATIONS, 7_001)
+    return url
+
+
+async def baseline(url: str, rows: int) -> float:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(BASELINE_TABLE)
+        school = uuid.uuid4()
+        data = [(uuid.uuid4(), school, *student(n, "baseline.edu")) for n in range(1, rows + 1)]
+        started = time.perf_counter()
+        for start in range(0, rows, 500):
+            async with conn.transaction():
+                await conn.executemany(UPSERT, data[start : start + 500])
+        return rows / (time.perf_counter() - started)
+    finally:
+        await conn.close()
+
+
+async def apply_all(
+    pool: asyncpg.Pool, school_id: str, rows: int, job_time: datetime, concurrency: int
+) -> tuple[float, set[RowOutcome]]:
+    """The rows as one job, 1000-row batches, ``concurrency`` batches in flight (as the import service)."""
+    factory = student_rows_store_factory(pool)
+    job_id = f"bench-{uuid.uuid4().hex[:8]}"
+    outcomes: set[RowOutcome] = set()
+    slots = asyncio.Semaphore(concurrency)
+
+    async def one(start: int) -> None:
+        batch = [IncomingRow(n, *student(n, "bench.edu")) for n in range(start, min(start + 1000, rows + 1))]
+        request = RowBatchRequest(school_id, job_id, job_time, ImportMode.ONGOING_SYNC, False, False, batch)
+        async with slots:
+            outcomes.update(r.outcome for r in await apply_student_rows(factory, request, "bench"))
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(start) for start in range(1, rows + 1, 1000)))
+    return rows / (time.perf_counter() - started), outcomes
+
+
+async def main(rows: int, concurrency: int) -> None:
+    url = await scratch_database()
+    raw = await baseline(url, rows)
+    print(f"(a) baseline executemany upsert, 500-row transactions: {raw:,.0f} rows/s", flush=True)
+    pool = await asyncpg.create_pool(url, min_size=1, max_size=concurrency)
+    assert pool is not None
+    try:
+        school_id = str(uuid.uuid4())
+        await pool.execute("INSERT INTO schools (id, name) VALUES ($1, 'Bench U')", school_id)
+        now = datetime.now(UTC)
+        created, first = await apply_all(pool, school_id, rows, now, concurrency)
+        print(f"(b) apply_student_rows, {_names(first)}: {created:,.0f} rows/s", flush=True)
+        again, second = await apply_all(pool, school_id, rows, now + timedelta(minutes=1), concurrency)
+        print(f"(c) apply_student_rows again, {_names(second)}: {again:,.0f} rows/s", flush=True)
+        print(f"ratio (c) unchanged / (a) baseline: {again / raw:.2f}")
+        print(f"ratio (b) created / (a) baseline: {created / raw:.2f}")
+    finally:
+        await pool.close()
+
+
+def _names(outcomes: set[RowOutcome]) -> str:
+    return "/".join(sorted(outcomes))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--concurrency", type=int, default=4, help="batches in flight (import default: 4)")
+    arguments = parser.parse_args()
+    asyncio.run(main(arguments.rows, arguments.concurrency))

@@ -1,0 +1,225 @@
+"""The SQL of ApplyStudentRows: one statement per step, every row set passed as arrays to unnest().
+
+``student_rows_store_factory(pool)`` gives ``async with factory() as store``: one transaction on a
+pool connection, committed on a clean exit. A unique violation, a deadlock or a serialization failure
+leaves it as ``BatchConflict`` (rolled back), so the service applies the batch again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from identity_service.domain.import_rules import Holder, RowOutcome, RowReason
+from identity_service.domain.users import UserStatus, UserType
+from identity_service.service.row_batch import AuditEntry, ImportMark, RowResult, StoredStudent, Student
+from identity_service.service.student_rows_ports import BatchConflict, StudentRowsStoreFactory
+from shared.grpc_kit.metrics import DB_POOL_IN_USE
+
+ACQUIRE_TIMEOUT_SECONDS = 10.0
+_CONFLICTS = (
+    asyncpg.UniqueViolationError,
+    asyncpg.DeadlockDetectedError,
+    asyncpg.SerializationError,
+)
+
+_SCHOOL_EXISTS = "SELECT EXISTS (SELECT 1 FROM schools WHERE id = $1)"
+# asyncpg's prepared statements end up on a generic plan, which may read the job's recorded rows by
+# job_id alone; the row-number range bounds that read to the batch's span whatever the plan.
+_RECORDED = """SELECT row_number, outcome, approved, user_id, reason, message FROM import_row_outcomes
+    WHERE job_id = $1 AND row_number BETWEEN $2 AND $3 AND row_number = ANY($4::bigint[])"""
+_NAMED = """SELECT id, user_type, school_id, status, username, email, first_name, last_name,
+        auth_identifier, file_updates_disabled, last_import_job_time, last_import_job_id,
+        last_import_row, lower(username) AS username_key, lower(email) AS email_key
+    FROM users
+    WHERE (school_id = $1 AND username IS NOT NULL AND lower(username) = ANY($2::text[]))
+       OR lower(email) = ANY($3::text[])
+    ORDER BY id"""
+_RECORD = """INSERT INTO import_row_outcomes (job_id, row_number, outcome, approved, user_id, reason, message)
+    SELECT $1, v.* FROM unnest($2::bigint[], $3::text[], $4::bool[], $5::uuid[], $6::text[], $7::text[]) AS v
+    ON CONFLICT DO NOTHING"""
+_PARK = """UPDATE users SET email = 'parked-' || id::text || '@parked.invalid',
+        username = CASE WHEN username IS NULL THEN NULL ELSE 'parked-' || id::text END
+    WHERE id = ANY($1::uuid[])"""
+_UPDATE = """UPDATE users u SET username = v.username, email = v.email, first_name = v.first_name,
+        last_name = v.last_name, auth_identifier = v.auth_identifier, status = v.status,
+        last_import_job_time = $1, last_import_job_id = $2, last_import_row = v.row_number,
+        version = u.version + CASE WHEN v.changed THEN 1 ELSE 0 END,
+        update_time = CASE WHEN v.changed THEN now() ELSE u.update_time END
+    FROM unnest($3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
+                $10::bigint[], $11::bool[])
+        AS v(id, username, email, first_name, last_name, auth_identifier, status, row_number, changed)
+    WHERE u.id = v.id"""
+_INSERT = """INSERT INTO users (id, user_type, status, school_id, username, email, first_name, last_name,
+        auth_identifier, origin, last_import_job_time, last_import_job_id, last_import_row)
+    SELECT v.id, 'STUDENT', v.status, v.school_id, v.username, v.email, v.first_name, v.last_name,
+        v.auth_identifier, 'STUDENT_FILE', $1, $2, v.row_number
+    FROM unnest($3::uuid[], $4::text[], $5::uuid[], $6::text[], $7::text[], $8::text[], $9::text[],
+                $10::text[], $11::bigint[])
+        AS v(id, status, school_id, username, email, first_name, last_name, auth_identifier, row_number)"""
+_AUDIT = """INSERT INTO audit_events (client, action, user_id, school_id, details)
+    SELECT $1, v.action, v.user_id, $2, v.details::jsonb
+    FROM unnest($3::text[], $4::uuid[], $5::text[]) WITH ORDINALITY AS v(action, user_id, details, n)
+    ORDER BY v.n"""
+
+
+class PostgresStudentRowsStore:
+    """Implements ``StudentRowsStore`` on the transaction's connection."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+
+    async def school_exists(self, school_id: str) -> bool:
+        return bool(await self._conn.fetchval(_SCHOOL_EXISTS, school_id))
+
+    async def recorded_outcomes(self, job_id: str, row_numbers: Sequence[int]) -> dict[int, RowResult]:
+        if not row_numbers:
+            return {}
+        rows = await self._conn.fetch(_RECORDED, job_id, min(row_numbers), max(row_numbers), row_numbers)
+        return {row["row_number"]: _result(row) for row in rows}
+
+    async def students_named(
+        self, school_id: str, username_keys: Sequence[str], email_keys: Sequence[str], *, lock: bool
+    ) -> list[StoredStudent]:
+        query = _NAMED + " FOR UPDATE" if lock else _NAMED
+        return [_stored(row) for row in await self._conn.fetch(query, school_id, username_keys, email_keys)]
+
+    async def record_outcomes(self, job_id: str, results: Sequence[RowResult]) -> None:
+        status = await self._conn.execute(
+            _RECORD,
+            job_id,
+            [r.row_number for r in results],
+            [r.outcome.value for r in results],
+            [r.approved for r in results],
+            [r.user_id for r in results],
+            [r.reason.value if r.reason else None for r in results],
+            [r.message for r in results],
+        )
+        if _count(status) != len(results):
+            raise BatchConflict(f"rows of job {job_id} were recorded by another call meanwhile")
+
+    async def park_keys(self, user_ids: Sequence[str]) -> None:
+        await self._conn.execute(_PARK, user_ids)
+
+    async def update_students(self, job_id: str, job_time: datetime, students: Sequence[Student]) -> None:
+        holders = [s.holder for s in students]
+        await self._conn.execute(
+            _UPDATE,
+            job_time,
+            job_id,
+            *_columns(holders),
+            [h.status.value for h in holders],
+            [_row_of(s) for s in students],
+            [s.changed for s in students],
+        )
+
+    async def insert_students(self, job_id: str, job_time: datetime, students: Sequence[Student]) -> None:
+        ordered = sorted(students, key=lambda s: s.holder.email.lower())  # one lock order for all batches
+        holders = [s.holder for s in ordered]
+        ids, usernames, emails, first_names, last_names, auth_identifiers = _columns(holders)
+        await self._conn.execute(
+            _INSERT,
+            job_time,
+            job_id,
+            ids,
+            [h.status.value for h in holders],
+            [h.school_id for h in holders],
+            usernames,
+            emails,
+            first_names,
+            last_names,
+            auth_identifiers,
+            [_row_of(s) for s in ordered],
+        )
+
+    async def append_audit(self, school_id: str, client: str, entries: Sequence[AuditEntry]) -> None:
+        await self._conn.execute(
+            _AUDIT,
+            client,
+            school_id,
+            [e.action for e in entries],
+            [e.user_id for e in entries],
+            [json.dumps(e.details, default=str) for e in entries],
+        )
+
+
+def student_rows_store_factory(pool: asyncpg.Pool) -> StudentRowsStoreFactory:
+    """``async with factory() as store``: one transaction, committed on a clean exit."""
+
+    @contextlib.asynccontextmanager
+    async def open_store() -> AsyncIterator[PostgresStudentRowsStore]:
+        async with _transaction(pool) as conn:
+            yield PostgresStudentRowsStore(conn)
+
+    return open_store
+
+
+@contextlib.asynccontextmanager
+async def _transaction(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+    conn = await pool.acquire(timeout=ACQUIRE_TIMEOUT_SECONDS)
+    DB_POOL_IN_USE.labels("identity").inc()
+    try:
+        async with conn.transaction():
+            yield conn
+    except _CONFLICTS as error:
+        raise BatchConflict(f"{type(error).__name__}: {error}") from error
+    finally:
+        DB_POOL_IN_USE.labels("identity").dec()
+        await pool.release(conn)
+
+
+def _columns(holders: Sequence[Holder]) -> tuple[list[Any], ...]:
+    return (
+        [h.id for h in holders],
+        [h.username for h in holders],
+        [h.email for h in holders],
+        [h.first_name for h in holders],
+        [h.last_name for h in holders],
+        [h.auth_identifier for h in holders],
+    )
+
+
+def _row_of(student: Student) -> int:
+    assert student.mark is not None, "a written student carries the mark of its row"
+    return student.mark.row_number
+
+
+def _count(status: str) -> int:
+    """The row count of a command tag such as ``INSERT 0 42``."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
+def _stored(row: Any) -> StoredStudent:
+    job_time = row["last_import_job_time"]
+    mark = None
+    if job_time is not None:
+        mark = ImportMark(job_time, row["last_import_job_id"], row["last_import_row"])
+    holder = Holder(
+        str(row["id"]),
+        UserType(row["user_type"]),
+        None if row["school_id"] is None else str(row["school_id"]),
+        UserStatus(row["status"]),
+        row["username"],
+        row["email"],
+        row["first_name"],
+        row["last_name"],
+        row["auth_identifier"],
+        row["file_updates_disabled"],
+    )
+    return StoredStudent(holder, mark, row["username_key"], row["email_key"])
+
+
+def _result(row: Any) -> RowResult:
+    return RowResult(
+        row["row_number"],
+        RowOutcome(row["outcome"]),
+        row["approved"],
+        None if row["user_id"] is None else str(row["user_id"]),
+        None if row["reason"] is None else RowReason(row["reason"]),
+        row["message"],
+    )

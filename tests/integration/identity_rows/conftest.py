@@ -1,0 +1,30 @@
+"""A pool on the session's identity database, the student-rows store on it, and a fresh school per test."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from identity_service.adapters.postgres.student_rows import student_rows_store_factory
+from identity_service.service.student_rows_ports import StudentRowsStoreFactory
+from tests.integration.identity_rows.rows_support import Campus, new_campus
+
+
+@pytest.fixture(scope="session")
+async def rows_db(identity_db_url: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await asyncpg.create_pool(identity_db_url, min_size=2, max_size=8)
+    assert pool is not None
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture(scope="session")
+def rows_factory(rows_db: asyncpg.Pool) -> StudentRowsStoreFactory:
+    return student_rows_store_factory(rows_db)
+
+
+@pytest.fixture
+async def campus(rows_db: asyncpg.Pool, rows_factory: StudentRowsStoreFactory) -> Campus:
+    return await new_campus(rows_db, rows_factory)

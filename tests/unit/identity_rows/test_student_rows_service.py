@@ -1,0 +1,121 @@
+"""apply_student_rows on an in-memory store: result order, replay, dry run, retries."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from identity_service.domain.import_rules import ImportMode, IncomingRow, RowOutcome, RowReason
+from identity_service.service import student_rows
+from identity_service.service.row_batch import RowResult, StoredStudent
+from identity_service.service.student_rows import RowBatchRequest, apply_student_rows
+from identity_service.service.student_rows_ports import BatchConflict
+from shared.errors import Reason, RollcallError
+
+SCHOOL = "11111111-1111-1111-1111-111111111111"
+
+
+class FakeStore:
+    """Records the calls; ``conflicts`` makes that many transactions fail with BatchConflict."""
+
+    def __init__(self, recorded: dict[int, RowResult] | None = None, conflicts: int = 0) -> None:
+        self.recorded = recorded or {}
+        self.conflicts = conflicts
+        self.calls: list[str] = []
+        self.locked: list[bool] = []
+
+    async def school_exists(self, school_id: str) -> bool:
+        self.calls.append("school")
+        return school_id == SCHOOL
+
+    async def recorded_outcomes(self, job_id: str, row_numbers: Sequence[int]) -> dict[int, RowResult]:
+        self.calls.append("recorded")
+        return {n: r for n, r in self.recorded.items() if n in row_numbers}
+
+    async def students_named(self, *args: Any, lock: bool) -> list[StoredStudent]:
+        self.calls.append("named")
+        self.locked.append(lock)
+        return []
+
+    async def record_outcomes(self, job_id: str, results: Sequence[RowResult]) -> None:
+        self.calls.append("record")
+        if self.conflicts:
+            self.conflicts -= 1
+            raise BatchConflict("taken meanwhile")
+
+    async def insert_students(self, *args: Any) -> None:
+        self.calls.append("insert")
+
+    async def append_audit(self, *args: Any) -> None:
+        self.calls.append("audit")
+
+    def factory(self) -> Any:
+        @contextlib.asynccontextmanager
+        async def open_store() -> AsyncIterator[FakeStore]:
+            yield self
+
+        return open_store
+
+
+def _request(rows: list[IncomingRow], dry_run: bool = False, school: str = SCHOOL) -> RowBatchRequest:
+    return RowBatchRequest(school, "job", datetime.now(UTC), ImportMode.ONGOING_SYNC, False, dry_run, rows)
+
+
+ROWS = [IncomingRow(3, "c", "c@u.edu"), IncomingRow(1, "", "bad"), IncomingRow(2, "b", "b@u.edu")]
+
+
+async def test_one_result_per_row_in_request_order_with_few_calls() -> None:
+    store = FakeStore()
+    results = await apply_student_rows(store.factory(), _request(ROWS), "importer")
+    assert [(r.row_number, r.outcome) for r in results] == [
+        (3, RowOutcome.CREATED),
+        (1, RowOutcome.FAILED),
+        (2, RowOutcome.CREATED),
+    ]
+    assert results[1].reason is RowReason.INVALID_ROW
+    assert store.calls == ["school", "recorded", "named", "record", "insert", "audit"]
+    assert store.locked == [True]
+
+
+async def test_recorded_rows_are_returned_as_they_were() -> None:
+    first = RowResult(3, RowOutcome.UNCHANGED, False, "u3", None, "no changes")
+    store = FakeStore(recorded={3: first})
+    results = await apply_student_rows(store.factory(), _request(ROWS[:1]), "importer")
+    assert results == [first]
+    assert store.calls == ["school", "recorded"]
+
+
+async def test_a_dry_run_reads_without_locks_and_writes_nothing() -> None:
+    store = FakeStore()
+    results = await apply_student_rows(store.factory(), _request(ROWS, dry_run=True), "importer")
+    assert [r.outcome for r in results] == [RowOutcome.CREATED, RowOutcome.FAILED, RowOutcome.CREATED]
+    assert store.calls == ["school", "recorded", "named"] and store.locked == [False]
+
+
+async def test_an_unknown_school_is_refused() -> None:
+    with pytest.raises(RollcallError) as caught:
+        await apply_student_rows(FakeStore().factory(), _request(ROWS, school="x"), "importer")
+    assert caught.value.reason is Reason.SCHOOL_NOT_FOUND
+
+
+async def test_conflicts_are_retried_then_reported_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(student_rows, "RETRY_PAUSE_SECONDS", 0.0)
+    store = FakeStore(conflicts=2)
+    results = await apply_student_rows(store.factory(), _request(ROWS), "importer")
+    assert len(results) == 3 and store.calls.count("record") == 3
+    store = FakeStore(conflicts=99)
+    with pytest.raises(RollcallError) as caught:
+        await apply_student_rows(store.factory(), _request(ROWS), "importer")
+    assert caught.value.reason is Reason.UNAVAILABLE
+    assert store.calls.count("record") == student_rows.MAX_ATTEMPTS
+
+
+async def test_repeated_row_numbers_are_refused_before_any_work() -> None:
+    store = FakeStore()
+    with pytest.raises(RollcallError) as caught:
+        await apply_student_rows(store.factory(), _request([ROWS[0], ROWS[0]]), "importer")
+    assert caught.value.reason is Reason.INVALID_ARGUMENT and store.calls == []
