@@ -35,6 +35,8 @@ T = TypeVar("T")
 
 def unreadable_character_problem(value: str) -> str | None:
     """Why ``value`` cannot be stored as text (control character or bad encoding), or None if it can."""
+    if value.isascii() and value.isprintable():  # the common case: nothing below can match
+        return None
     for char in value:
         if char == REPLACEMENT_CHARACTER:
             return "contains U+FFFD (the text was not valid UTF-8 or was decoded with the wrong encoding)"
