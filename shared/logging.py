@@ -28,7 +28,7 @@ def _redact_value(key: str, value: Any) -> Any:
     if any(s in lowered for s in _SECRET_KEYS) and not lowered.endswith(("_count", "_id", "_reason")):
         return "[redacted]"
     if isinstance(value, str):
-        return mask_email(value)
+        return mask_email(value) if "@" in value else value
     if isinstance(value, Mapping):
         return {k: _redact_value(str(k), v) for k, v in value.items()}
     return value

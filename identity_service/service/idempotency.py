@@ -75,8 +75,8 @@ async def once(new_uow: UnitOfWorkFactory, key: RequestKey | None, replay: Repla
 
 
 async def read(new_uow: UnitOfWorkFactory, query: Change[T]) -> T:
-    """Run a query in its own (read-only by convention) transaction."""
-    async with new_uow() as uow:
+    """Run a query that changes nothing (no transaction: each statement sees the latest commit)."""
+    async with new_uow(read_only=True) as uow:
         return await query(uow)
 
 

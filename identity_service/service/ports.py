@@ -7,7 +7,7 @@ database decides, so concurrent writers cannot both win.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
 from typing import Any, Protocol
@@ -167,7 +167,11 @@ class UnitOfWork(Protocol):
     def rate_limits(self) -> RateLimits: ...
 
 
-UnitOfWorkFactory = Callable[[], AbstractAsyncContextManager[UnitOfWork]]
+class UnitOfWorkFactory(Protocol):
+    """Opens a unit of work; ``read_only`` ones run their queries without a transaction (one round trip
+    each, for use cases that only read)."""
+
+    def __call__(self, *, read_only: bool = False) -> AbstractAsyncContextManager[UnitOfWork]: ...
 
 
 def search_cursor(user: User) -> tuple[Any, ...]:

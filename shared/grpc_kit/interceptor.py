@@ -137,7 +137,7 @@ def _record(method: str, code: grpc.StatusCode, started: float, caller: Caller |
     log.info(
         "rpc",
         method=name,
-        code=code.name,
+        status=code.name,
         ms=round(elapsed * 1000, 2),
         client=caller.client if caller else None,
         actor=caller.actor_id if caller else None,

@@ -20,7 +20,10 @@ ACQUIRE_TIMEOUT_SECONDS = 10.0
 
 
 class PostgresUnitOfWork:
-    """``async with PostgresUnitOfWork(pool) as uow``: commits on a clean exit, else rolls back."""
+    """``async with PostgresUnitOfWork(pool) as uow``: commits on a clean exit, else rolls back.
+
+    With ``read_only=True`` no transaction is opened: a use case that only reads pays no BEGIN/COMMIT
+    round trips (its repositories must then not write)."""
 
     schools: PostgresSchools
     users: PostgresUsers
@@ -30,8 +33,9 @@ class PostgresUnitOfWork:
     outbox: PostgresOutbox
     rate_limits: PostgresRateLimits
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, read_only: bool = False) -> None:
         self._pool = pool
+        self._read_only = read_only
         self._conn: asyncpg.Connection | None = None
         self._transaction: asyncpg.transaction.Transaction | None = None
 
@@ -39,8 +43,9 @@ class PostgresUnitOfWork:
         conn = await self._pool.acquire(timeout=ACQUIRE_TIMEOUT_SECONDS)
         DB_POOL_IN_USE.labels("identity").inc()
         try:
-            self._transaction = conn.transaction()
-            await self._transaction.start()
+            if not self._read_only:
+                self._transaction = conn.transaction()
+                await self._transaction.start()
         except BaseException:
             await self._release(conn)
             raise
@@ -64,12 +69,12 @@ class PostgresUnitOfWork:
     async def __aexit__(
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
-        assert self._conn is not None and self._transaction is not None
+        assert self._conn is not None
         conn, self._conn = self._conn, None
         try:
-            if kind is None:
+            if self._transaction is not None and kind is None:
                 await self._transaction.commit()
-            else:
+            elif self._transaction is not None:
                 with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
                     await self._transaction.rollback()  # a broken connection is discarded by the pool
         finally:

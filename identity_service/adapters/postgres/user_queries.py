@@ -85,16 +85,17 @@ async def pending(
 async def duplicate_candidates(conn: asyncpg.Connection, user: User, limit: int) -> list[Any]:
     """Other students of the school whose names are similar (trigram ≥ 0.3) or equal, or whose email
     local part or auth identifier is the same; each with ``name_similarity``."""
-    await conn.execute(
-        "SELECT set_config('pg_trgm.similarity_threshold', $1, true)", str(SIMILARITY_THRESHOLD)
-    )
-    return await conn.fetch(
-        _CANDIDATES,
-        user.school_id,
-        user.id,
-        user.first_name,
-        user.last_name,
-        user.email,
-        user.auth_identifier.strip(),
-        limit,
-    )
+    async with conn.transaction():  # the threshold is transaction-local (a savepoint inside a unit of work)
+        await conn.execute(
+            "SELECT set_config('pg_trgm.similarity_threshold', $1, true)", str(SIMILARITY_THRESHOLD)
+        )
+        return await conn.fetch(
+            _CANDIDATES,
+            user.school_id,
+            user.id,
+            user.first_name,
+            user.last_name,
+            user.email,
+            user.auth_identifier.strip(),
+            limit,
+        )
