@@ -1,0 +1,58 @@
+"""``import-service migrate | serve`` (operations.md): SREs run ``migrate`` as its own step."""
+
+from __future__ import annotations
+
+import asyncio
+
+import typer
+
+from import_service.adapters.postgres.store import migrate as migrate_database
+from import_service.bootstrap import build_import
+from shared.grpc_kit.metrics import serve_metrics
+from shared.grpc_kit.server import install_signal_handlers
+from shared.logging import configure_logging, get_logger
+from shared.settings import load_settings
+
+app = typer.Typer(add_completion=False, help="rollcall import service")
+log = get_logger("import.main")
+
+
+@app.command()
+def migrate() -> None:
+    """Create the import database if missing and apply its migrations (advisory lock 7_002)."""
+    settings = load_settings()
+    configure_logging(service="import")
+    applied = asyncio.run(migrate_database(settings.import_database_url))
+    log.info("migrate.done", applied=applied)
+
+
+@app.command()
+def serve() -> None:
+    """Serve ImportService and consume the rows queue until SIGTERM/SIGINT."""
+    load_settings()  # fail fast with one line per bad variable
+    configure_logging(service="import")
+    asyncio.run(_serve())
+
+
+async def _serve() -> None:
+    settings = load_settings()
+    serve_metrics(settings.import_metrics_port)
+    stop = asyncio.Event()
+    install_signal_handlers(stop)
+    import_app = await build_import(settings)
+    try:
+        running = await import_app.start()
+        await import_app.start_consumer()
+        log.info("import.serving", port=running.port, queue=import_app.topology.rows_queue)
+        await stop.wait()
+        log.info("import.stopping", grace_seconds=settings.shutdown_grace_seconds)
+    finally:
+        await import_app.close()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

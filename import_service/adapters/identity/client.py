@@ -1,0 +1,144 @@
+"""The import service's client of identity: one channel for the process lifetime, a deadline on
+every call, the importer token on every call, and outages told apart from refusals.
+
+- UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ABORTED, CANCELLED, UNIMPLEMENTED (an
+  identity version without the RPC during a rollout) and UNAUTHENTICATED / PERMISSION_DENIED (a
+  token or role misconfiguration is an outage of ours, not a row failure) → ``IdentityUnavailable``:
+  the batch waits and is tried again.
+- INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION, ALREADY_EXISTS, OUT_OF_RANGE → ``BatchRefused``
+  with the ErrorInfo reason (e.g. SCHOOL_NOT_FOUND): every row of the batch fails with it.
+- Anything else (INTERNAL, UNKNOWN, ...) propagates: the batch's messages are requeued after a
+  pause, so a batch identity keeps crashing on reaches the queue's delivery limit and the dead
+  letters instead of blocking the consumer.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import grpc
+
+from import_service.adapters.wire import mode_to_proto, result_from_proto, rows_to_proto, timestamp_to_proto
+from import_service.domain.jobs import Job, RowResult
+from import_service.domain.rows import FileRow
+from import_service.service.ports import BatchRefused, IdentityUnavailable
+from shared.grpc_kit.errors import error_info
+from shared.proto.rollcall.identity.v1 import identity_service_pb2 as pb
+from shared.proto.rollcall.identity.v1 import identity_service_pb2_grpc as pb_grpc
+from shared.proto.rollcall.identity.v1 import resources_pb2 as res
+
+_TRANSIENT = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.ABORTED,
+        grpc.StatusCode.CANCELLED,
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.UNIMPLEMENTED,
+    }
+)
+_REFUSED = frozenset(
+    {
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.ALREADY_EXISTS,
+        grpc.StatusCode.OUT_OF_RANGE,
+    }
+)
+_CHANNEL_OPTIONS = [
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+    ("grpc.max_send_message_length", 16 * 1024 * 1024),
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 2_000),
+]
+STAFF_CACHE_SECONDS = 30.0
+
+
+class IdentityClient:
+    def __init__(
+        self,
+        address: str,
+        token: str,
+        timeout_seconds: float,
+        credentials: grpc.ChannelCredentials | None = None,
+    ) -> None:
+        if credentials is None:
+            self._channel = grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
+        else:
+            self._channel = grpc.aio.secure_channel(address, credentials, options=_CHANNEL_OPTIONS)
+        self._stub = pb_grpc.IdentityServiceStub(self._channel)
+        self._metadata = (("authorization", f"Bearer {token}"),)
+        self._timeout = timeout_seconds
+        self._staff: dict[str, tuple[float, str | None]] = {}
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def apply_rows(self, job: Job, rows: Sequence[FileRow]) -> list[RowResult]:
+        spec = job.spec
+        request = pb.ApplyStudentRowsRequest(
+            school_id=spec.school_id,
+            job_id=spec.job_id,
+            mode=mode_to_proto(spec.mode),
+            sensitive_fields_update=spec.sensitive_fields_update,
+            dry_run=spec.dry_run,
+            rows=rows_to_proto(rows),
+            job_create_time=timestamp_to_proto(job.create_time),
+        )
+        try:
+            response = await self._stub.ApplyStudentRows(
+                request, timeout=self._timeout, metadata=self._metadata
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _translate(exc) from exc
+        return [result_from_proto(result) for result in response.results]
+
+    async def get_user(self, user_id: str) -> res.User | None:
+        """The user, or None when identity does not know it."""
+        try:
+            return await self._stub.GetUser(
+                pb.GetUserRequest(id=user_id), timeout=self._timeout, metadata=self._metadata
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() is grpc.StatusCode.NOT_FOUND:
+                return None
+            raise _translate(exc) from exc
+
+    async def active_staff_school(self, actor_id: str) -> str | None:
+        """The school of which ``actor_id`` is ACTIVE STAFF (cached briefly), or None."""
+        now = time.monotonic()
+        cached = self._staff.get(actor_id)
+        if cached is not None and now - cached[0] < STAFF_CACHE_SECONDS:
+            return cached[1]
+        user = await self.get_user(actor_id)
+        school: str | None = None
+        if (
+            user is not None
+            and user.user_type == res.USER_TYPE_STAFF
+            and user.status == res.USER_STATUS_ACTIVE
+            and user.school_id
+        ):
+            school = user.school_id
+        if len(self._staff) > 10_000:
+            self._staff.clear()
+        self._staff[actor_id] = (now, school)
+        return school
+
+
+def _translate(exc: grpc.aio.AioRpcError) -> Exception:
+    code = exc.code()
+    if code in _TRANSIENT:
+        return IdentityUnavailable(f"identity answered {code.name}")
+    if code in _REFUSED:
+        info = error_info(exc)
+        reason = info.reason if info is not None and info.reason else code.name
+        return BatchRefused(reason, exc.details() or code.name)
+    return exc

@@ -1,0 +1,120 @@
+"""The ``jobs`` table: creation on first sight, end of file, reads and newest-first listing."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from import_service.domain.jobs import Counts, ImportMode, Job, JobSpec
+
+_JOB_COLUMNS = """
+    j.job_id, j.parent_job_id, j.school_id, j.mode, j.sensitive_fields_update, j.dry_run,
+    j.source_name, j.total_rows, j.end_seen, j.rows_recorded, j.created, j.updated, j.unchanged,
+    j.skipped, j.failed, j.approved, j.create_time, j.complete_time,
+    (SELECT count(*) FROM dead_letters d WHERE d.job_id = j.job_id) AS dead_lettered
+"""
+
+_GET = f"SELECT {_JOB_COLUMNS} FROM jobs j WHERE j.job_id = $1"
+
+_ENSURE = """
+WITH ins AS (
+    INSERT INTO jobs (job_id, parent_job_id, school_id, mode, sensitive_fields_update, dry_run, source_name)
+    VALUES ($1, NULLIF($2, ''), $3, $4, $5, $6, $7)
+    ON CONFLICT (job_id) DO NOTHING
+    RETURNING *
+)
+SELECT j.*, 0::bigint AS dead_lettered FROM ins j
+UNION ALL
+SELECT j.*, 0::bigint AS dead_lettered FROM jobs j WHERE j.job_id = $1
+LIMIT 1
+"""
+
+_RECORD_END = """
+UPDATE jobs SET
+    total_rows = $2,
+    end_seen = true,
+    complete_time = COALESCE(complete_time, CASE WHEN rows_recorded >= $2 THEN now() END)
+WHERE job_id = $1
+RETURNING complete_time IS NOT DISTINCT FROM now()
+"""
+
+
+def job_from_record(rec: Any) -> Job:
+    spec = JobSpec(
+        job_id=rec["job_id"],
+        school_id=rec["school_id"],
+        mode=ImportMode(rec["mode"]),
+        sensitive_fields_update=rec["sensitive_fields_update"],
+        dry_run=rec["dry_run"],
+        source_name=rec["source_name"],
+        parent_job_id=rec["parent_job_id"] or "",
+    )
+    counts = Counts(
+        created=rec["created"],
+        updated=rec["updated"],
+        unchanged=rec["unchanged"],
+        skipped=rec["skipped"],
+        failed=rec["failed"],
+        approved=rec["approved"],
+    )
+    return Job(
+        spec=spec,
+        create_time=rec["create_time"],
+        total_rows=rec["total_rows"],
+        end_seen=rec["end_seen"],
+        rows_recorded=rec["rows_recorded"],
+        counts=counts,
+        dead_lettered=rec["dead_lettered"],
+        complete_time=rec["complete_time"],
+    )
+
+
+class JobsRepository:
+    """``db`` is an asyncpg pool or a connection inside a unit of work."""
+
+    def __init__(self, db: Any) -> None:
+        self._db = db
+
+    async def ensure(self, spec: JobSpec) -> Job:
+        """The stored job of ``spec.job_id``, created from ``spec`` when it is new."""
+        args = (
+            spec.job_id,
+            spec.parent_job_id,
+            spec.school_id,
+            spec.mode.value,
+            spec.sensitive_fields_update,
+            spec.dry_run,
+            spec.source_name,
+        )
+        for _ in range(5):  # a concurrent insert is invisible to this statement's snapshot: ask again
+            rec = await self._db.fetchrow(_ENSURE, *args)
+            if rec is not None:
+                return job_from_record(rec)
+        raise RuntimeError(f"job {spec.job_id} could neither be created nor read")
+
+    async def get(self, job_id: str) -> Job | None:
+        rec = await self._db.fetchrow(_GET, job_id)
+        return None if rec is None else job_from_record(rec)
+
+    async def record_end(self, job_id: str, total_rows: int) -> bool:
+        """Marks the end of file; True when this completed the job."""
+        return bool(await self._db.fetchval(_RECORD_END, job_id, total_rows))
+
+    async def list_newest(
+        self, school_id: str | None, after: tuple[datetime, str] | None, limit: int
+    ) -> list[Job]:
+        """Jobs newest first (of one school, or all when ``school_id`` is None), after a cursor."""
+        conditions: list[str] = []
+        args: list[Any] = []
+        if school_id is not None:
+            args.append(school_id)
+            conditions.append(f"j.school_id = ${len(args)}")
+        if after is not None:
+            args.extend(after)
+            conditions.append(f"(j.create_time, j.job_id) < (${len(args) - 1}, ${len(args)})")
+        where = " AND ".join(conditions) or "true"
+        args.append(limit)
+        sql = f"""SELECT {_JOB_COLUMNS} FROM jobs j WHERE {where}
+                  ORDER BY j.create_time DESC, j.job_id DESC LIMIT ${len(args)}"""
+        recs = await self._db.fetch(sql, *args)
+        return [job_from_record(rec) for rec in recs]

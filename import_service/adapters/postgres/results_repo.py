@@ -1,0 +1,138 @@
+"""The ``row_results`` table: one recorded outcome per row, written a batch at a time.
+
+``record`` stores a batch's outcomes and moves the job's counters in ONE statement: rows that
+already have an outcome are left alone (ON CONFLICT DO NOTHING, first outcome wins), only the rows
+actually inserted are counted, and the job is marked complete in the same statement when its end
+has been seen and every announced row is recorded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from typing import Any
+
+from import_service.adapters.postgres.row_json import row_from_json, row_to_json
+from import_service.domain.jobs import Outcome, RecordedRow, RowResult
+from import_service.domain.rows import FileRow
+
+_RECORD = """
+WITH ins AS (
+    INSERT INTO row_results (job_id, row_number, outcome, approved, user_id, reason, message, row)
+    SELECT $1, t.row_number, t.outcome, t.approved, NULLIF(t.user_id, ''), NULLIF(t.reason, ''),
+           NULLIF(t.message, ''), t.row::jsonb
+    FROM unnest($2::bigint[], $3::text[], $4::bool[], $5::text[], $6::text[], $7::text[], $8::text[])
+         AS t(row_number, outcome, approved, user_id, reason, message, row)
+    ON CONFLICT (job_id, row_number) DO NOTHING
+    RETURNING outcome, approved
+), tally AS (
+    SELECT count(*) AS n,
+           count(*) FILTER (WHERE outcome = 'CREATED') AS created,
+           count(*) FILTER (WHERE outcome = 'UPDATED') AS updated,
+           count(*) FILTER (WHERE outcome = 'UNCHANGED') AS unchanged,
+           count(*) FILTER (WHERE outcome = 'SKIPPED') AS skipped,
+           count(*) FILTER (WHERE outcome = 'FAILED') AS failed,
+           count(*) FILTER (WHERE approved) AS approved
+    FROM ins
+)
+UPDATE jobs j SET
+    rows_recorded = j.rows_recorded + t.n,
+    created = j.created + t.created,
+    updated = j.updated + t.updated,
+    unchanged = j.unchanged + t.unchanged,
+    skipped = j.skipped + t.skipped,
+    failed = j.failed + t.failed,
+    approved = j.approved + t.approved,
+    complete_time = COALESCE(
+        j.complete_time,
+        CASE WHEN j.end_seen AND j.rows_recorded + t.n >= j.total_rows THEN now() END)
+FROM tally t
+WHERE j.job_id = $1
+RETURNING t.n AS inserted, j.complete_time IS NOT DISTINCT FROM now() AS just_completed
+"""
+
+_PAGE = """
+SELECT row_number, outcome, approved, user_id, reason, message, row FROM row_results
+WHERE job_id = $1 AND row_number > $2 ORDER BY row_number LIMIT $3
+"""
+_PAGE_OF_OUTCOMES = """
+SELECT row_number, outcome, approved, user_id, reason, message, row FROM row_results
+WHERE job_id = $1 AND row_number > $2 AND outcome = ANY($4::text[]) ORDER BY row_number LIMIT $3
+"""
+
+
+def _recorded(rec: Any) -> RecordedRow:
+    result = RowResult(
+        row_number=rec["row_number"],
+        outcome=Outcome(rec["outcome"]),
+        approved=rec["approved"],
+        user_id=rec["user_id"] or "",
+        reason=rec["reason"] or "",
+        message=rec["message"] or "",
+    )
+    return RecordedRow(result, row_from_json(rec["row_number"], rec["row"]))
+
+
+class RowResultsRepository:
+    """``db`` is an asyncpg pool or a connection inside a unit of work."""
+
+    def __init__(self, db: Any) -> None:
+        self._db = db
+
+    async def recorded_among(self, job_id: str, row_numbers: Sequence[int]) -> set[int]:
+        """Which of ``row_numbers`` already have an outcome (one query)."""
+        recs = await self._db.fetch(
+            "SELECT row_number FROM row_results WHERE job_id = $1 AND row_number = ANY($2::bigint[])",
+            job_id,
+            list(row_numbers),
+        )
+        return {rec["row_number"] for rec in recs}
+
+    async def record(self, job_id: str, outcomes: Sequence[tuple[FileRow, RowResult]]) -> tuple[int, bool]:
+        """Stores outcomes not yet recorded; returns (rows inserted, whether this completed the job)."""
+        columns: tuple[list[Any], ...] = ([], [], [], [], [], [], [])
+        for row, result in outcomes:
+            columns[0].append(result.row_number)
+            columns[1].append(result.outcome.value)
+            columns[2].append(result.approved)
+            columns[3].append(result.user_id)
+            columns[4].append(result.reason)
+            columns[5].append(result.message)
+            columns[6].append(row_to_json(row))
+        rec = await self._db.fetchrow(_RECORD, job_id, *columns)
+        if rec is None:
+            raise LookupError(f"job {job_id} does not exist")
+        return int(rec["inserted"]), bool(rec["just_completed"])
+
+    async def page(
+        self, job_id: str, outcomes: Collection[Outcome], after_row: int, limit: int
+    ) -> list[RecordedRow]:
+        """Recorded rows by row number after ``after_row``, of the given outcomes (all when empty)."""
+        if outcomes:
+            recs = await self._db.fetch(
+                _PAGE_OF_OUTCOMES,
+                job_id,
+                after_row,
+                limit,
+                [o.value for o in outcomes],
+            )
+        else:
+            recs = await self._db.fetch(
+                _PAGE,
+                job_id,
+                after_row,
+                limit,
+            )
+        return [_recorded(rec) for rec in recs]
+
+    async def failed_extra_columns(self, job_id: str) -> list[str]:
+        """Extra column names of the failed rows, in order of first appearance."""
+        recs = await self._db.fetch(
+            """SELECT DISTINCT ON (name) x.pair->>0 AS name, r.row_number, x.ord
+               FROM row_results r,
+                    jsonb_array_elements(r.row->'extra') WITH ORDINALITY AS x(pair, ord)
+               WHERE r.job_id = $1 AND r.outcome = 'FAILED'
+               ORDER BY name, r.row_number, x.ord""",
+            job_id,
+        )
+        ordered = sorted(recs, key=lambda rec: (rec["row_number"], rec["ord"]))
+        return [rec["name"] for rec in ordered]

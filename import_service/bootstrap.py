@@ -1,0 +1,153 @@
+"""The one place the import service is wired together from settings.
+
+``build_import(settings)`` connects to PostgreSQL, RabbitMQ (declaring the topology) and identity;
+``start()`` serves gRPC, ``start_consumer()`` consumes the rows queue, ``close(grace)`` stops both
+gracefully (SIGTERM): no new deliveries, running batches finish and are acknowledged within the
+grace period, everything unacknowledged returns to the queue when the channel closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
+
+import aio_pika
+from aio_pika.abc import AbstractRobustConnection
+
+from import_service.adapters.amqp.consumer import AmqpConsumer
+from import_service.adapters.amqp.publisher import AmqpPublisher
+from import_service.adapters.amqp.topology import Topology, declare
+from import_service.adapters.grpc.access_rules import RULES, SERVICE
+from import_service.adapters.grpc.servicer import ImportServicer
+from import_service.adapters.identity.client import IdentityClient
+from import_service.adapters.postgres.store import TRANSIENT_ERRORS, PostgresStore
+from import_service.service.access import SchoolAccess
+from import_service.service.ingest import Ingest
+from import_service.service.jobs import JobQueries
+from import_service.service.redrive import Redrives
+from import_service.service.retrying import Backoff
+from import_service.service.uploads import Uploads
+from shared.grpc_kit.metrics import DB_POOL_IN_USE
+from shared.grpc_kit.server import RunningServer, start_server, watch_readiness
+from shared.logging import get_logger
+from shared.pg import create_pool
+from shared.proto.rollcall.importer.v1 import import_service_pb2_grpc as pb_grpc
+from shared.settings import Settings
+
+log = get_logger("import.app")
+MAX_BATCHES_IN_FLIGHT = 4
+BROKER_RECONNECT_SECONDS = 2
+
+
+@dataclass
+class ImportApp:
+    settings: Settings
+    store: PostgresStore
+    connection: AbstractRobustConnection
+    identity: IdentityClient
+    publisher: AmqpPublisher
+    ingest: Ingest
+    consumer: AmqpConsumer
+    servicer: ImportServicer
+    topology: Topology
+    running: RunningServer | None = None
+    _background: list[asyncio.Task[None]] = field(default_factory=list)
+    _closed: bool = False
+
+    async def start(self, port: int | None = None, host: str = "[::]") -> RunningServer:
+        """Serves ImportService (+ health, reflection); health follows the database and broker."""
+        self.running = await start_server(
+            settings=self.settings,
+            port=self.settings.import_port if port is None else port,
+            add_servicers=lambda server: pb_grpc.add_ImportServiceServicer_to_server(self.servicer, server),
+            service_names=[SERVICE],
+            rules=RULES,
+            host=host,
+        )
+        probes = [self._database_answers, self._broker_open]
+        self._background.append(asyncio.create_task(watch_readiness(self.running, probes)))
+        return self.running
+
+    async def start_consumer(self) -> None:
+        await self.consumer.start()
+
+    async def close(self, grace: float | None = None) -> None:
+        """Graceful stop within ``grace`` seconds (default: settings.shutdown_grace_seconds)."""
+        if self._closed:
+            return
+        self._closed = True
+        deadline = time.monotonic() + (self.settings.shutdown_grace_seconds if grace is None else grace)
+        await self.consumer.stop_consuming()
+        await asyncio.gather(self._drain(deadline), self._stop_server(deadline))
+        for task in self._background:
+            task.cancel()
+        for closing in (self.publisher.close, self.connection.close, self.identity.close, self.store.close):
+            with contextlib.suppress(Exception):
+                await closing()
+        log.info("import.stopped")
+
+    async def _drain(self, deadline: float) -> None:
+        finished = await self.ingest.drain(max(0.0, deadline - time.monotonic()))
+        await self.consumer.close()
+        log.info("import.drained", all_batches_finished=finished, acked=self.ingest.settler.stats.acked)
+
+    async def _stop_server(self, deadline: float) -> None:
+        if self.running is not None:
+            await self.running.stop(max(0.0, deadline - time.monotonic()))
+
+    async def _database_answers(self) -> bool:
+        pool = self.store.pool
+        DB_POOL_IN_USE.labels("import").set(pool.get_size() - pool.get_idle_size())
+        return await self.store.ping()
+
+    async def _broker_open(self) -> bool:
+        return not self.connection.is_closed and self.connection.connected.is_set()
+
+
+async def build_import(settings: Settings, *, backoff: Backoff | None = None) -> ImportApp:
+    """Connects everything (declaring the queue topology); nothing is served or consumed yet."""
+    pool = await create_pool(
+        settings.import_database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
+    )
+    try:
+        connection = await aio_pika.connect_robust(
+            settings.amqp_url, reconnect_interval=BROKER_RECONNECT_SECONDS
+        )
+    except BaseException:
+        await pool.close()
+        raise
+    try:
+        return await _wire(settings, PostgresStore(pool), connection, backoff)
+    except BaseException:
+        await connection.close()
+        await pool.close()
+        raise
+
+
+async def _wire(
+    settings: Settings, store: PostgresStore, connection: AbstractRobustConnection, backoff: Backoff | None
+) -> ImportApp:
+    topology = Topology(settings.amqp_prefix)
+    setup = await connection.channel()
+    await declare(setup, topology)
+    await setup.close()
+    publisher = await AmqpPublisher.open(connection, topology)
+    identity = IdentityClient(
+        settings.identity_addr, settings.import_token, settings.identity_call_timeout_seconds
+    )
+    ingest = Ingest(
+        store,
+        identity,
+        batch_rows=settings.import_batch_rows,
+        wait_ms=settings.import_batch_wait_ms,
+        max_in_flight=MAX_BATCHES_IN_FLIGHT,
+        transient_db=TRANSIENT_ERRORS,
+        backoff=backoff,
+    )
+    consumer = AmqpConsumer(connection, topology, ingest, publisher, settings.import_prefetch)
+    access = SchoolAccess(identity)
+    queries = JobQueries(store, access)
+    servicer = ImportServicer(queries, Uploads(store, publisher, access), Redrives(store, publisher, queries))
+    return ImportApp(settings, store, connection, identity, publisher, ingest, consumer, servicer, topology)

@@ -1,0 +1,130 @@
+"""Import jobs and row outcomes: what a job is, how its rows are counted, when it is complete.
+
+A job is one file: a school, a mode, the sensitive-fields setting, a dry-run flag and a source
+name. It is complete when its end-of-file message has arrived and as many rows have a recorded
+outcome as the end message announced (row numbers come from the file, so gaps are allowed; only
+the count matters). The PostgreSQL adapter evaluates the same rule inside the statement that
+records outcomes (``is_complete`` is the reference).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from import_service.domain.rows import FileRow
+
+
+class ImportMode(StrEnum):
+    """How a file reaches rollcall (proto ``IMPORT_MODE_*``)."""
+
+    ONGOING_SYNC = "ONGOING_SYNC"
+    MANUAL_FILE = "MANUAL_FILE"
+
+
+class Outcome(StrEnum):
+    """What happened to one row (proto ``ROW_OUTCOME_*``)."""
+
+    CREATED = "CREATED"
+    UPDATED = "UPDATED"
+    UNCHANGED = "UNCHANGED"
+    SKIPPED = "SKIPPED"
+    FAILED = "FAILED"
+
+
+class JobState(StrEnum):
+    RECEIVING = "RECEIVING"
+    COMPLETED = "COMPLETED"
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """What a job is. Every message of a job must carry the same school, mode and flags."""
+
+    job_id: str
+    school_id: str
+    mode: ImportMode
+    sensitive_fields_update: bool = False
+    dry_run: bool = False
+    source_name: str = ""
+    parent_job_id: str = ""
+
+    def mismatch(self, other: JobSpec) -> str | None:
+        """The first field on which ``other`` (a message of the same job id) disagrees, if any."""
+        for name in ("school_id", "mode", "sensitive_fields_update", "dry_run"):
+            if getattr(self, name) != getattr(other, name):
+                return name
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class RowResult:
+    """The outcome of one row as identity reported it."""
+
+    row_number: int
+    outcome: Outcome
+    approved: bool = False
+    user_id: str = ""
+    reason: str = ""
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedRow:
+    """A stored outcome together with the row as it was received."""
+
+    result: RowResult
+    row: FileRow
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    skipped: int = 0
+    failed: int = 0
+    approved: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A job and its progress. ``total_rows`` is None until the end-of-file message arrived."""
+
+    spec: JobSpec
+    create_time: datetime
+    total_rows: int | None = None
+    end_seen: bool = False
+    rows_recorded: int = 0
+    counts: Counts = field(default_factory=Counts)
+    dead_lettered: int = 0
+    complete_time: datetime | None = None
+
+    @property
+    def job_id(self) -> str:
+        return self.spec.job_id
+
+    @property
+    def state(self) -> JobState:
+        return JobState.COMPLETED if self.complete_time is not None else JobState.RECEIVING
+
+
+def is_complete(end_seen: bool, total_rows: int | None, rows_recorded: int) -> bool:
+    """The completion rule (mirrored in SQL by the recording statements)."""
+    return end_seen and total_rows is not None and rows_recorded >= total_rows
+
+
+def failed_results(rows: Iterable[FileRow], reason: str, message: str) -> list[RowResult]:
+    """Every row FAILED with one reason: identity refused the batch as a whole."""
+    return [RowResult(row.row_number, Outcome.FAILED, reason=reason, message=message) for row in rows]
+
+
+def check_results(rows: Sequence[FileRow], results: Sequence[RowResult]) -> None:
+    """Identity answers one result per row, in order; anything else is a broken answer."""
+    if len(rows) != len(results):
+        raise ValueError(f"identity answered {len(results)} results for {len(rows)} rows")
+    for row, result in zip(rows, results, strict=True):
+        if row.row_number != result.row_number:
+            raise ValueError(f"identity answered row {result.row_number} where {row.row_number} was sent")

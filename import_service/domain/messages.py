@@ -1,0 +1,103 @@
+"""The queue contract (api.md, "Queue contract"): what a connector's message may carry.
+
+A message is either some rows of a job or its end. Anything off-contract is refused with a
+``ContractViolation`` whose ``reason`` becomes the ``x-rollcall-dead-reason`` of the copy sent to
+the dead-letter queue. Transport checks (content type, body size, decoding) live in the AMQP
+adapter; the rules about the message's content live here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from import_service.domain.jobs import JobSpec
+from import_service.domain.rows import MAX_ROWS_PER_MESSAGE, FileRow
+
+MAX_JOB_ID_CHARS = 128
+MAX_SCHOOL_ID_CHARS = 128
+MAX_SOURCE_NAME_CHARS = 512
+MAX_BODY_BYTES = 8 * 1024 * 1024
+"""Largest message body accepted (1000 rows of generous size fit well under it)."""
+
+
+class DeadReason(StrEnum):
+    """Why a message went to the dead-letter queue (header ``x-rollcall-dead-reason``)."""
+
+    UNKNOWN_CONTENT_TYPE = "UNKNOWN_CONTENT_TYPE"
+    BODY_TOO_LARGE = "BODY_TOO_LARGE"
+    UNDECODABLE = "UNDECODABLE"
+    INVALID_JOB_ID = "INVALID_JOB_ID"
+    INVALID_SCHOOL_ID = "INVALID_SCHOOL_ID"
+    SCHOOL_MISMATCH = "SCHOOL_MISMATCH"
+    MODE_MISSING = "MODE_MISSING"
+    NO_BODY = "NO_BODY"
+    NO_ROWS = "NO_ROWS"
+    TOO_MANY_ROWS = "TOO_MANY_ROWS"
+    INVALID_ROW_NUMBER = "INVALID_ROW_NUMBER"
+    DUPLICATE_ROW_NUMBER = "DUPLICATE_ROW_NUMBER"
+    INVALID_TOTAL_ROWS = "INVALID_TOTAL_ROWS"
+    JOB_MISMATCH = "JOB_MISMATCH"
+
+
+class ContractViolation(Exception):
+    """A message the service will not process. ``job_id`` is set when it could be read."""
+
+    def __init__(self, reason: DeadReason, detail: str, job_id: str | None = None) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+        self.job_id = job_id
+
+
+@dataclass(frozen=True, slots=True)
+class RowsMessage:
+    """Some rows of a job."""
+
+    spec: JobSpec
+    rows: tuple[FileRow, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class EndMessage:
+    """The end of a job's file: ``total_rows`` rows were published for it."""
+
+    spec: JobSpec
+    total_rows: int
+
+
+ImportMessage = RowsMessage | EndMessage
+
+
+def check_header(job_id: str, school_id: str, routing_school: str, mode_set: bool) -> None:
+    """The fields every message carries; ``routing_school`` is the routing key's suffix."""
+    if not 1 <= len(job_id) <= MAX_JOB_ID_CHARS or not job_id.isprintable():
+        raise ContractViolation(DeadReason.INVALID_JOB_ID, f"job_id must be 1..{MAX_JOB_ID_CHARS} characters")
+    if not 1 <= len(school_id) <= MAX_SCHOOL_ID_CHARS or not school_id.isprintable():
+        raise ContractViolation(DeadReason.INVALID_SCHOOL_ID, "school_id must be set", job_id)
+    if school_id != routing_school:
+        raise ContractViolation(
+            DeadReason.SCHOOL_MISMATCH, "school_id does not match the routing key rows.<school_id>", job_id
+        )
+    if not mode_set:
+        raise ContractViolation(DeadReason.MODE_MISSING, "mode must be set", job_id)
+
+
+def check_row_numbers(job_id: str, row_numbers: Sequence[int]) -> None:
+    """1..1000 rows, each numbered from 1, no number twice in one message."""
+    if not row_numbers:
+        raise ContractViolation(DeadReason.NO_ROWS, "a rows message carries 1..1000 rows", job_id)
+    if len(row_numbers) > MAX_ROWS_PER_MESSAGE:
+        raise ContractViolation(
+            DeadReason.TOO_MANY_ROWS, f"{len(row_numbers)} rows; at most {MAX_ROWS_PER_MESSAGE}", job_id
+        )
+    if min(row_numbers) < 1:
+        raise ContractViolation(DeadReason.INVALID_ROW_NUMBER, "row_number starts at 1", job_id)
+    if len(set(row_numbers)) != len(row_numbers):
+        raise ContractViolation(DeadReason.DUPLICATE_ROW_NUMBER, "a row_number appears twice", job_id)
+
+
+def check_total_rows(job_id: str, total_rows: int) -> None:
+    if total_rows < 0:
+        raise ContractViolation(DeadReason.INVALID_TOTAL_ROWS, "total_rows must be >= 0", job_id)

@@ -1,0 +1,268 @@
+"""The batcher: rows of many messages → ApplyStudentRows batches → recorded outcomes → acks.
+
+Rows are grouped by job (a job fixes school, mode and flags) into batches of up to ``batch_rows``,
+flushed when full or ``wait_ms`` after their first row; up to ``max_in_flight`` batches run at
+once. A batch skips rows that already have an outcome (one query), calls identity (waiting out
+outages), records the outcomes in one statement, and only then settles the messages whose rows
+are all recorded. A row that is already in a running batch (a redelivery racing its original)
+waits for that batch instead of being applied twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from import_service import metrics
+from import_service.domain.jobs import Job, JobSpec, RowResult, check_results, failed_results
+from import_service.domain.messages import ContractViolation, DeadReason, EndMessage, ImportMessage
+from import_service.domain.rows import FileRow
+from import_service.service.ports import (
+    BatchRefused,
+    DeadLetter,
+    Delivery,
+    IdentityUnavailable,
+    RowsApplier,
+    Store,
+)
+from import_service.service.retrying import Backoff, until_answered
+from import_service.service.settling import Settler, Tracked
+from shared.logging import get_logger
+
+T = TypeVar("T")
+log = get_logger("import.ingest")
+JOB_CACHE_SIZE = 10_000
+
+
+@dataclass(eq=False, slots=True)
+class _Entry:
+    row: FileRow
+    message: Tracked
+
+
+@dataclass(eq=False)
+class _Buffer:
+    job: Job
+    entries: list[_Entry]
+    timer: asyncio.TimerHandle
+
+
+@dataclass(eq=False)
+class _Batch:
+    job: Job
+    leaders: list[_Entry] = field(default_factory=list)
+    followers: list[_Entry] = field(default_factory=list)
+
+
+class Ingest:
+    def __init__(
+        self,
+        store: Store,
+        identity: RowsApplier,
+        *,
+        batch_rows: int,
+        wait_ms: int,
+        max_in_flight: int = 4,
+        transient_db: tuple[type[BaseException], ...] = (),
+        backoff: Backoff | None = None,
+    ) -> None:
+        self._store = store
+        self._identity = identity
+        self._batch_rows = batch_rows
+        self._wait = wait_ms / 1000
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._transient_db = transient_db
+        self._backoff = backoff or Backoff()
+        self._buffers: dict[str, _Buffer] = {}
+        self._running: dict[tuple[str, int], _Batch] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._jobs: dict[str, Job] = {}
+        self._accepting = True
+        self.settler = Settler()
+
+    async def accept(self, message: ImportMessage, delivery: Delivery) -> None:
+        """Takes a decoded message; raises ContractViolation when it contradicts its job."""
+        job = await self._job(message.spec)
+        if not self._accepting:  # shutting down: left unsettled, the broker redelivers it
+            return
+        tracked = self.settler.track(delivery, 1 if isinstance(message, EndMessage) else len(message.rows))
+        if isinstance(message, EndMessage):
+            await self._end(job, message.total_rows, tracked)
+        else:
+            self._add(job, message.rows, tracked)
+
+    async def refuse(self, letter: DeadLetter) -> None:
+        """Records a message sent to the dead-letter queue (counted on its job when it names one)."""
+        await self._db(lambda: self._store.dead_letters.add(letter), "record dead letter")
+        metrics.DEAD_LETTERED.labels(letter.reason).inc()
+
+    def flush_all(self) -> None:
+        for job_id in list(self._buffers):
+            self._flush(job_id)
+
+    async def drain(self, grace: float) -> bool:
+        """Flushes every buffer and waits up to ``grace`` seconds for running batches; True if all ended.
+
+        Batches still running then are cancelled: their messages stay unacknowledged and return to
+        the queue when the channel closes.
+        """
+        self._accepting = False
+        self.flush_all()
+        pending = set(self._tasks)
+        if pending:
+            _, pending = await asyncio.wait(pending, timeout=grace)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
+        return not pending
+
+    async def _job(self, spec: JobSpec) -> Job:
+        job = self._jobs.get(spec.job_id)
+        if job is None:
+            job = await self._db(lambda: self._store.jobs.ensure(spec), "ensure job")
+            if len(self._jobs) >= JOB_CACHE_SIZE:
+                del self._jobs[next(iter(self._jobs))]
+            self._jobs[spec.job_id] = job
+        differs = job.spec.mismatch(spec)
+        if differs is not None:
+            detail = f"{differs} differs from the job's first message"
+            raise ContractViolation(DeadReason.JOB_MISMATCH, detail, spec.job_id)
+        return job
+
+    async def _end(self, job: Job, total_rows: int, tracked: Tracked) -> None:
+        try:
+            completed = await self._db(lambda: self._store.jobs.record_end(job.job_id, total_rows), "end")
+        except Exception:
+            log.exception("import.end_failed", job_id=job.job_id)
+            await self.settler.done(tracked, ok=False)
+            return
+        log.info("import.end", job_id=job.job_id, total_rows=total_rows, completed=completed)
+        if completed:
+            metrics.JOBS_COMPLETED.inc()
+        await self.settler.done(tracked, ok=True)
+
+    def _add(self, job: Job, rows: Sequence[FileRow], tracked: Tracked) -> None:
+        buffer = self._buffers.get(job.job_id)
+        for row in rows:
+            if buffer is None:
+                timer = asyncio.get_running_loop().call_later(self._wait, self._flush, job.job_id)
+                buffer = self._buffers[job.job_id] = _Buffer(job, [], timer)
+            buffer.entries.append(_Entry(row, tracked))
+            if len(buffer.entries) >= self._batch_rows:
+                self._flush(job.job_id)
+                buffer = None
+
+    def _flush(self, job_id: str) -> None:
+        buffer = self._buffers.pop(job_id, None)
+        if buffer is None:
+            return
+        buffer.timer.cancel()
+        batch = self._claim(buffer.job, buffer.entries)
+        task = asyncio.create_task(self._run(batch))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _claim(self, job: Job, entries: list[_Entry]) -> _Batch:
+        """Rows already in a running batch (or twice in this one) follow that batch's outcome."""
+        batch = _Batch(job)
+        for entry in entries:
+            key = (job.job_id, entry.row.row_number)
+            owner = self._running.get(key)
+            if owner is None:
+                self._running[key] = batch
+                batch.leaders.append(entry)
+            else:
+                owner.followers.append(entry)
+        return batch
+
+    def _release(self, batch: _Batch) -> list[_Entry]:
+        for entry in batch.leaders:
+            self._running.pop((batch.job.job_id, entry.row.row_number), None)
+        return batch.leaders + batch.followers
+
+    async def _run(self, batch: _Batch) -> None:
+        try:
+            ok = True
+            if batch.leaders:
+                async with self._slots:
+                    ok = await self._process(batch.job, [entry.row for entry in batch.leaders])
+        except asyncio.CancelledError:
+            self._release(batch)
+            raise
+        entries = self._release(batch)
+        await self.settler.done_many([entry.message for entry in entries], ok=ok)
+
+    async def _process(self, job: Job, rows: list[FileRow]) -> bool:
+        started = time.perf_counter()
+        try:
+            numbers = [row.row_number for row in rows]
+            done = await self._db(lambda: self._store.results.recorded_among(job.job_id, numbers), "dedupe")
+            todo = [row for row in rows if row.row_number not in done]
+            results: list[RowResult] = []
+            inserted, completed = 0, False
+            if todo:
+                results = await self._apply(job, todo)
+                outcomes = list(zip(todo, results, strict=True))
+                inserted, completed = await self._db(
+                    lambda: self._store.results.record(job.job_id, outcomes), "record"
+                )
+        except Exception:
+            log.exception("import.batch_failed", job_id=job.job_id, rows=len(rows))
+            await asyncio.sleep(self._backoff.cap_seconds)  # no hot redelivery loop
+            return False
+        elapsed = time.perf_counter() - started
+        _observe(job, rows, results, len(done), inserted, completed, elapsed)
+        return True
+
+    async def _apply(self, job: Job, rows: list[FileRow]) -> list[RowResult]:
+        try:
+            results = await until_answered(
+                lambda: self._identity.apply_rows(job, rows),
+                (IdentityUnavailable,),
+                self._backoff,
+                "identity",
+                metrics.IDENTITY_RETRIES.inc,
+            )
+        except BatchRefused as refused:
+            return failed_results(rows, refused.reason, refused.message)
+        check_results(rows, results)
+        return results
+
+    async def _db(self, call: Callable[[], Awaitable[T]], what: str) -> T:
+        return await until_answered(call, self._transient_db, self._backoff, what)
+
+
+def _observe(
+    job: Job,
+    rows: list[FileRow],
+    results: list[RowResult],
+    duplicates: int,
+    inserted: int,
+    completed: bool,
+    elapsed: float,
+) -> None:
+    tally: dict[str, int] = {}
+    for result in results:
+        tally[result.outcome.value] = tally.get(result.outcome.value, 0) + 1
+    if inserted == len(results):
+        for outcome, count in tally.items():
+            metrics.ROWS.labels(outcome).inc(count)
+    metrics.DUPLICATE_ROWS.inc(duplicates + len(results) - inserted)
+    metrics.BATCH_SECONDS.observe(elapsed)
+    if completed:
+        metrics.JOBS_COMPLETED.inc()
+    log.info(
+        "import.batch",
+        job_id=job.job_id,
+        rows=len(rows),
+        applied=len(results),
+        recorded=inserted,
+        duplicates=duplicates,
+        ms=round(elapsed * 1000, 1),
+        outcomes=tally,
+        completed=completed,
+    )

@@ -1,0 +1,132 @@
+"""What the service layer needs from the outside world (implemented in ``adapters/``)."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+from typing import Protocol
+
+from import_service.domain.jobs import Job, JobSpec, Outcome, RecordedRow, RowResult
+from import_service.domain.rows import FileRow
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A refused message as recorded: ``dedupe_key`` is its message id, else a digest of it."""
+
+    dedupe_key: str
+    job_id: str | None
+    reason: str
+    detail: str
+    routing_key: str
+    content_type: str
+    message_id: str
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class RetryRequest:
+    request_id: str
+    parent_job_id: str
+    sensitive_fields_update: bool
+    job_id: str
+
+
+class IdentityUnavailable(Exception):
+    """Identity could not be reached or did not answer in time: wait and try the same batch again."""
+
+
+class BatchRefused(Exception):
+    """Identity refused the whole batch for a reason (e.g. SCHOOL_NOT_FOUND): every row fails."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+        self.message = message
+
+
+class JobsRepo(Protocol):
+    async def ensure(self, spec: JobSpec) -> Job: ...
+    async def get(self, job_id: str) -> Job | None: ...
+    async def record_end(self, job_id: str, total_rows: int) -> bool: ...
+    async def list_newest(
+        self, school_id: str | None, after: tuple[datetime, str] | None, limit: int
+    ) -> list[Job]: ...
+
+
+class ResultsRepo(Protocol):
+    async def recorded_among(self, job_id: str, row_numbers: Sequence[int]) -> set[int]: ...
+    async def record(
+        self, job_id: str, outcomes: Sequence[tuple[FileRow, RowResult]]
+    ) -> tuple[int, bool]: ...
+    async def page(
+        self, job_id: str, outcomes: Collection[Outcome], after_row: int, limit: int
+    ) -> list[RecordedRow]: ...
+    async def failed_extra_columns(self, job_id: str) -> list[str]: ...
+
+
+class DeadLettersRepo(Protocol):
+    async def add(self, letter: DeadLetter) -> bool: ...
+
+
+class RetryRequestsRepo(Protocol):
+    async def get(self, request_id: str) -> RetryRequest | None: ...
+    async def add(self, request: RetryRequest) -> bool: ...
+
+
+class UnitOfWork(Protocol):
+    """One transaction; rolled back on leaving unless ``commit`` was called."""
+
+    @property
+    def jobs(self) -> JobsRepo: ...
+    @property
+    def retries(self) -> RetryRequestsRepo: ...
+
+    async def commit(self) -> None: ...
+    async def __aenter__(self) -> UnitOfWork: ...
+    async def __aexit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+
+
+class Store(Protocol):
+    """Single statements go straight to the repositories; several at once through a unit of work."""
+
+    @property
+    def jobs(self) -> JobsRepo: ...
+    @property
+    def results(self) -> ResultsRepo: ...
+    @property
+    def dead_letters(self) -> DeadLettersRepo: ...
+    @property
+    def retries(self) -> RetryRequestsRepo: ...
+
+    def unit_of_work(self) -> UnitOfWork: ...
+
+
+class RowsApplier(Protocol):
+    """Identity's ApplyStudentRows: raises IdentityUnavailable or BatchRefused."""
+
+    async def apply_rows(self, job: Job, rows: Sequence[FileRow]) -> list[RowResult]: ...
+
+
+class StaffDirectory(Protocol):
+    async def active_staff_school(self, actor_id: str) -> str | None:
+        """The school of which ``actor_id`` is ACTIVE STAFF, or None."""
+        ...
+
+
+class RowsPublisher(Protocol):
+    """Publishes a job's messages to the import exchange, confirmed by the broker."""
+
+    async def publish_rows(self, spec: JobSpec, rows: Sequence[FileRow]) -> None: ...
+    async def publish_end(self, spec: JobSpec, total_rows: int) -> None: ...
+
+
+class Delivery(Protocol):
+    """A received message, settled exactly once."""
+
+    async def ack(self) -> None: ...
+    async def requeue(self) -> None: ...

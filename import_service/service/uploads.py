@@ -1,0 +1,127 @@
+"""SubmitFile: a staff upload read as it streams in and published to the queue like a connector's.
+
+The file is parsed incrementally; rows are published in chunks of ``PUBLISH_CHUNK_ROWS`` and then
+the end message. The job row is created just before the first publish, so a header problem
+publishes nothing and leaves no job. A problem further down the file (e.g. an unterminated
+record) stops the upload: the rows read before it are ended as a job of their own (so it
+completes instead of waiting forever) and the call fails naming the problem and that job.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from import_service.adapters.files import FileFormatError, RowReader, row_reader_for
+from import_service.domain.jobs import ImportMode, Job, JobSpec
+from import_service.domain.messages import MAX_SOURCE_NAME_CHARS
+from import_service.domain.rows import FileFormat, FileRow
+from import_service.service.access import SchoolAccess
+from import_service.service.ports import RowsPublisher, Store
+from shared.errors import FieldViolation, RollcallError, invalid, invalid_fields
+from shared.grpc_kit.auth import Caller
+
+PUBLISH_CHUNK_ROWS = 500
+
+
+@dataclass(frozen=True)
+class UploadHeader:
+    school_id: str
+    mode: ImportMode | None
+    sensitive_fields_update: bool
+    dry_run: bool
+    source_name: str
+    file_format: FileFormat | None
+
+
+def check_header(header: UploadHeader) -> None:
+    problems: list[FieldViolation] = []
+    if not header.school_id or len(header.school_id) > 128:
+        problems.append(FieldViolation("header.school_id", "required (at most 128 characters)"))
+    if header.mode is None:
+        problems.append(FieldViolation("header.mode", "required"))
+    if header.file_format is None:
+        problems.append(FieldViolation("header.format", "required"))
+    if header.sensitive_fields_update and header.mode is ImportMode.ONGOING_SYNC:
+        problems.append(FieldViolation("header.sensitive_fields_update", "only with IMPORT_MODE_MANUAL_FILE"))
+    if len(header.source_name) > MAX_SOURCE_NAME_CHARS:
+        problems.append(FieldViolation("header.source_name", f"at most {MAX_SOURCE_NAME_CHARS} characters"))
+    if problems:
+        raise invalid_fields(problems)
+
+
+class _Upload:
+    """One file on its way to the queue."""
+
+    def __init__(self, store: Store, publisher: RowsPublisher, spec: JobSpec) -> None:
+        self._store = store
+        self._publisher = publisher
+        self.spec = spec
+        self.published = 0
+        self.started = False
+        self._pending: list[FileRow] = []
+
+    async def add(self, rows: list[FileRow], *, final: bool = False) -> None:
+        self._pending.extend(rows)
+        while len(self._pending) >= PUBLISH_CHUNK_ROWS or (final and self._pending):
+            chunk, self._pending = self._pending[:PUBLISH_CHUNK_ROWS], self._pending[PUBLISH_CHUNK_ROWS:]
+            await self._start()
+            await self._publisher.publish_rows(self.spec, chunk)
+            self.published += len(chunk)
+
+    async def end(self) -> Job:
+        await self._start()
+        await self._publisher.publish_end(self.spec, self.published)
+        job = await self._store.jobs.get(self.spec.job_id)
+        assert job is not None
+        return job
+
+    async def _start(self) -> None:
+        if not self.started:
+            await self._store.jobs.ensure(self.spec)
+            self.started = True
+
+
+class Uploads:
+    def __init__(self, store: Store, publisher: RowsPublisher, access: SchoolAccess) -> None:
+        self._store = store
+        self._publisher = publisher
+        self._access = access
+
+    async def submit(self, caller: Caller, header: UploadHeader, chunks: AsyncIterator[bytes]) -> Job:
+        check_header(header)
+        assert header.mode is not None and header.file_format is not None
+        await self._access.require(caller, header.school_id)
+        spec = JobSpec(
+            job_id=str(uuid.uuid4()),
+            school_id=header.school_id,
+            mode=header.mode,
+            sensitive_fields_update=header.sensitive_fields_update,
+            dry_run=header.dry_run,
+            source_name=header.source_name,
+        )
+        upload = _Upload(self._store, self._publisher, spec)
+        reader = row_reader_for(header.file_format)
+        try:
+            await _read(reader, upload, chunks)
+        except FileFormatError as problem:
+            raise await _stopped(upload, invalid("chunk", str(problem))) from None
+        except RollcallError as refusal:
+            raise await _stopped(upload, refusal) from None
+        return await upload.end()
+
+
+async def _stopped(upload: _Upload, error: RollcallError) -> RollcallError:
+    """Ends a partly published upload so its job completes; the error then names that job."""
+    if not upload.started:
+        return error
+    await upload.end()
+    note = f"; the {upload.published} rows before it were imported as job {upload.spec.job_id}"
+    return RollcallError(error.reason, error.message + note, error.violations)
+
+
+async def _read(reader: RowReader, upload: _Upload, chunks: AsyncIterator[bytes]) -> None:
+    async for chunk in chunks:
+        await upload.add(reader.feed(chunk))
+    await upload.add(reader.finish(), final=True)
