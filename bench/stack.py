@@ -1,0 +1,144 @@
+"""A scratch rollcall for benchmarks: own databases, own queue prefix, both services as processes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aio_pika
+import asyncpg
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from shared.pg import with_database
+
+BIN = Path(sys.executable).parent
+PG_URL = os.environ.get("ROLLCALL_TEST_DATABASE_URL", "postgresql://localhost:5432/postgres")
+AMQP_URL = os.environ.get("ROLLCALL_TEST_AMQP_URL", "amqp://guest:guest@localhost:5672/")
+TOKENS = {"admin": "bench-admin-token-0001", "importer": "bench-importer-token-1"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Stack:
+    tag: str
+    identity_addr: str
+    import_addr: str
+    amqp_url: str
+    prefix: str
+    identity_db: str
+    import_db: str
+    processes: list[subprocess.Popen[bytes]]
+
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        return (("authorization", f"Bearer {TOKENS['admin']}"),)
+
+    def pids(self) -> dict[str, int]:
+        return {"identity": self.processes[0].pid, "import": self.processes[1].pid}
+
+
+async def recreate_database(name: str) -> str:
+    conn = await asyncpg.connect(PG_URL)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return with_database(PG_URL, name)
+
+
+async def drop_database(name: str) -> None:
+    conn = await asyncpg.connect(PG_URL)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+async def wait_serving(addr: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    async with grpc.aio.insecure_channel(addr) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            await asyncio.sleep(0.2)
+    raise RuntimeError(f"{addr} did not become SERVING within {timeout}s")
+
+
+@contextlib.asynccontextmanager
+async def running_stack(extra_env: dict[str, str] | None = None) -> AsyncIterator[Stack]:
+    tag = f"bench_{uuid.uuid4().hex[:8]}"
+    identity_db, import_db = f"{tag}_identity", f"{tag}_import"
+    id_port, im_port = free_port(), free_port()
+    env = dict(os.environ)
+    env.update(
+        {
+            "ROLLCALL_IDENTITY_DATABASE_URL": await recreate_database(identity_db),
+            "ROLLCALL_IMPORT_DATABASE_URL": await recreate_database(import_db),
+            "ROLLCALL_AMQP_URL": AMQP_URL,
+            "ROLLCALL_AMQP_PREFIX": tag,
+            "ROLLCALL_IDENTITY_PORT": str(id_port),
+            "ROLLCALL_IMPORT_PORT": str(im_port),
+            "ROLLCALL_IDENTITY_ADDR": f"localhost:{id_port}",
+            "ROLLCALL_IDENTITY_METRICS_PORT": "0",
+            "ROLLCALL_IMPORT_METRICS_PORT": "0",
+            "ROLLCALL_TOKENS": f"admin:admin:{TOKENS['admin']},importer:importer:{TOKENS['importer']}",
+            "ROLLCALL_IMPORT_TOKEN": TOKENS["importer"],
+            "ROLLCALL_LOG_LEVEL": "WARNING",
+            **(extra_env or {}),
+        }
+    )
+    for command in (["identity-service", "migrate"], ["import-service", "migrate"]):
+        subprocess.run([str(BIN / command[0]), command[1]], env=env, check=True, stdout=subprocess.DEVNULL)
+    processes = [
+        subprocess.Popen([str(BIN / "identity-service"), "serve"], env=env, stdout=subprocess.DEVNULL),
+        subprocess.Popen([str(BIN / "import-service"), "serve"], env=env, stdout=subprocess.DEVNULL),
+    ]
+    stack = Stack(
+        tag, f"localhost:{id_port}", f"localhost:{im_port}", AMQP_URL, tag, identity_db, import_db, processes
+    )
+    try:
+        await wait_serving(stack.identity_addr)
+        await wait_serving(stack.import_addr)
+        yield stack
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        await _delete_topology(tag)
+        await drop_database(identity_db)
+        await drop_database(import_db)
+
+
+async def _delete_topology(prefix: str) -> None:
+    connection = await aio_pika.connect(AMQP_URL)
+    async with connection:
+        channel = await connection.channel()
+        for queue in (f"{prefix}.import.rows", f"{prefix}.import.dead"):
+            with contextlib.suppress(Exception):
+                await channel.queue_delete(queue, if_unused=False, if_empty=False)
+        for exchange in (f"{prefix}.import", f"{prefix}.import.dead"):
+            with contextlib.suppress(Exception):
+                await channel.exchange_delete(exchange)

@@ -1,0 +1,39 @@
+"""Connections the CLI makes: gRPC channels with the bearer token, and the broker."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import grpc
+
+from shared.devstack import DEV_TOKENS
+from shared.proto.rollcall.identity.v1 import identity_service_pb2_grpc as identity_grpc
+from shared.proto.rollcall.importer.v1 import import_service_pb2_grpc as import_grpc
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where the services and the broker are, and who the CLI is."""
+
+    identity_addr: str = os.environ.get("ROLLCALL_IDENTITY_ADDR", "localhost:50051")
+    import_addr: str = os.environ.get("ROLLCALL_IMPORT_ADDR", "localhost:50052")
+    amqp_url: str = os.environ.get("ROLLCALL_AMQP_URL", "amqp://guest:guest@localhost:5672/")
+    prefix: str = os.environ.get("ROLLCALL_AMQP_PREFIX", "rollcall")
+    token: str = os.environ.get("ROLLCALL_CLI_TOKEN", DEV_TOKENS["admin"])
+    actor: str = os.environ.get("ROLLCALL_CLI_ACTOR", "")
+
+    def metadata(self, actor: str | None = None) -> tuple[tuple[str, str], ...]:
+        pairs = [("authorization", f"Bearer {self.token}")]
+        who = actor if actor is not None else self.actor
+        if who:
+            pairs.append(("x-rollcall-actor", who))
+        return tuple(pairs)
+
+    def identity(self) -> tuple[grpc.aio.Channel, identity_grpc.IdentityServiceStub]:
+        channel = grpc.aio.insecure_channel(self.identity_addr)
+        return channel, identity_grpc.IdentityServiceStub(channel)
+
+    def importer(self) -> tuple[grpc.aio.Channel, import_grpc.ImportServiceStub]:
+        channel = grpc.aio.insecure_channel(self.import_addr)
+        return channel, import_grpc.ImportServiceStub(channel)

@@ -1,0 +1,231 @@
+"""``rollcall``: publish student files like an SIS connector, follow jobs, export and re-drive failures.
+
+Every command talks to the running services (``make run``) and the broker; ``--json`` prints
+machine-readable output for scripts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import uuid
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import grpc
+import typer
+from google.protobuf import json_format
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
+
+from import_service.domain.jobs import ImportMode, JobSpec
+from import_service.domain.rows import FileFormat
+from shared.cli import demo as demo_story
+from shared.cli.clients import Target
+from shared.cli.jobs_view import console, explain, failed_rows, print_failures, print_job, wait_for_job
+from shared.cli.publishing import publish_file
+from shared.proto.rollcall.importer.v1 import import_service_pb2 as pb
+
+app = typer.Typer(help="rollcall — identity and student-import services", no_args_is_help=True)
+import_app = typer.Typer(help="Student-file imports", no_args_is_help=True)
+app.add_typer(import_app, name="import")
+
+
+class Mode(StrEnum):
+    sync = "sync"
+    manual = "manual"
+
+
+class Format(StrEnum):
+    csv = "csv"
+    oneroster = "oneroster"
+
+
+@app.callback()
+def connect(
+    ctx: typer.Context,
+    identity: Annotated[str, typer.Option(envvar="ROLLCALL_IDENTITY_ADDR")] = "localhost:50051",
+    importer: Annotated[
+        str, typer.Option("--import-addr", envvar="ROLLCALL_IMPORT_ADDR")
+    ] = "localhost:50052",
+    amqp_url: Annotated[str, typer.Option(envvar="ROLLCALL_AMQP_URL")] = "amqp://guest:guest@localhost:5672/",
+    prefix: Annotated[str, typer.Option(envvar="ROLLCALL_AMQP_PREFIX")] = "rollcall",
+    token: Annotated[str, typer.Option(envvar="ROLLCALL_CLI_TOKEN", help="bearer token")] = Target.token,
+    actor: Annotated[str, typer.Option(envvar="ROLLCALL_CLI_ACTOR", help="staff user id acted for")] = "",
+) -> None:
+    ctx.obj = Target(identity, importer, amqp_url, prefix, token, actor)
+
+
+def _run(coro: object) -> None:
+    try:
+        asyncio.run(coro)  # type: ignore[arg-type]
+    except grpc.aio.AioRpcError as exc:
+        console.print(f"[red]error[/red] {explain(exc)}")
+        sys.exit(1)
+
+
+@import_app.command("publish")
+def publish(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    school: Annotated[str, typer.Option(help="school id")],
+    mode: Annotated[Mode, typer.Option()] = Mode.sync,
+    sensitive: Annotated[bool, typer.Option(help="allow sensitive-field updates (manual only)")] = False,
+    dry_run: Annotated[bool, typer.Option()] = False,
+    file_format: Annotated[Format, typer.Option("--format")] = Format.csv,
+    rows_per_message: Annotated[int, typer.Option(min=1, max=1000)] = 100,
+    job_id: Annotated[str, typer.Option(help="default: a new UUID")] = "",
+    wait: Annotated[bool, typer.Option(help="follow the job until it completes")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Publish FILE's rows to the import queue as a connector would."""
+    target: Target = ctx.obj
+    spec = JobSpec(
+        job_id=job_id or str(uuid.uuid4()),
+        school_id=school,
+        mode=ImportMode.MANUAL_FILE if mode is Mode.manual else ImportMode.ONGOING_SYNC,
+        sensitive_fields_update=sensitive,
+        dry_run=dry_run,
+        source_name=file.name,
+    )
+    fmt = FileFormat.ONEROSTER_USERS if file_format is Format.oneroster else FileFormat.CSV
+    _run(_publish(target, file, spec, fmt, rows_per_message, wait, as_json))
+
+
+async def _publish(
+    target: Target, file: Path, spec: JobSpec, fmt: FileFormat, per_message: int, wait: bool, as_json: bool
+) -> None:
+    size = file.stat().st_size  # noqa: ASYNC240 - one stat before streaming the file
+    with Progress(
+        TextColumn("[bold]publishing {task.fields[name]}"),
+        BarColumn(),
+        DownloadColumn(),
+        TextColumn("{task.fields[rows]} rows"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=as_json,
+    ) as bar:
+        task = bar.add_task("publish", total=size, name=file.name, rows=0)
+        total = await publish_file(
+            file,
+            spec,
+            file_format=fmt,
+            rows_per_message=per_message,
+            amqp_url=target.amqp_url,
+            prefix=target.prefix,
+            progress=lambda done, rows: bar.update(task, completed=done, rows=rows),
+        )
+    if not as_json:
+        console.print(f"published {total} rows as job [bold]{spec.job_id}[/bold]")
+    if wait:
+        await _follow(target, spec.job_id, as_json)
+    elif as_json:
+        print(f'{{"jobId": "{spec.job_id}", "rowsPublished": {total}}}')
+
+
+async def _follow(target: Target, job_id: str, as_json: bool) -> None:
+    job = await wait_for_job(target, job_id, show_progress=not as_json)
+    print_job(job, await failed_rows(target, job_id, 10), as_json)
+
+
+@import_app.command("status")
+def status(
+    ctx: typer.Context,
+    job_id: str,
+    wait: Annotated[bool, typer.Option()] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Show a job's counts (with --wait, follow it until it completes)."""
+    _run(_status(ctx.obj, job_id, wait, as_json))
+
+
+async def _status(target: Target, job_id: str, wait: bool, as_json: bool) -> None:
+    if wait:
+        await _follow(target, job_id, as_json)
+        return
+    channel, stub = target.importer()
+    try:
+        job = await stub.GetImportJob(
+            pb.GetImportJobRequest(job_id=job_id), metadata=target.metadata(), timeout=30
+        )
+    finally:
+        await channel.close()
+    print_job(job, await failed_rows(target, job_id, 10), as_json)
+
+
+@import_app.command("failed")
+def failed(
+    ctx: typer.Context,
+    job_id: str,
+    output: Annotated[Path | None, typer.Option("--csv", help="write the failed rows as CSV")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List a job's failed rows, or export them (--csv FILE) in the upload format."""
+    _run(_failed(ctx.obj, job_id, output, limit, as_json))
+
+
+async def _failed(target: Target, job_id: str, output: Path | None, limit: int, as_json: bool) -> None:
+    if output is None:
+        rows = await failed_rows(target, job_id, limit)
+        if as_json:
+            print(json.dumps([json_format.MessageToDict(r) for r in rows], indent=2))
+        else:
+            print_failures(rows)
+        return
+    channel, stub = target.importer()
+    written = 0
+    try:
+        with output.open("wb") as handle:
+            call = stub.ExportFailedRows(
+                pb.ExportFailedRowsRequest(job_id=job_id), metadata=target.metadata(), timeout=600
+            )
+            async for piece in call:
+                handle.write(piece.csv_chunk)
+                written += len(piece.csv_chunk)
+    finally:
+        await channel.close()
+    console.print(f"wrote {written} bytes of failed rows to {output}")
+
+
+@import_app.command("retry")
+def retry(
+    ctx: typer.Context,
+    job_id: str,
+    sensitive: Annotated[bool, typer.Option(help="re-drive with the sensitive-fields setting")] = False,
+    wait: Annotated[bool, typer.Option()] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Re-drive a job's failed rows as a new job linked to it."""
+    _run(_retry(ctx.obj, job_id, sensitive, wait, as_json))
+
+
+async def _retry(target: Target, job_id: str, sensitive: bool, wait: bool, as_json: bool) -> None:
+    channel, stub = target.importer()
+    try:
+        job = await stub.RetryFailedRows(
+            pb.RetryFailedRowsRequest(
+                job_id=job_id, sensitive_fields_update=sensitive, request_id=str(uuid.uuid4())
+            ),
+            metadata=target.metadata(),
+            timeout=120,
+        )
+    finally:
+        await channel.close()
+    if not as_json:
+        console.print(f"re-drive job [bold]{job.job_id}[/bold] (parent {job.parent_job_id})")
+    if wait:
+        await _follow(target, job.job_id, as_json)
+    else:
+        print_job(job, [], as_json)
+
+
+@app.command("demo")
+def demo(ctx: typer.Context, rows: Annotated[int, typer.Option(min=10, max=1_000_000)] = 10_000) -> None:
+    """Walk the seed story against the running services (make run)."""
+    _run(demo_story.run(ctx.obj, rows))
+
+
+def main() -> None:
+    app()
