@@ -14,6 +14,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aio_pika
 import asyncpg
@@ -102,15 +103,20 @@ async def running_stack(extra_env: dict[str, str] | None = None) -> AsyncIterato
             "ROLLCALL_IMPORT_METRICS_PORT": "0",
             "ROLLCALL_TOKENS": f"admin:admin:{TOKENS['admin']},importer:importer:{TOKENS['importer']}",
             "ROLLCALL_IMPORT_TOKEN": TOKENS["importer"],
-            "ROLLCALL_LOG_LEVEL": "WARNING",
+            "ROLLCALL_LOG_LEVEL": os.environ.get("ROLLCALL_LOG_LEVEL", "WARNING"),
             **(extra_env or {}),
         }
     )
     for command in (["identity-service", "migrate"], ["import-service", "migrate"]):
         subprocess.run([str(BIN / command[0]), command[1]], env=env, check=True, stdout=subprocess.DEVNULL)
+    log_dir = os.environ.get("BENCH_LOG_DIR")  # keep the services' JSON logs there (else discard them)
+
+    def output(name: str) -> Any:
+        return open(Path(log_dir) / f"{name}.log", "wb") if log_dir else subprocess.DEVNULL  # noqa: SIM115
+
     processes = [
-        subprocess.Popen([str(BIN / "identity-service"), "serve"], env=env, stdout=subprocess.DEVNULL),
-        subprocess.Popen([str(BIN / "import-service"), "serve"], env=env, stdout=subprocess.DEVNULL),
+        subprocess.Popen([str(BIN / "identity-service"), "serve"], env=env, stdout=output("identity")),
+        subprocess.Popen([str(BIN / "import-service"), "serve"], env=env, stdout=output("import")),
     ]
     stack = Stack(
         tag, f"localhost:{id_port}", f"localhost:{im_port}", AMQP_URL, tag, identity_db, import_db, processes

@@ -23,7 +23,7 @@ log = get_logger("identity")
 def migrate() -> None:
     """Create the identity database if missing and apply pending migrations (one runner at a time)."""
     settings = load_settings()
-    configure_logging(service="identity")
+    configure_logging(settings.log_level, service="identity")
     asyncio.run(_migrate(settings))
 
 
@@ -31,7 +31,7 @@ def migrate() -> None:
 def serve() -> None:
     """Serve gRPC (and /metrics) until SIGTERM or SIGINT, then drain within the grace period."""
     settings = load_settings()
-    configure_logging(service="identity")
+    configure_logging(settings.log_level, service="identity")
     asyncio.run(_serve(settings))
 
 
@@ -39,7 +39,7 @@ def serve() -> None:
 def courier() -> None:
     """Send queued mail through SMTP (and serve /metrics) until SIGTERM or SIGINT."""
     settings = load_settings()
-    configure_logging(service="identity-courier")
+    configure_logging(settings.log_level, service="identity-courier")
     asyncio.run(run_courier(settings))
 
 

@@ -11,7 +11,7 @@ from import_service.bootstrap import build_import
 from shared.grpc_kit.metrics import serve_metrics
 from shared.grpc_kit.server import install_signal_handlers
 from shared.logging import configure_logging, get_logger
-from shared.settings import load_settings
+from shared.settings import Settings, load_settings
 
 app = typer.Typer(add_completion=False, help="rollcall import service")
 log = get_logger("import.main")
@@ -21,7 +21,7 @@ log = get_logger("import.main")
 def migrate() -> None:
     """Create the import database if missing and apply its migrations (advisory lock 7_002)."""
     settings = load_settings()
-    configure_logging(service="import")
+    configure_logging(settings.log_level, service="import")
     applied = asyncio.run(migrate_database(settings.import_database_url))
     log.info("migrate.done", applied=applied)
 
@@ -29,13 +29,12 @@ def migrate() -> None:
 @app.command()
 def serve() -> None:
     """Serve ImportService and consume the rows queue until SIGTERM/SIGINT."""
-    load_settings()  # fail fast with one line per bad variable
-    configure_logging(service="import")
-    asyncio.run(_serve())
+    settings = load_settings()  # fail fast with one line per bad variable
+    configure_logging(settings.log_level, service="import")
+    asyncio.run(_serve(settings))
 
 
-async def _serve() -> None:
-    settings = load_settings()
+async def _serve(settings: Settings) -> None:
     serve_metrics(settings.import_metrics_port)
     stop = asyncio.Event()
     install_signal_handlers(stop)

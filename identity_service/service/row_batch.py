@@ -204,8 +204,7 @@ class RowBatch:
         self._by_id[holder.id] = student
         self._created.append(student)
         self._take("username", holder.username or "", student)
-        self._take("email", holder.email, student)
-        self._audit.append(AuditEntry(holder.id, CREATED_ACTION, self._created_details(new, mark)))
+        self._take("email", holder.email, student)  # its audit event is written with the insert
         return holder.id
 
     def _update(self, student: Student, decision: RowDecision, mark: ImportMark) -> None:
@@ -241,13 +240,6 @@ class RowBatch:
     def _take(self, name: str, value: str, student: Student) -> None:
         if value:
             (self._by_username if name == "username" else self._by_email)[value.lower()] = student
-
-    def _created_details(self, new: NewStudent, mark: ImportMark) -> dict[str, Any]:
-        details: dict[str, Any] = {
-            name: [None, str(getattr(new, name))] for name in _CREATED_FIELDS if getattr(new, name)
-        }
-        details["job_id"], details["row_number"] = self._job_id, mark.row_number
-        return details
 
 
 def _changed(before: Holder, decision: RowDecision) -> Holder:

@@ -121,7 +121,7 @@ async def _write(store: StudentRowsStore, request: RowBatchRequest, writes: Batc
     if writes.updates:
         await store.update_students(request.job_id, request.job_time, writes.updates)
     if writes.creates:
-        await store.insert_students(request.job_id, request.job_time, writes.creates)
+        await store.insert_students(request.job_id, request.job_time, writes.creates, client=client)
     if writes.audit:
         await store.append_audit(request.school_id, client, writes.audit)
 

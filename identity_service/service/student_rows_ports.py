@@ -47,8 +47,11 @@ class StudentRowsStore(Protocol):
         """Write the students' current values and import marks; bump version when ``changed``."""
         ...
 
-    async def insert_students(self, job_id: str, job_time: datetime, students: Sequence[Student]) -> None:
-        """Insert new students (origin STUDENT_FILE) with their import marks."""
+    async def insert_students(
+        self, job_id: str, job_time: datetime, students: Sequence[Student], *, client: str
+    ) -> None:
+        """Insert new students (origin STUDENT_FILE) with their import marks, and a
+        ``user.created_by_file`` audit event for each in the same statement."""
         ...
 
     async def append_audit(self, school_id: str, client: str, entries: Sequence[AuditEntry]) -> None: ...

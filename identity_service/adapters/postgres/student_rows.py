@@ -17,7 +17,14 @@ import asyncpg
 
 from identity_service.domain.import_rules import Holder, RowOutcome, RowReason
 from identity_service.domain.users import UserStatus, UserType
-from identity_service.service.row_batch import AuditEntry, ImportMark, RowResult, StoredStudent, Student
+from identity_service.service.row_batch import (
+    CREATED_ACTION,
+    AuditEntry,
+    ImportMark,
+    RowResult,
+    StoredStudent,
+    Student,
+)
 from identity_service.service.student_rows_ports import BatchConflict, StudentRowsStoreFactory
 from shared.grpc_kit.metrics import DB_POOL_IN_USE
 
@@ -55,13 +62,31 @@ _UPDATE = """UPDATE users u SET username = v.username, email = v.email, first_na
                 $10::bigint[], $11::bool[])
         AS v(id, username, email, first_name, last_name, auth_identifier, status, row_number, changed)
     WHERE u.id = v.id"""
-_INSERT = """INSERT INTO users (id, user_type, status, school_id, username, email, first_name, last_name,
+# New students and their audit events in one statement: the database builds each event's details
+# ({field: [null, value]} for the fields set, with the job and row) from the rows it inserted.
+_INSERT = """WITH inserted AS (
+    INSERT INTO users (id, user_type, status, school_id, username, email, first_name, last_name,
         auth_identifier, origin, last_import_job_time, last_import_job_id, last_import_row)
     SELECT v.id, 'STUDENT', v.status, v.school_id, v.username, v.email, v.first_name, v.last_name,
         v.auth_identifier, 'STUDENT_FILE', $1, $2, v.row_number
     FROM unnest($3::uuid[], $4::text[], $5::uuid[], $6::text[], $7::text[], $8::text[], $9::text[],
                 $10::text[], $11::bigint[])
-        AS v(id, status, school_id, username, email, first_name, last_name, auth_identifier, row_number)"""
+        AS v(id, status, school_id, username, email, first_name, last_name, auth_identifier, row_number)
+    RETURNING id, school_id, username, email, first_name, last_name, auth_identifier, status, origin,
+        last_import_row)
+INSERT INTO audit_events (client, action, user_id, school_id, details)
+SELECT $12, $13, i.id, i.school_id, jsonb_strip_nulls(jsonb_build_object(
+        'username', CASE WHEN i.username <> '' THEN jsonb_build_array(NULL, i.username) END,
+        'email', jsonb_build_array(NULL, i.email),
+        'first_name', CASE WHEN i.first_name <> '' THEN jsonb_build_array(NULL, i.first_name) END,
+        'last_name', CASE WHEN i.last_name <> '' THEN jsonb_build_array(NULL, i.last_name) END,
+        'auth_identifier', CASE WHEN i.auth_identifier <> ''
+                                THEN jsonb_build_array(NULL, i.auth_identifier) END,
+        'status', jsonb_build_array(NULL, i.status),
+        'origin', jsonb_build_array(NULL, i.origin),
+        'job_id', $2::text,
+        'row_number', i.last_import_row))
+FROM inserted i ORDER BY i.last_import_row"""
 _AUDIT = """INSERT INTO audit_events (client, action, user_id, school_id, details)
     SELECT $1, v.action, v.user_id, $2, v.details::jsonb
     FROM unnest($3::text[], $4::uuid[], $5::text[]) WITH ORDINALITY AS v(action, user_id, details, n)
@@ -118,7 +143,9 @@ class PostgresStudentRowsStore:
             [s.changed for s in students],
         )
 
-    async def insert_students(self, job_id: str, job_time: datetime, students: Sequence[Student]) -> None:
+    async def insert_students(
+        self, job_id: str, job_time: datetime, students: Sequence[Student], *, client: str
+    ) -> None:
         ordered = sorted(students, key=lambda s: s.holder.email.lower())  # one lock order for all batches
         holders = [s.holder for s in ordered]
         ids, usernames, emails, first_names, last_names, auth_identifiers = _columns(holders)
@@ -135,6 +162,8 @@ class PostgresStudentRowsStore:
             last_names,
             auth_identifiers,
             [_row_of(s) for s in ordered],
+            client,
+            CREATED_ACTION,
         )
 
     async def append_audit(self, school_id: str, client: str, entries: Sequence[AuditEntry]) -> None:
