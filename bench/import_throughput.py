@@ -159,10 +159,10 @@ async def end_to_end(stack: Stack, rows: int, per_message: int, folder: Path) ->
     return rows / elapsed
 
 
-async def main(rows: int, only: str | None) -> None:
+async def main(rows: int, only: str | None, identity_replicas: int) -> None:
     results: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
-        async with running_stack() as stack:
+        async with running_stack(identity_replicas=identity_replicas) as stack:
             if only in (None, "p1"):
                 base = await baseline_upsert(stack, rows)
                 e2e = await end_to_end(stack, rows, 100, Path(tmp))
@@ -185,5 +185,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--only", choices=["p1", "p2"])
+    parser.add_argument("--identity-replicas", type=int, default=1)
     args = parser.parse_args()
-    asyncio.run(main(args.rows, args.only))
+    print(f"{args.rows:,} rows, {args.identity_replicas} identity replica(s)")
+    asyncio.run(main(args.rows, args.only, args.identity_replicas))

@@ -50,7 +50,7 @@ class Stack:
         return (("authorization", f"Bearer {TOKENS['admin']}"),)
 
     def pids(self) -> dict[str, int]:
-        return {"identity": self.processes[0].pid, "import": self.processes[1].pid}
+        return {"import": self.processes[0].pid, "identity": self.processes[1].pid}
 
 
 async def recreate_database(name: str) -> str:
@@ -85,10 +85,15 @@ async def wait_serving(addr: str, timeout: float = 60.0) -> None:
 
 
 @contextlib.asynccontextmanager
-async def running_stack(extra_env: dict[str, str] | None = None) -> AsyncIterator[Stack]:
+async def running_stack(
+    extra_env: dict[str, str] | None = None, identity_replicas: int = 1
+) -> AsyncIterator[Stack]:
+    """Both services as processes; ``identity_replicas`` identity processes share the database and
+    the import service spreads its calls over them (round robin), as several pods behind a Service."""
     tag = f"bench_{uuid.uuid4().hex[:8]}"
     identity_db, import_db = f"{tag}_identity", f"{tag}_import"
-    id_port, im_port = free_port(), free_port()
+    id_ports = [free_port() for _ in range(identity_replicas)]
+    id_port, im_port = id_ports[0], free_port()
     env = dict(os.environ)
     env.update(
         {
@@ -98,7 +103,7 @@ async def running_stack(extra_env: dict[str, str] | None = None) -> AsyncIterato
             "ROLLCALL_AMQP_PREFIX": tag,
             "ROLLCALL_IDENTITY_PORT": str(id_port),
             "ROLLCALL_IMPORT_PORT": str(im_port),
-            "ROLLCALL_IDENTITY_ADDR": f"localhost:{id_port}",
+            "ROLLCALL_IDENTITY_ADDR": "ipv4:" + ",".join(f"127.0.0.1:{p}" for p in id_ports),
             "ROLLCALL_IDENTITY_METRICS_PORT": "0",
             "ROLLCALL_IMPORT_METRICS_PORT": "0",
             "ROLLCALL_TOKENS": f"admin:admin:{TOKENS['admin']},importer:importer:{TOKENS['importer']}",
@@ -112,17 +117,25 @@ async def running_stack(extra_env: dict[str, str] | None = None) -> AsyncIterato
     log_dir = os.environ.get("BENCH_LOG_DIR")  # keep the services' JSON logs there (else discard them)
 
     def output(name: str) -> Any:
-        return open(Path(log_dir) / f"{name}.log", "wb") if log_dir else subprocess.DEVNULL  # noqa: SIM115
+        return open(Path(log_dir) / f"{name}.log", "wb") if log_dir else subprocess.DEVNULL
 
     processes = [
-        subprocess.Popen([str(BIN / "identity-service"), "serve"], env=env, stdout=output("identity")),
         subprocess.Popen([str(BIN / "import-service"), "serve"], env=env, stdout=output("import")),
+        *(
+            subprocess.Popen(
+                [str(BIN / "identity-service"), "serve"],
+                env={**env, "ROLLCALL_IDENTITY_PORT": str(port)},
+                stdout=output(f"identity-{n}"),
+            )
+            for n, port in enumerate(id_ports)
+        ),
     ]
     stack = Stack(
         tag, f"localhost:{id_port}", f"localhost:{im_port}", AMQP_URL, tag, identity_db, import_db, processes
     )
     try:
-        await wait_serving(stack.identity_addr)
+        for port in id_ports:
+            await wait_serving(f"localhost:{port}")
         await wait_serving(stack.import_addr)
         yield stack
     finally:

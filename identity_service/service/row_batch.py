@@ -15,6 +15,7 @@ time is the same on every batch, but need not be).
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -116,8 +117,24 @@ class BatchWrites:
     audit: list[AuditEntry] = field(default_factory=list)
 
 
-def new_user_id() -> str:
-    return str(uuid.uuid4())
+class _RandomIds:
+    """Version-4 UUIDs as ``uuid.uuid4()`` makes them, from one ``os.urandom`` call per 1024 ids (a
+    syscall per id showed in profiles of 1000-row batches)."""
+
+    def __init__(self, per_refill: int = 1024) -> None:
+        self._size = 16 * per_refill
+        self._pool = b""
+        self._at = 0
+
+    def __call__(self) -> str:
+        if self._at >= len(self._pool):
+            self._pool, self._at = os.urandom(self._size), 0
+        chunk = self._pool[self._at : self._at + 16]
+        self._at += 16
+        return str(uuid.UUID(bytes=chunk, version=4))
+
+
+new_user_id = _RandomIds()
 
 
 class RowBatch:

@@ -58,6 +58,9 @@ _CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", 16 * 1024 * 1024),
     ("grpc.initial_reconnect_backoff_ms", 200),
     ("grpc.max_reconnect_backoff_ms", 2_000),
+    # spread calls over every identity replica the address resolves to (a headless Service's pods,
+    # or a list such as ipv4:10.0.0.1:50051,10.0.0.2:50051), not just the first one
+    ("grpc.lb_policy_name", "round_robin"),
 ]
 STAFF_CACHE_SECONDS = 30.0
 
