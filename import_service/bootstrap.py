@@ -30,7 +30,7 @@ from import_service.service.redrive import Redrives
 from import_service.service.retrying import Backoff
 from import_service.service.uploads import Uploads
 from shared.grpc_kit.metrics import DB_POOL_IN_USE
-from shared.grpc_kit.server import RunningServer, start_server, watch_readiness
+from shared.grpc_kit.server import RunningServer, client_credentials, start_server, watch_readiness
 from shared.logging import get_logger
 from shared.pg import create_pool
 from shared.proto.rollcall.importer.v1 import import_service_pb2_grpc as pb_grpc
@@ -135,7 +135,10 @@ async def _wire(
     await setup.close()
     publisher = await AmqpPublisher.open(connection, topology)
     identity = IdentityClient(
-        settings.identity_addr, settings.import_token, settings.identity_call_timeout_seconds
+        settings.identity_addr,
+        settings.import_token,
+        settings.identity_call_timeout_seconds,
+        client_credentials(settings, settings.identity_tls_ca),
     )
     ingest = Ingest(
         store,

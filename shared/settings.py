@@ -88,6 +88,7 @@ class Settings(BaseSettings):
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_client_ca: Path | None = None
+    identity_tls_ca: Path | None = None
     db_pool_min: int = Field(default=2, ge=1, le=100)
     db_pool_max: int = Field(default=10, ge=1, le=200)
     shutdown_grace_seconds: float = Field(default=20.0, ge=0, le=300)
@@ -113,6 +114,8 @@ class Settings(BaseSettings):
     def _check_production(self) -> Settings:
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("ROLLCALL_TLS_CERT and ROLLCALL_TLS_KEY go together")
+        if self.identity_tls_ca is not None and not self.identity_tls_ca.is_file():
+            raise ValueError("ROLLCALL_IDENTITY_TLS_CA must name a readable file")
         if self.tls_client_ca is not None and self.tls_cert is None:
             raise ValueError("ROLLCALL_TLS_CLIENT_CA needs ROLLCALL_TLS_CERT and ROLLCALL_TLS_KEY")
         if self.env is Environment.PROD:

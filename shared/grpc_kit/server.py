@@ -7,6 +7,7 @@ import contextlib
 import signal
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -60,6 +61,18 @@ def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
     pair = (settings.tls_key.read_bytes(), settings.tls_cert.read_bytes())
     ca = settings.tls_client_ca.read_bytes() if settings.tls_client_ca else None
     return grpc.ssl_server_credentials([pair], root_certificates=ca, require_client_auth=ca is not None)
+
+
+def client_credentials(settings: Settings, ca: Path | None) -> grpc.ChannelCredentials | None:
+    """TLS to a server whose certificate ``ca`` signed (None: plaintext). Presents this service's own
+    certificate (ROLLCALL_TLS_CERT/KEY) as its client certificate when it has one, for mTLS."""
+    if ca is None:
+        return None
+    key = settings.tls_key.read_bytes() if settings.tls_key else None
+    cert = settings.tls_cert.read_bytes() if settings.tls_cert else None
+    return grpc.ssl_channel_credentials(
+        root_certificates=ca.read_bytes(), private_key=key, certificate_chain=cert
+    )
 
 
 async def start_server(
