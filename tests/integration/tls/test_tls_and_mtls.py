@@ -24,9 +24,6 @@ from shared.settings import Settings
 ADMIN = "tls-admin-token-000001"
 IMPORTER = "tls-importer-token-0001"
 TOKENS = f"ops:admin:{ADMIN},importer:importer:{IMPORTER}"
-pytestmark = pytest.mark.skipif(
-    shutil.which("openssl") is None, reason="openssl is needed to make certificates"
-)
 
 
 @dataclass(frozen=True)
