@@ -32,7 +32,7 @@ test: $(STAMP) ## the whole suite (PostgreSQL + RabbitMQ from env URLs or local 
 test-faults: $(STAMP) ## the fault-injection suite (operations.md F1-F6)
 	$(BIN)/pytest -q -m faults -o addopts=-ra
 
-lint: $(STAMP) proto-lint ## ruff, mypy and buf lint
+lint: $(STAMP) proto-lint proto-breaking ## ruff, mypy, buf lint and buf breaking
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -47,8 +47,10 @@ $(BUF):
 proto-lint: $(BUF) ## buf lint
 	cd protos && ../$(BUF) lint
 
-proto-breaking: $(BUF) ## buf breaking against main
-	cd protos && ../$(BUF) breaking --against '../.git#branch=main,subdir=protos'
+proto-breaking: $(BUF) ## buf breaking against main (skipped where main does not exist yet)
+	@if git rev-parse --verify -q main >/dev/null; then \
+	  cd protos && ../$(BUF) breaking --against '../.git#branch=main,subdir=protos'; \
+	else echo "proto-breaking: no main branch to compare with"; fi
 
 bench: $(STAMP) ## performance ratios P1-P4 (operations.md)
 	$(BIN)/python -m bench.run_all
