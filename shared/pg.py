@@ -107,6 +107,21 @@ async def migrate(dsn: str, folder: Path, lock_key: int) -> list[str]:
     return applied_now
 
 
+_UNREACHABLE = (
+    OSError,  # refused, reset, unreachable (ConnectionError is one)
+    TimeoutError,  # no pool connection or no answer in time
+    asyncpg.PostgresConnectionError,  # cannot connect now, too many connections, ...
+    asyncpg.InterfaceError,  # the connection was closed under us
+    asyncpg.AdminShutdownError,
+    asyncpg.CannotConnectNowError,
+)
+
+
+def is_unreachable(error: BaseException) -> bool:
+    """Whether ``error`` means the database could not be reached (try again later), not a bug."""
+    return isinstance(error, _UNREACHABLE)
+
+
 async def ping(pool: asyncpg.Pool) -> bool:
     async with pool.acquire(timeout=2) as conn:
         return await conn.fetchval("SELECT 1") == 1

@@ -3,8 +3,9 @@
 The file is parsed incrementally; rows are published in chunks of ``PUBLISH_CHUNK_ROWS`` and then
 the end message. The job row is created just before the first publish, so a header problem
 publishes nothing and leaves no job. A problem further down the file (e.g. an unterminated
-record) stops the upload: the rows read before it are ended as a job of their own (so it
-completes instead of waiting forever) and the call fails naming the problem and that job.
+record) stops the upload: if rows were already published, every row read before the problem is
+published and ended as a job of its own (so it completes instead of waiting forever) and the call
+fails naming the problem and that job; if nothing was published yet, nothing is, and no job exists.
 """
 
 from __future__ import annotations
@@ -113,9 +114,12 @@ class Uploads:
 
 
 async def _stopped(upload: _Upload, error: RollcallError) -> RollcallError:
-    """Ends a partly published upload so its job completes; the error then names that job."""
+    """Ends a partly published upload so its job completes; the error then names that job. Every row
+    read before the problem is published first (none is dropped); an upload that had published
+    nothing yet is refused whole and leaves no job."""
     if not upload.started:
         return error
+    await upload.add([], final=True)
     await upload.end()
     note = f"; the {upload.published} rows before it were imported as job {upload.spec.job_id}"
     return RollcallError(error.reason, error.message + note, error.violations)

@@ -17,6 +17,7 @@ from shared.grpc_kit.auth import Caller, TokenAuthenticator, bind_caller, requir
 from shared.grpc_kit.errors import to_grpc_status
 from shared.grpc_kit.metrics import RPC_LATENCY, RPCS
 from shared.logging import get_logger
+from shared.pg import is_unreachable
 from shared.settings import Role
 
 log = get_logger("rpc")
@@ -84,13 +85,13 @@ class RollcallInterceptor(grpc.aio.ServerInterceptor):
                     return await behavior(request, context)
                 finally:
                     unbind_caller(token)
-            except RollcallError as exc:
-                status = to_grpc_status(exc)
-                code = status.code
-                await context.abort(status.code, status.details, status.trailing_metadata)
             except Exception as exc:
-                code = _code_of(exc, context)
-                raise
+                refusal = _refusal(exc)
+                if refusal is None:
+                    code = _code_of(exc, context)
+                    raise
+                code = refusal.code
+                await context.abort(refusal.code, refusal.details, refusal.trailing_metadata)
             finally:
                 _record(method, code, started, caller, request)
 
@@ -109,17 +110,28 @@ class RollcallInterceptor(grpc.aio.ServerInterceptor):
                         yield item
                 finally:
                     unbind_caller(token)
-            except RollcallError as exc:
-                status = to_grpc_status(exc)
-                code = status.code
-                await context.abort(status.code, status.details, status.trailing_metadata)
             except Exception as exc:
-                code = _code_of(exc, context)
-                raise
+                refusal = _refusal(exc)
+                if refusal is None:
+                    code = _code_of(exc, context)
+                    raise
+                code = refusal.code
+                await context.abort(refusal.code, refusal.details, refusal.trailing_metadata)
             finally:
                 _record(method, code, started, caller, request)
 
         return wrapper
+
+
+def _refusal(exc: Exception) -> grpc.Status | None:
+    """The status to answer for a domain error, or UNAVAILABLE when the database could not be
+    reached (so callers wait and retry instead of treating it as a bug); None for anything else."""
+    if isinstance(exc, RollcallError):
+        return to_grpc_status(exc)
+    if is_unreachable(exc):
+        log.warning("rpc.database_unreachable", error=type(exc).__name__)
+        return to_grpc_status(RollcallError(Reason.UNAVAILABLE, "the database is unreachable; try again"))
+    return None
 
 
 def _code_of(exc: Exception, context: grpc.aio.ServicerContext) -> grpc.StatusCode:

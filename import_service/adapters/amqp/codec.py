@@ -3,6 +3,8 @@ JSON mapping, unknown fields refused), bounded in size, checked against the queu
 
 from __future__ import annotations
 
+import json
+
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 
@@ -11,6 +13,7 @@ from import_service.adapters.wire import mode_from_proto, mode_to_proto, row_fro
 from import_service.domain.jobs import JobSpec
 from import_service.domain.messages import (
     MAX_BODY_BYTES,
+    MAX_JOB_ID_CHARS,
     MAX_SOURCE_NAME_CHARS,
     ContractViolation,
     DeadReason,
@@ -68,11 +71,24 @@ def _parse(body: bytes, content_type: str) -> pb.ImportMessage:
             json_format.Parse(body.decode("utf-8"), message, ignore_unknown_fields=False)
         except (json_format.ParseError, UnicodeDecodeError, ValueError, RecursionError) as exc:
             detail = f"not a JSON ImportMessage: {str(exc)[:200]}"
-            raise ContractViolation(DeadReason.UNDECODABLE, detail) from None
+            raise ContractViolation(DeadReason.UNDECODABLE, detail, _json_job_id(body)) from None
     else:
         detail = f"content type {content_type[:100]!r}; expected {PROTOBUF} or {JSON}"
         raise ContractViolation(DeadReason.UNKNOWN_CONTENT_TYPE, detail)
     return message
+
+
+def _json_job_id(body: bytes) -> str | None:
+    """The job id of a JSON body that is not a valid ImportMessage but still names its job, so the
+    job can show the refusal (product rules: "the job shows it")."""
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    job_id = document.get("jobId", document.get("job_id")) if isinstance(document, dict) else None
+    if isinstance(job_id, str) and 1 <= len(job_id) <= MAX_JOB_ID_CHARS and job_id.isprintable():
+        return job_id
+    return None
 
 
 def _header(spec: JobSpec) -> pb.ImportMessage:
