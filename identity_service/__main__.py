@@ -9,7 +9,7 @@ import typer
 from identity_service.adapters.postgres import MIGRATION_LOCK_KEY, MIGRATIONS
 from identity_service.adapters.smtp.courier import run_courier
 from identity_service.bootstrap import build_identity
-from shared import pg
+from shared import event_loop, pg
 from shared.grpc_kit.metrics import serve_metrics
 from shared.grpc_kit.server import install_signal_handlers
 from shared.logging import configure_logging, get_logger
@@ -32,7 +32,7 @@ def serve() -> None:
     """Serve gRPC (and /metrics) until SIGTERM or SIGINT, then drain within the grace period."""
     settings = load_settings()
     configure_logging(settings.log_level, service="identity")
-    asyncio.run(_serve(settings))
+    event_loop.run(_serve(settings))
 
 
 @app.command()

@@ -8,6 +8,7 @@ import typer
 
 from import_service.adapters.postgres.store import migrate as migrate_database
 from import_service.bootstrap import build_import
+from shared import event_loop
 from shared.grpc_kit.metrics import serve_metrics
 from shared.grpc_kit.server import install_signal_handlers
 from shared.logging import configure_logging, get_logger
@@ -31,7 +32,7 @@ def serve() -> None:
     """Serve ImportService and consume the rows queue until SIGTERM/SIGINT."""
     settings = load_settings()  # fail fast with one line per bad variable
     configure_logging(settings.log_level, service="import")
-    asyncio.run(_serve(settings))
+    event_loop.run(_serve(settings))
 
 
 async def _serve(settings: Settings) -> None:

@@ -37,7 +37,6 @@ from shared.proto.rollcall.importer.v1 import import_service_pb2_grpc as pb_grpc
 from shared.settings import Settings
 
 log = get_logger("import.app")
-MAX_BATCHES_IN_FLIGHT = 4
 BROKER_RECONNECT_SECONDS = 2
 
 
@@ -145,7 +144,7 @@ async def _wire(
         identity,
         batch_rows=settings.import_batch_rows,
         wait_ms=settings.import_batch_wait_ms,
-        max_in_flight=MAX_BATCHES_IN_FLIGHT,
+        max_in_flight=settings.import_batches_in_flight,
         transient_db=TRANSIENT_ERRORS,
         backoff=backoff,
     )

@@ -92,8 +92,10 @@ class Settings(BaseSettings):
     db_pool_min: int = Field(default=2, ge=1, le=100)
     db_pool_max: int = Field(default=10, ge=1, le=200)
     shutdown_grace_seconds: float = Field(default=20.0, ge=0, le=300)
-    import_batch_rows: int = Field(default=500, ge=1, le=1000)
-    import_batch_wait_ms: int = Field(default=50, ge=1, le=10_000)
+    # measured with bench/import_throughput.py (docs/decisions.md, "Import throughput")
+    import_batch_rows: int = Field(default=1000, ge=1, le=1000)
+    import_batch_wait_ms: int = Field(default=200, ge=1, le=10_000)
+    import_batches_in_flight: int = Field(default=4, ge=1, le=64)
     import_prefetch: int = Field(default=2000, ge=1, le=65535)
     identity_call_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
 

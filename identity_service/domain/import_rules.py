@@ -29,6 +29,7 @@ from identity_service.domain.fields import (
     USERNAME_MAX,
     Violations,
     clean_extra,
+    clean_text,
 )
 from identity_service.domain.import_rows import (
     SENSITIVE_FIELDS_MESSAGE,
@@ -43,6 +44,7 @@ from identity_service.domain.import_rows import (
     ValidRow,
 )
 from identity_service.domain.users import UserStatus, username_key
+from shared.errors import RollcallError
 
 __all__ = [
     "SENSITIVE_FIELDS_MESSAGE",
@@ -62,18 +64,35 @@ __all__ = [
 
 def validate_row(row: IncomingRow) -> ValidRow | RowDecision:
     """Row 1: the cleaned row, or a FAILED INVALID_ROW decision whose message names every bad field."""
+    try:  # the common case, every field fine, without gathering (a file is mostly good rows)
+        if row.row_number >= 1:
+            return ValidRow(
+                row.row_number,
+                clean_text(row.username, "username", max_len=USERNAME_MAX, required=True),
+                normalise_email(row.email_address, "email_address"),
+                clean_text(row.first_name, "first_name", max_len=NAME_MAX),
+                clean_text(row.last_name, "last_name", max_len=NAME_MAX),
+                clean_text(row.auth_identifier, "auth_identifier", max_len=AUTH_IDENTIFIER_MAX),
+                clean_extra(row.extra) if row.extra else {},
+            )
+    except RollcallError:
+        pass
+    return _invalid_row(row)
+
+
+def _invalid_row(row: IncomingRow) -> RowDecision:
+    """The FAILED INVALID_ROW decision naming every bad field of ``row``."""
     check = Violations()
     if row.row_number < 1:
         check.add("row_number", "must be 1 or more")
-    username = check.text(row.username, "username", max_len=USERNAME_MAX, required=True)
-    email = check.check(lambda: normalise_email(row.email_address, "email_address"), "")
-    first_name = check.text(row.first_name, "first_name", max_len=NAME_MAX)
-    last_name = check.text(row.last_name, "last_name", max_len=NAME_MAX)
-    auth_identifier = check.text(row.auth_identifier, "auth_identifier", max_len=AUTH_IDENTIFIER_MAX)
-    extra: dict[str, str] = check.check(lambda: clean_extra(row.extra), {})
-    if check:
-        return RowDecision(row.row_number, RowOutcome.FAILED, RowReason.INVALID_ROW, check.message())
-    return ValidRow(row.row_number, username, email, first_name, last_name, auth_identifier, extra)
+    check.text(row.username, "username", max_len=USERNAME_MAX, required=True)
+    check.check(lambda: normalise_email(row.email_address, "email_address"), "")
+    check.text(row.first_name, "first_name", max_len=NAME_MAX)
+    check.text(row.last_name, "last_name", max_len=NAME_MAX)
+    check.text(row.auth_identifier, "auth_identifier", max_len=AUTH_IDENTIFIER_MAX)
+    no_extra: dict[str, str] = {}
+    check.check(lambda: clean_extra(row.extra), no_extra)
+    return RowDecision(row.row_number, RowOutcome.FAILED, RowReason.INVALID_ROW, check.message())
 
 
 def decide(

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from google.protobuf import timestamp_pb2
 
 from import_service.domain.jobs import ImportMode, Outcome, RowResult
-from import_service.domain.rows import FileRow, cap_transport_field
+from import_service.domain.rows import MAX_TRANSPORT_FIELD_CHARS, FileRow, cap_transport_field
 from shared.proto.rollcall.identity.v1 import student_rows_pb2 as rows_pb
 
 _MODE_TO_PROTO = {
@@ -48,26 +48,54 @@ def outcome_from_proto(value: int) -> Outcome | None:
 
 def row_from_proto(row: rows_pb.StudentRow) -> FileRow:
     """A received row, every value capped to the transport bound (row_number must be ≥ 1)."""
-    return FileRow(
-        row_number=row.row_number,
-        username=cap_transport_field(row.username),
-        email_address=cap_transport_field(row.email_address),
-        first_name=cap_transport_field(row.first_name),
-        last_name=cap_transport_field(row.last_name),
-        auth_identifier=cap_transport_field(row.auth_identifier),
-        extra=tuple((cap_transport_field(k), cap_transport_field(v)) for k, v in row.extra.items()),
+    username, email, first, last, auth = (
+        row.username,
+        row.email_address,
+        row.first_name,
+        row.last_name,
+        row.auth_identifier,
     )
+    if max(len(username), len(email), len(first), len(last), len(auth)) > MAX_TRANSPORT_FIELD_CHARS:
+        username, email, first, last, auth = map(cap_transport_field, (username, email, first, last, auth))
+    extra = (
+        tuple((cap_transport_field(k), cap_transport_field(v)) for k, v in row.extra.items())
+        if row.extra
+        else ()
+    )
+    return FileRow(row.row_number, username, email, first, last, auth, extra)
 
 
 def row_to_proto(row: FileRow) -> rows_pb.StudentRow:
-    return rows_pb.StudentRow(
+    message = rows_pb.StudentRow(
         row_number=row.row_number,
         username=row.username,
         email_address=row.email_address,
         first_name=row.first_name,
         last_name=row.last_name,
         auth_identifier=row.auth_identifier,
-        extra=dict(row.extra),
+    )
+    if row.extra:  # building an empty map costs as much as the rest of the row
+        message.extra.update(row.extra)
+    return message
+
+
+def row_to_bytes(row: FileRow) -> bytes:
+    """The row as the bytes of a ``StudentRow`` (as ``row_results`` keeps it)."""
+    return row_to_proto(row).SerializeToString()
+
+
+def row_from_bytes(row_number: int, data: bytes) -> FileRow:
+    """A row kept by ``row_to_bytes``, numbered ``row_number``."""
+    message = rows_pb.StudentRow()
+    message.ParseFromString(data)
+    return FileRow(
+        row_number=row_number,
+        username=message.username,
+        email_address=message.email_address,
+        first_name=message.first_name,
+        last_name=message.last_name,
+        auth_identifier=message.auth_identifier,
+        extra=tuple(message.extra.items()),
     )
 
 

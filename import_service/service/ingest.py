@@ -18,7 +18,13 @@ from typing import TypeVar
 
 from import_service import metrics
 from import_service.domain.jobs import Job, JobSpec, RowResult, check_results, failed_results
-from import_service.domain.messages import ContractViolation, DeadReason, EndMessage, ImportMessage
+from import_service.domain.messages import (
+    ContractViolation,
+    DeadReason,
+    EndMessage,
+    ImportMessage,
+    RowsMessage,
+)
 from import_service.domain.rows import FileRow
 from import_service.service.ports import (
     BatchRefused,
@@ -83,6 +89,17 @@ class Ingest:
         self._accepting = True
         self.settler = Settler()
 
+    def accept_now(self, message: ImportMessage, delivery: Delivery) -> bool:
+        """``accept`` without waiting, for rows of a job already known (nearly every message); False
+        when the message needs ``accept`` (a job not seen yet, an end message)."""
+        job = self._jobs.get(message.spec.job_id)
+        if job is None or not isinstance(message, RowsMessage):
+            return False
+        _check_same_job(job, message.spec)
+        if self._accepting:  # else left unsettled: the broker redelivers it
+            self._add(job, message.rows, self.settler.track(delivery, len(message.rows)))
+        return True
+
     async def accept(self, message: ImportMessage, delivery: Delivery) -> None:
         """Takes a decoded message; raises ContractViolation when it contradicts its job."""
         job = await self._job(message.spec)
@@ -127,10 +144,7 @@ class Ingest:
             if len(self._jobs) >= JOB_CACHE_SIZE:
                 del self._jobs[next(iter(self._jobs))]
             self._jobs[spec.job_id] = job
-        differs = job.spec.mismatch(spec)
-        if differs is not None:
-            detail = f"{differs} differs from the job's first message"
-            raise ContractViolation(DeadReason.JOB_MISMATCH, detail, spec.job_id)
+        _check_same_job(job, spec)
         return job
 
     async def _end(self, job: Job, total_rows: int, tracked: Tracked) -> None:
@@ -234,6 +248,13 @@ class Ingest:
 
     async def _db(self, call: Callable[[], Awaitable[T]], what: str) -> T:
         return await until_answered(call, self._transient_db, self._backoff, what)
+
+
+def _check_same_job(job: Job, spec: JobSpec) -> None:
+    differs = job.spec.mismatch(spec)
+    if differs is not None:
+        detail = f"{differs} differs from the job's first message"
+        raise ContractViolation(DeadReason.JOB_MISMATCH, detail, spec.job_id)
 
 
 def _observe(

@@ -8,8 +8,9 @@ distinct row numbers of 1 or more.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from types import MappingProxyType
 
 from identity_service.adapters.grpc.converters import domain_enum
 from identity_service.domain.fields import Violations
@@ -22,6 +23,7 @@ from shared.proto.rollcall.identity.v1 import student_rows_pb2 as rows_pb
 
 MAX_ROWS = 1000
 JOB_ID_MAX = 128
+_NO_EXTRA: Mapping[str, str] = MappingProxyType({})
 _OUTCOMES = {outcome: rows_pb.RowOutcome.Value(f"ROW_OUTCOME_{outcome.value}") for outcome in RowOutcome}
 
 
@@ -93,5 +95,5 @@ def _row(row: rows_pb.StudentRow) -> IncomingRow:
         row.first_name,
         row.last_name,
         row.auth_identifier,
-        dict(row.extra),
+        dict(row.extra) if row.extra else _NO_EXTRA,
     )

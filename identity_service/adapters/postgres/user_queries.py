@@ -11,8 +11,9 @@ from identity_service.adapters.postgres.rows import USER_COLUMNS
 from identity_service.domain.users import User, UserStatus, UserType
 
 SIMILARITY_THRESHOLD = 0.3
-_SEARCH_TEXT = "lower(first_name || ' ' || last_name || ' ' || email || ' ' || coalesce(username, ''))"
+# The two columns of the users_trgm index (migration 0021): search matches either, duplicates the name.
 _NAME = "lower(first_name || ' ' || last_name)"
+_CONTACT = "lower(email || ' ' || coalesce(username, ''))"
 _LOCAL_PART = "lower(left(email, length(email) - strpos(reverse(email), '@')))"
 
 
@@ -61,7 +62,7 @@ async def search(
         conditions.append(template.format(*numbers))
 
     if text:
-        where(f"{_SEARCH_TEXT} LIKE lower({{}})", like_pattern(text))
+        where(f"({_NAME} LIKE lower({{0}}) OR {_CONTACT} LIKE lower({{0}}))", like_pattern(text))
     if user_types:
         where("user_type = ANY({}::text[])", [t.value for t in user_types])
     if statuses:

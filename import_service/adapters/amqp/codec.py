@@ -3,6 +3,7 @@ JSON mapping, unknown fields refused), bounded in size, checked against the queu
 
 from __future__ import annotations
 
+import functools
 import json
 
 from google.protobuf import json_format
@@ -91,7 +92,10 @@ def _json_job_id(body: bytes) -> str | None:
     return None
 
 
-def _header(spec: JobSpec) -> pb.ImportMessage:
+@functools.lru_cache(maxsize=256)
+def _header(spec: JobSpec) -> bytes:
+    """The job's header fields, serialized once per job: a message is its header's bytes followed by
+    its body's (protobuf merges concatenated messages), so one-row messages do not rebuild the header."""
     return pb.ImportMessage(
         job_id=spec.job_id,
         school_id=spec.school_id,
@@ -100,16 +104,16 @@ def _header(spec: JobSpec) -> pb.ImportMessage:
         dry_run=spec.dry_run,
         source_name=spec.source_name,
         parent_job_id=spec.parent_job_id,
-    )
+    ).SerializeToString()
 
 
 def encode_rows(spec: JobSpec, rows: list[FileRow] | tuple[FileRow, ...]) -> bytes:
-    message = _header(spec)
-    message.rows.rows.extend(rows_to_proto(rows))
-    return message.SerializeToString()
+    body = pb.ImportMessage()
+    body.rows.rows.extend(rows_to_proto(rows))
+    return _header(spec) + body.SerializeToString()
 
 
 def encode_end(spec: JobSpec, total_rows: int) -> bytes:
-    message = _header(spec)
-    message.end.total_rows = total_rows
-    return message.SerializeToString()
+    body = pb.ImportMessage()
+    body.end.total_rows = total_rows
+    return _header(spec) + body.SerializeToString()

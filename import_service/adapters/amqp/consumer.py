@@ -129,7 +129,8 @@ class AmqpConsumer:
         try:
             decoded = decode(message.body, message.content_type, message.routing_key or "")
             self._observe(len(decoded.rows) if isinstance(decoded, RowsMessage) else 1)
-            await self._ingest.accept(decoded, delivery)
+            if not self._ingest.accept_now(decoded, delivery):
+                await self._ingest.accept(decoded, delivery)
         except ContractViolation as violation:
             await self._dead_letter(message, violation, delivery)
         except Exception:

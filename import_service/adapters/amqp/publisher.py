@@ -7,12 +7,16 @@ full: reject-publish), an unroutable message or a lost connection raises UNAVAIL
 
 from __future__ import annotations
 
-import uuid
+import itertools
+import os
 from collections.abc import Mapping, Sequence
+from typing import cast
 
 import aio_pika
+import aiormq
 from aio_pika.abc import AbstractChannel, AbstractExchange
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
+from aiormq import spec
 
 from import_service.adapters.amqp.codec import PROTOBUF, encode_end, encode_rows
 from import_service.adapters.amqp.topology import Topology, routing_key
@@ -30,6 +34,7 @@ class AmqpPublisher:
         self._channel = channel
         self._exchange = exchange
         self._dead = dead
+        self._ids = _MessageIds()
 
     @classmethod
     async def open(
@@ -68,15 +73,40 @@ class AmqpPublisher:
         message_id: str | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
-        message = aio_pika.Message(
-            body,
+        properties = spec.Basic.Properties(
             content_type=content_type or None,
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            message_id=message_id or str(uuid.uuid4()),
-            headers=dict(headers or {}),
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT.value,
+            message_id=message_id or self._ids(),
+            headers=dict(headers) if headers else None,
         )
         try:
-            await exchange.publish(message, routing_key=routing, timeout=PUBLISH_TIMEOUT_SECONDS)
+            if self._channel.is_closed:
+                raise ChannelInvalidStateError(f"{self._channel!r} is closed")
+            channel = cast(aiormq.Channel, await self._channel.get_underlay_channel())
+            # Straight to aiormq (aio-pika's Message and Exchange.publish were a third of the CPU of a
+            # one-row publish); mandatory, on a channel that raises on returns, as Exchange.publish
+            # does. wait=False: what we wait for is the broker's confirm, not the socket write.
+            await channel.basic_publish(
+                body,
+                exchange=exchange.name,
+                routing_key=routing,
+                properties=properties,
+                mandatory=True,
+                timeout=PUBLISH_TIMEOUT_SECONDS,
+                wait=False,
+            )
         except (AMQPError, ChannelInvalidStateError, ConnectionError, TimeoutError) as exc:
             detail = f"the queue did not accept the message ({type(exc).__name__}); try again"
             raise RollcallError(Reason.UNAVAILABLE, detail) from exc
+
+
+class _MessageIds:
+    """Unique message ids without a random draw (a syscall) per message: a random prefix per
+    publisher and a counter."""
+
+    def __init__(self) -> None:
+        self._prefix = os.urandom(12).hex()
+        self._counter = itertools.count(1)
+
+    def __call__(self) -> str:
+        return f"{self._prefix}-{next(self._counter)}"
