@@ -29,6 +29,7 @@ import asyncpg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.baseline import student, upsert_rate  # noqa: E402
 from identity_service.adapters.postgres.student_rows import student_rows_store_factory  # noqa: E402
 from identity_service.domain.import_rules import ImportMode, IncomingRow, RowOutcome  # noqa: E402
 from identity_service.service.student_rows import RowBatchRequest, apply_student_rows  # noqa: E402
@@ -37,27 +38,6 @@ from shared.pg import migrate, with_database  # noqa: E402
 SERVER_URL = os.environ.get("ROLLCALL_BENCH_DATABASE_URL", "postgresql://root@127.0.0.1:5432/postgres")
 DATABASE = "rollcall_bench_rows"
 MIGRATIONS = ROOT / "identity_service/adapters/postgres/migrations"
-BASELINE_TABLE = """
-CREATE TABLE bench_users (
-    id uuid PRIMARY KEY, user_type text NOT NULL, status text NOT NULL, school_id uuid,
-    username text, email text NOT NULL, first_name text NOT NULL, last_name text NOT NULL,
-    auth_identifier text NOT NULL, origin text NOT NULL, file_updates_disabled boolean NOT NULL DEFAULT false,
-    create_time timestamptz NOT NULL DEFAULT now(), update_time timestamptz NOT NULL DEFAULT now(),
-    version bigint NOT NULL DEFAULT 1);
-CREATE UNIQUE INDEX bench_users_email ON bench_users (lower(email));
-CREATE UNIQUE INDEX bench_users_username ON bench_users (school_id, lower(username));
-"""
-UPSERT = """
-INSERT INTO bench_users (id, user_type, status, school_id, username, email, first_name, last_name,
-                         auth_identifier, origin)
-VALUES ($1, 'STUDENT', 'ACTIVE', $2, $3, $4, $5, $6, $7, 'STUDENT_FILE')
-ON CONFLICT (lower(email)) DO UPDATE SET first_name = EXCLUDED.first_name, last_name = EXCLUDED.last_name,
-    version = bench_users.version + 1, update_time = now()
-"""
-
-
-def student(n: int, domain: str) -> tuple[str, str, str, str, str]:
-    return (f"s{n:07d}", f"s{n:07d}@{domain}", f"Given{n}", f"Family{n}", f"sis-{n:07d}")
 
 
 async def scratch_database() -> str:
@@ -75,14 +55,7 @@ async def scratch_database() -> str:
 async def baseline(url: str, rows: int) -> float:
     conn = await asyncpg.connect(url)
     try:
-        await conn.execute(BASELINE_TABLE)
-        school = uuid.uuid4()
-        data = [(uuid.uuid4(), school, *student(n, "baseline.edu")) for n in range(1, rows + 1)]
-        started = time.perf_counter()
-        for start in range(0, rows, 500):
-            async with conn.transaction():
-                await conn.executemany(UPSERT, data[start : start + 500])
-        return rows / (time.perf_counter() - started)
+        return await upsert_rate(conn, rows)
     finally:
         await conn.close()
 

@@ -23,7 +23,8 @@ import aio_pika
 import asyncpg
 import grpc
 
-from bench.stack import Stack, running_stack
+from bench.baseline import student, upsert_rate
+from bench.stack import PG_URL, Stack, running_stack
 from import_service.adapters.amqp.codec import PROTOBUF, encode_rows
 from import_service.domain.jobs import ImportMode, JobSpec
 from import_service.domain.rows import FileFormat, FileRow
@@ -33,28 +34,6 @@ from shared.proto.rollcall.identity.v1 import identity_service_pb2 as ipb
 from shared.proto.rollcall.identity.v1 import identity_service_pb2_grpc as igrpc
 from shared.proto.rollcall.importer.v1 import import_service_pb2 as pb
 from shared.proto.rollcall.importer.v1 import import_service_pb2_grpc as pgrpc
-
-BASELINE_TABLE = """
-CREATE TABLE bench_users (
-    id uuid PRIMARY KEY, user_type text NOT NULL, status text NOT NULL, school_id uuid,
-    username text, email text NOT NULL, first_name text NOT NULL, last_name text NOT NULL,
-    auth_identifier text NOT NULL, origin text NOT NULL, file_updates_disabled boolean NOT NULL DEFAULT false,
-    create_time timestamptz NOT NULL DEFAULT now(), update_time timestamptz NOT NULL DEFAULT now(),
-    version bigint NOT NULL DEFAULT 1);
-CREATE UNIQUE INDEX bench_users_email ON bench_users (lower(email));
-CREATE UNIQUE INDEX bench_users_username ON bench_users (school_id, lower(username));
-"""
-UPSERT = """
-INSERT INTO bench_users (id, user_type, status, school_id, username, email, first_name, last_name,
-                         auth_identifier, origin)
-VALUES ($1, 'STUDENT', 'ACTIVE', $2, $3, $4, $5, $6, $7, 'STUDENT_FILE')
-ON CONFLICT (lower(email)) DO UPDATE SET first_name = EXCLUDED.first_name, last_name = EXCLUDED.last_name,
-    version = bench_users.version + 1, update_time = now()
-"""
-
-
-def student(n: int, domain: str) -> tuple[str, str, str, str, str]:
-    return (f"s{n:07d}", f"s{n:07d}@{domain}", f"Given{n}", f"Family{n}", f"sis-{n:07d}")
 
 
 def write_file(folder: Path, rows: int, domain: str) -> Path:
@@ -67,24 +46,11 @@ def write_file(folder: Path, rows: int, domain: str) -> Path:
 
 
 async def baseline_upsert(stack: Stack, rows: int) -> float:
-    conn = await asyncpg.connect(with_database(stack_pg(stack), stack.identity_db))
+    conn = await asyncpg.connect(with_database(PG_URL, stack.identity_db))
     try:
-        await conn.execute(BASELINE_TABLE)
-        school = uuid.uuid4()
-        data = [(uuid.uuid4(), school, *student(n, "baseline.edu")) for n in range(1, rows + 1)]
-        started = time.perf_counter()
-        for start in range(0, rows, 500):
-            async with conn.transaction():
-                await conn.executemany(UPSERT, data[start : start + 500])
-        return rows / (time.perf_counter() - started)
+        return await upsert_rate(conn, rows)
     finally:
         await conn.close()
-
-
-def stack_pg(stack: Stack) -> str:
-    from bench.stack import PG_URL
-
-    return PG_URL
 
 
 async def baseline_consume_ack(stack: Stack, rows: int) -> float:

@@ -37,6 +37,7 @@ import asyncpg
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from import_service.adapters.amqp.topology import Topology
 from shared.pg import with_database
 from shared.proto.rollcall.identity.v1 import identity_service_pb2_grpc as ipb_grpc
 from shared.proto.rollcall.identity.v1 import student_rows_pb2 as rows_pb
@@ -200,15 +201,15 @@ class ProcessStack:
 
     @property
     def exchange(self) -> str:
-        return f"{self.prefix}.import"
+        return Topology(self.prefix).exchange
 
     @property
     def rows_queue(self) -> str:
-        return f"{self.prefix}.import.rows"
+        return Topology(self.prefix).rows_queue
 
     @property
     def dead_queue(self) -> str:
-        return f"{self.prefix}.import.dead"
+        return Topology(self.prefix).dead_queue
 
     # --- processes ------------------------------------------------------------------------------
 
@@ -370,13 +371,14 @@ async def _drop_database(server_url: str, name: str) -> None:
 
 
 async def _delete_topology(amqp_url: str, prefix: str) -> None:
+    names = Topology(prefix)
     connection = await aio_pika.connect(amqp_url, timeout=10)
     async with connection:
-        for queue in (f"{prefix}.import.rows", f"{prefix}.import.dead"):
+        for queue in (names.rows_queue, names.dead_queue):
             with contextlib.suppress(Exception):
                 channel = await connection.channel()
                 await channel.queue_delete(queue, if_unused=False, if_empty=False)
-        for exchange in (f"{prefix}.import", f"{prefix}.import.dead"):
+        for exchange in (names.exchange, names.dead_exchange):
             with contextlib.suppress(Exception):
                 channel = await connection.channel()
                 await channel.exchange_delete(exchange)
