@@ -1,16 +1,18 @@
 """Publishing a file to the import exchange the way an SIS connector does.
 
 Rows are read incrementally (constant memory), grouped ``rows_per_message`` to a message, and
-published persistently with publisher confirms; up to ``window`` publishes are in flight at once so
-one-row messages are not limited by a confirm round trip each. The end message goes last, after
-every row message was confirmed.
+published persistently with publisher confirms; ``window`` publishers take the next message as soon
+as their previous one is confirmed, so one-row messages are not limited by a confirm round trip
+each (and no task is made per message: at one row a message that showed in profiles). The end
+message goes last, after every row message was confirmed.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import aio_pika
 
@@ -24,32 +26,58 @@ READ_BYTES = 256 * 1024
 Progress = Callable[[int, int], None]  # (bytes read so far, rows published so far)
 
 
-class WindowedPublisher:
-    """Keeps at most ``window`` confirmed publishes in flight."""
+class FileMessages:
+    """The rows of a file as messages of ``size`` rows, read as the publishers ask for them.
 
-    def __init__(self, publisher: AmqpPublisher, spec: JobSpec, window: int) -> None:
-        self._publisher = publisher
-        self._spec = spec
-        self._slots = asyncio.Semaphore(window)
-        self._tasks: set[asyncio.Task[None]] = set()
+    A plain iterator: many publishers may share it, since taking the next message never waits.
+    """
+
+    def __init__(self, handle: BinaryIO, file_format: FileFormat, size: int) -> None:
+        self.bytes_read = 0
         self.rows_published = 0
+        self.progress: Progress | None = None
+        self._messages = self._read(handle, file_format, size)
 
-    async def rows(self, rows: list[FileRow]) -> None:
-        await self._slots.acquire()
-        task = asyncio.create_task(self._publish(rows))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def __iter__(self) -> Iterator[list[FileRow]]:
+        return self._messages
 
-    async def _publish(self, rows: list[FileRow]) -> None:
-        try:
-            await self._publisher.publish_rows(self._spec, rows)
-            self.rows_published += len(rows)
-        finally:
-            self._slots.release()
+    def _read(self, handle: BinaryIO, file_format: FileFormat, size: int) -> Iterator[list[FileRow]]:
+        reader = row_reader_for(file_format)
+        buffer: list[FileRow] = []
+        while chunk := handle.read(READ_BYTES):
+            self.bytes_read += len(chunk)
+            buffer.extend(reader.feed(chunk))
+            full = len(buffer) - len(buffer) % size
+            for start in range(0, full, size):
+                yield buffer[start : start + size]
+            buffer = buffer[full:]
+            self.report()
+        buffer.extend(reader.finish())
+        for start in range(0, len(buffer), size):
+            yield buffer[start : start + size]
 
-    async def drain(self) -> None:
-        if self._tasks:
-            await asyncio.gather(*self._tasks)
+    def report(self) -> None:
+        if self.progress:
+            self.progress(self.bytes_read, self.rows_published)
+
+
+async def publish_messages(
+    publisher: AmqpPublisher, spec: JobSpec, messages: FileMessages, window: int
+) -> None:
+    """Publishes every message with ``window`` publishes in flight; the first failure stops them all."""
+
+    async def publish_next() -> None:
+        for rows in messages:
+            await publisher.publish_rows(spec, rows)
+            messages.rows_published += len(rows)
+
+    workers = [asyncio.create_task(publish_next()) for _ in range(window)]
+    try:
+        await asyncio.gather(*workers)
+    finally:
+        for worker in workers:
+            worker.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
 
 
 async def publish_file(
@@ -71,33 +99,12 @@ async def publish_file(
         await declare(channel, topology)  # so nothing published before the service starts is lost
         await channel.close()
         publisher = await AmqpPublisher.open(connection, topology)
-        sender = WindowedPublisher(publisher, spec, window)
-        reader = row_reader_for(file_format)
-        buffer: list[FileRow] = []
-        read = 0
         with path.open("rb") as handle:
-            while chunk := handle.read(READ_BYTES):
-                read += len(chunk)
-                buffer.extend(reader.feed(chunk))
-                buffer = await _send_full(sender, buffer, rows_per_message)
-                if progress:
-                    progress(read, sender.rows_published)
-        buffer.extend(reader.finish())
-        buffer = await _send_full(sender, buffer, rows_per_message)
-        if buffer:
-            await sender.rows(buffer)
-        await sender.drain()
-        await publisher.publish_end(spec, sender.rows_published)
-        if progress:
-            progress(read, sender.rows_published)
-        return sender.rows_published
+            messages = FileMessages(handle, file_format, rows_per_message)
+            messages.progress = progress
+            await publish_messages(publisher, spec, messages, window)
+        await publisher.publish_end(spec, messages.rows_published)
+        messages.report()
+        return messages.rows_published
     finally:
         await connection.close()
-
-
-async def _send_full(sender: WindowedPublisher, buffer: list[FileRow], size: int) -> list[FileRow]:
-    start = 0
-    while len(buffer) - start >= size:
-        await sender.rows(buffer[start : start + size])
-        start += size
-    return buffer[start:]
