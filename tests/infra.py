@@ -7,14 +7,24 @@ start. Every test session gets its own databases and its own queue-name prefix.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import uuid
+from collections.abc import AsyncIterator
 from contextlib import ExitStack
+from pathlib import Path
 from urllib.parse import urlsplit
+
+import asyncpg
+
+from shared.pg import migrate, with_database
 
 LOCAL_PG = "postgresql://localhost:5432/postgres"
 LOCAL_AMQP = "amqp://guest:guest@localhost:5672/"
+ROOT = Path(__file__).resolve().parent.parent
+IDENTITY_MIGRATIONS = (ROOT / "identity_service/adapters/postgres/migrations", 7_001)
+IMPORT_MIGRATIONS = (ROOT / "import_service/adapters/postgres/migrations", 7_002)
 
 
 def answers(url: str, default_port: int) -> bool:
@@ -73,3 +83,26 @@ def find_rabbitmq(stack: ExitStack) -> str:
 
 def session_tag() -> str:
     return f"rctest_{uuid.uuid4().hex[:10]}"
+
+
+async def _admin(server_url: str, sql: str) -> None:
+    conn = await asyncpg.connect(server_url)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@contextlib.asynccontextmanager
+async def migrated_database(server_url: str, name: str, migrations: tuple[Path, int]) -> AsyncIterator[str]:
+    """A fresh database ``name`` on the server, migrated from ``migrations`` (folder, lock key); its URL
+    while the block runs, dropped afterwards."""
+    await _admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await _admin(server_url, f'CREATE DATABASE "{name}"')
+    try:
+        url = with_database(server_url, name)
+        folder, lock_key = migrations
+        await migrate(url, folder, lock_key=lock_key)
+        yield url
+    finally:
+        await _admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

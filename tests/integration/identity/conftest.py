@@ -5,15 +5,17 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import asyncpg
-import grpc
 import pytest
 
-from identity_service.bootstrap import IdentityApp, build_identity
-from identity_service.domain.passwords import PasswordHasher
-from shared.proto.rollcall.identity.v1 import identity_service_pb2_grpc as pb_grpc
+from identity_service.bootstrap import IdentityApp
 from shared.settings import Settings
-from tests.integration.identity.identity_support import TOKEN_SPEC, Campus, IdentityClient
+from tests.integration.identity.identity_support import (
+    TOKEN_SPEC,
+    Campus,
+    IdentityClient,
+    identity_client,
+    running_identity,
+)
 
 
 @pytest.fixture(scope="session")
@@ -30,23 +32,14 @@ def identity_settings(identity_db_url: str) -> Settings:
 @pytest.fixture(scope="session")
 async def identity_app(identity_settings: Settings) -> AsyncIterator[IdentityApp]:
     """The running service (``identity_app.running.port``); argon2id with test-sized costs."""
-    app = await build_identity(
-        identity_settings, password_hasher=PasswordHasher(time_cost=1, memory_cost_kib=8192, parallelism=1)
-    )
-    await app.start(port=0, host="127.0.0.1")
-    yield app
-    await app.close(grace=1)
+    async with running_identity(identity_settings) as app:
+        yield app
 
 
 @pytest.fixture(scope="session")
 async def identity(identity_app: IdentityApp, identity_db_url: str) -> AsyncIterator[IdentityClient]:
-    assert identity_app.running is not None
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{identity_app.running.port}")
-    db = await asyncpg.create_pool(identity_db_url, min_size=1, max_size=5)
-    assert db is not None
-    yield IdentityClient(pb_grpc.IdentityServiceStub(channel), db)
-    await db.close()
-    await channel.close()
+    async with identity_client(identity_app, identity_db_url) as client:
+        yield client
 
 
 @pytest.fixture

@@ -6,8 +6,9 @@ database and one server for the whole session without seeing each other's data.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,10 +16,13 @@ import asyncpg
 import grpc
 import pytest
 
+from identity_service.bootstrap import IdentityApp, build_identity
+from identity_service.domain.passwords import PasswordHasher
 from shared.grpc_kit.errors import error_info, field_violations
 from shared.proto.rollcall.identity.v1 import identity_service_pb2 as pb
 from shared.proto.rollcall.identity.v1 import identity_service_pb2_grpc as pb_grpc
 from shared.proto.rollcall.identity.v1 import resources_pb2 as res
+from shared.settings import Settings
 
 TOKENS = {
     "admin": "test-admin-token-0001",
@@ -142,3 +146,30 @@ async def not_staff(call: Awaitable[Any]) -> None:
 
 async def not_found(call: Awaitable[Any], reason: str) -> None:
     await refused(call, grpc.StatusCode.NOT_FOUND, reason)
+
+
+@contextlib.asynccontextmanager
+async def running_identity(settings: Settings) -> AsyncIterator[IdentityApp]:
+    """The identity service started in-process on a free port, argon2id at test-sized costs."""
+    app = await build_identity(
+        settings, password_hasher=PasswordHasher(time_cost=1, memory_cost_kib=8192, parallelism=1)
+    )
+    await app.start(port=0, host="127.0.0.1")
+    try:
+        yield app
+    finally:
+        await app.close(grace=1)
+
+
+@contextlib.asynccontextmanager
+async def identity_client(app: IdentityApp, db_url: str) -> AsyncIterator[IdentityClient]:
+    """A client of ``app`` over a real port, with a direct pool on its database for checks."""
+    assert app.running is not None
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{app.running.port}")
+    db = await asyncpg.create_pool(db_url, min_size=1, max_size=5)
+    assert db is not None
+    try:
+        yield IdentityClient(pb_grpc.IdentityServiceStub(channel), db)
+    finally:
+        await db.close()
+        await channel.close()

@@ -5,41 +5,29 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
-import asyncpg
-import grpc
 import pytest
 
 from identity_service.adapters.smtp.courier import Courier
-from identity_service.bootstrap import IdentityApp, build_identity
-from identity_service.domain.passwords import PasswordHasher
-from shared.pg import migrate, with_database
-from shared.proto.rollcall.identity.v1 import identity_service_pb2_grpc as pb_grpc
+from identity_service.bootstrap import IdentityApp
 from shared.settings import Settings
-from tests.integration.identity.identity_support import TOKEN_SPEC, Campus, IdentityClient
+from tests.infra import IDENTITY_MIGRATIONS, migrated_database
+from tests.integration.identity.identity_support import (
+    TOKEN_SPEC,
+    Campus,
+    IdentityClient,
+    identity_client,
+    running_identity,
+)
 from tests.integration.identity_email.email_support import CODE_SECRETS, COURIER_CONFIG
 from tests.integration.identity_mail.mail_helpers import SmtpServer
-
-MIGRATIONS = Path(__file__).resolve().parents[3] / "identity_service/adapters/postgres/migrations"
 
 
 @pytest.fixture(scope="session")
 async def email_db_url(pg_server_url: str) -> AsyncIterator[str]:
     name = f"rctest_email_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(pg_server_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    url = with_database(pg_server_url, name)
-    await migrate(url, MIGRATIONS, lock_key=7_001)
-    yield url
-    admin = await asyncpg.connect(pg_server_url)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    async with migrated_database(pg_server_url, name, IDENTITY_MIGRATIONS) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -68,23 +56,14 @@ def email_settings(email_db_url: str, mail_server: SmtpServer) -> Settings:
 
 @pytest.fixture(scope="session")
 async def email_app(email_settings: Settings) -> AsyncIterator[IdentityApp]:
-    app = await build_identity(
-        email_settings, password_hasher=PasswordHasher(time_cost=1, memory_cost_kib=8192, parallelism=1)
-    )
-    await app.start(port=0, host="127.0.0.1")
-    yield app
-    await app.close(grace=1)
+    async with running_identity(email_settings) as app:
+        yield app
 
 
 @pytest.fixture(scope="session")
 async def identity(email_app: IdentityApp, email_db_url: str) -> AsyncIterator[IdentityClient]:
-    assert email_app.running is not None
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{email_app.running.port}")
-    db = await asyncpg.create_pool(email_db_url, min_size=1, max_size=5)
-    assert db is not None
-    yield IdentityClient(pb_grpc.IdentityServiceStub(channel), db)
-    await db.close()
-    await channel.close()
+    async with identity_client(email_app, email_db_url) as client:
+        yield client
 
 
 @pytest.fixture

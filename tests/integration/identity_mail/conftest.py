@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import asyncpg
 import pytest
 
-from shared.pg import migrate, with_database
+from tests.infra import IDENTITY_MIGRATIONS, migrated_database
 from tests.integration.identity_mail.mail_helpers import SmtpServer
-
-MIGRATIONS = Path(__file__).resolve().parents[3] / "identity_service/adapters/postgres/migrations"
 
 
 @pytest.fixture
@@ -30,19 +27,8 @@ def smtp() -> Iterator[SmtpServer]:
 @pytest.fixture(scope="session")
 async def mail_db_url(pg_server_url: str) -> AsyncIterator[str]:
     name = f"rctest_mail_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(pg_server_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    url = with_database(pg_server_url, name)
-    await migrate(url, MIGRATIONS, lock_key=7_001)
-    yield url
-    admin = await asyncpg.connect(pg_server_url)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    async with migrated_database(pg_server_url, name, IDENTITY_MIGRATIONS) as url:
+        yield url
 
 
 @pytest.fixture
