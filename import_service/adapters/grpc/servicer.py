@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,12 +18,14 @@ from import_service.adapters.grpc.convert import (
 from import_service.service.jobs import JobQueries
 from import_service.service.redrive import Redrives
 from import_service.service.uploads import Uploads
-from shared.errors import invalid
+from shared.errors import RollcallError, invalid
 from shared.grpc_kit.auth import current_caller
 from shared.proto.rollcall.importer.v1 import import_service_pb2 as pb
 from shared.proto.rollcall.importer.v1 import import_service_pb2_grpc as pb_grpc
 
 MAX_CHUNK_BYTES = 1024 * 1024
+DRAIN_MAX_BYTES = 64 * 1024 * 1024
+DRAIN_SECONDS = 10.0
 
 
 class ImportServicer(pb_grpc.ImportServiceServicer):
@@ -33,11 +37,15 @@ class ImportServicer(pb_grpc.ImportServiceServicer):
     async def SubmitFile(
         self, request_iterator: AsyncIterator[pb.SubmitFileRequest], context: grpc.aio.ServicerContext
     ) -> pb.ImportJob:
-        first = await anext(aiter(request_iterator), None)
-        if first is None or first.WhichOneof("payload") != "header":
-            raise invalid("header", "the first message must be the file header")
-        header = header_from_proto(first.header)
-        job = await self._uploads.submit(current_caller(), header, _chunks(request_iterator))
+        try:
+            first = await anext(aiter(request_iterator), None)
+            if first is None or first.WhichOneof("payload") != "header":
+                raise invalid("header", "the first message must be the file header")
+            header = header_from_proto(first.header)
+            job = await self._uploads.submit(current_caller(), header, _chunks(request_iterator))
+        except RollcallError:
+            await _drain(request_iterator)
+            raise
         return job_to_proto(job)
 
     async def GetImportJob(self, request: pb.GetImportJobRequest, context: Any) -> pb.ImportJob:
@@ -81,6 +89,19 @@ class ImportServicer(pb_grpc.ImportServiceServicer):
             current_caller(), request.job_id, request.sensitive_fields_update, request.request_id
         )
         return job_to_proto(job)
+
+
+async def _drain(requests: AsyncIterator[pb.SubmitFileRequest]) -> None:
+    """Read (and drop) what the client is still sending before refusing its upload: ending the call
+    while its writes are in flight can surface to the client as INTERNAL "Internal error from Core"
+    instead of our status. Bounded, so a client cannot hold the server with an endless stream."""
+    read = 0
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(DRAIN_SECONDS):
+            async for request in requests:
+                read += request.ByteSize()
+                if read > DRAIN_MAX_BYTES:
+                    return
 
 
 async def _chunks(requests: AsyncIterator[pb.SubmitFileRequest]) -> AsyncIterator[bytes]:
