@@ -30,6 +30,7 @@ class IdentityApp:
     settings: Settings
     pool: asyncpg.Pool
     servicer: IdentityServicer
+    hasher: AsyncPasswordHasher | None = None
     running: RunningServer | None = None
     _readiness: asyncio.Task[None] | None = field(default=None, repr=False)
 
@@ -58,6 +59,8 @@ class IdentityApp:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._readiness
         await self.pool.close()
+        if self.hasher is not None:
+            self.hasher.close()
 
     def _add_servicers(self, server: grpc.aio.Server) -> None:
         pb_grpc.add_IdentityServiceServicer_to_server(self.servicer, server)
@@ -75,5 +78,11 @@ async def build_identity(settings: Settings, *, password_hasher: PasswordHasher 
     new_uow = functools.partial(PostgresUnitOfWork, pool)
     codes = CodeSettings.from_hours(settings.code_lifetime_hours, settings.code_keys())
     rows_store = student_rows_store_factory(pool)
-    servicer = IdentityServicer(new_uow, AsyncPasswordHasher(password_hasher), rows_store, codes)
-    return IdentityApp(settings, pool, servicer)
+    hasher = AsyncPasswordHasher(
+        password_hasher,
+        hash_slots=settings.password_hash_slots,
+        sign_in_slots=settings.sign_in_slots,
+        hash_nice=settings.password_hash_nice,
+    )
+    servicer = IdentityServicer(new_uow, hasher, rows_store, codes)
+    return IdentityApp(settings, pool, servicer, hasher)

@@ -98,6 +98,10 @@ class Settings(BaseSettings):
     import_batches_in_flight: int = Field(default=4, ge=1, le=64)
     import_prefetch: int = Field(default=2000, ge=1, le=65535)
     identity_call_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    # argon2id lanes (identity_service/service/hashing.py): 0 = the CPUs, at most 4
+    password_hash_slots: int = Field(default=0, ge=0, le=64)
+    sign_in_slots: int = Field(default=0, ge=0, le=64)
+    password_hash_nice: int = Field(default=10, ge=0, le=19)
 
     @field_validator("code_secret", mode="before")
     @classmethod

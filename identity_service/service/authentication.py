@@ -45,7 +45,7 @@ async def authenticate(
     matches = await hasher.verify(stored, password)
     if not matches or user is None or stored is None or user.status is not UserStatus.ACTIVE:
         raise invalid_credentials()
-    fresh = await hasher.hash(password) if hasher.needs_rehash(stored) else None
+    fresh = await hasher.rehash(password) if hasher.needs_rehash(stored) else None
     async with new_uow() as uow:
         await uow.rate_limits.clear(SIGN_IN_SCOPE, subject)
         if fresh is not None:
