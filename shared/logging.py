@@ -9,18 +9,43 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import unicodedata
 from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 import structlog
 
-_EMAIL = re.compile(r"([A-Za-z0-9._%+\-])[A-Za-z0-9._%+\-]*@([A-Za-z0-9.\-]+)")
+# An address in free text: a local part in any script (every character up to the at sign that
+# cannot separate words or addresses), an at sign (or its full-width or small form), a domain. The
+# look-behind lets a match start only where a local part can start, so masking stays linear in the
+# length of the text (no backtracking from every position of a long word).
+_NOT_ADDRESS = r"\s@\uff20\ufe6b<>()\[\],;:\"'`"
+_EMAIL = re.compile(rf"(?<![^{_NOT_ADDRESS}])([^{_NOT_ADDRESS}]+)[@\uff20\ufe6b]([^{_NOT_ADDRESS}]*)")
+_AT_SIGNS = re.compile("[@\uff20\ufe6b]")
 _SECRET_KEYS = ("password", "token", "code", "secret", "authorization")
 
 
 def mask_email(text: str) -> str:
-    """``ann.lee@uni.edu`` → ``a***@uni.edu``: enough to tell schools apart, not people."""
-    return _EMAIL.sub(r"\1***@\2", text)
+    """Every address in ``text`` with at most the first character of its local part kept:
+    ``ann.lee@uni.edu`` → ``a***@uni.edu``, ``José@uni.edu`` → ``J***@uni.edu``: enough to tell schools
+    apart, not people. A "character" is one code point (astral ones whole) with the combining marks
+    that follow it; a local part starting with a control, format, private-use or unassigned code
+    point, or with a lone combining mark, keeps nothing (``***@uni.edu``)."""
+    return _EMAIL.sub(_masked, text)
+
+
+def _masked(match: re.Match[str]) -> str:
+    return f"{_first_character(match.group(1))}***@{match.group(2)}"
+
+
+def _first_character(local: str) -> str:
+    first = local[0]
+    if unicodedata.category(first)[0] in "CMZ":
+        return ""
+    end = 1
+    while end < len(local) and unicodedata.category(local[end])[0] == "M":
+        end += 1
+    return local[:end]
 
 
 def _redact_value(key: str, value: Any) -> Any:
@@ -28,7 +53,7 @@ def _redact_value(key: str, value: Any) -> Any:
     if any(s in lowered for s in _SECRET_KEYS) and not lowered.endswith(("_count", "_id", "_reason")):
         return "[redacted]"
     if isinstance(value, str):
-        return mask_email(value) if "@" in value else value
+        return mask_email(value) if _AT_SIGNS.search(value) else value
     if isinstance(value, Mapping):
         return {k: _redact_value(str(k), v) for k, v in value.items()}
     return value
