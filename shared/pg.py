@@ -1,13 +1,18 @@
 """PostgreSQL plumbing shared by both services: pools, database creation, the migration runner.
 
-Migrations are plain numbered SQL files (``0001_schema.sql``), each applied once in its own
-transaction, in order, under a session advisory lock so two ``migrate`` runs never overlap.
+Migrations are numbered files, each applied once in its own transaction, in order, under a session
+advisory lock so two ``migrate`` runs never overlap: plain SQL (``0001_schema.sql``), or, where a
+value must be computed by the service's own code (a key column's backfill), a Python module
+(``0030_identity_keys.py``) with ``async def apply(conn)``. A migration that finds data it must not
+change raises ``MigrationRefused``: nothing of it is applied, and ``migrate`` exits naming the problem.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import re
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -16,7 +21,11 @@ import asyncpg
 from shared.logging import get_logger
 
 log = get_logger("pg")
-_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.(sql|py)$")
+
+
+class MigrationRefused(Exception):
+    """Raised by a migration that must not go on (e.g. rows that would collide under a new key)."""
 
 
 async def _end_open_transaction(conn: asyncpg.Connection) -> None:
@@ -63,7 +72,7 @@ async def ensure_database(dsn: str) -> bool:
 
 
 def migration_files(folder: Path) -> list[Path]:
-    files = sorted(p for p in folder.glob("*.sql") if _NAME.match(p.name))
+    files = sorted(p for p in folder.iterdir() if _NAME.match(p.name))
     numbers = [p.name[:4] for p in files]
     if len(set(numbers)) != len(numbers):
         raise SystemExit(f"two migrations in {folder} share a number")
@@ -86,17 +95,23 @@ async def migrate(dsn: str, folder: Path, lock_key: int) -> list[str]:
             r["name"]: r["sha256"] for r in await conn.fetch("SELECT name, sha256 FROM schema_migrations")
         }
         for path in migration_files(folder):
-            sql = path.read_text()
-            digest = hashlib.sha256(sql.encode()).hexdigest()
+            text = path.read_text()
+            digest = hashlib.sha256(text.encode()).hexdigest()
             if path.name in done:
                 if done[path.name] != digest:
                     raise SystemExit(f"migration {path.name} was edited after it was applied")
                 continue
-            async with conn.transaction():
-                await conn.execute(sql)
-                await conn.execute(
-                    "INSERT INTO schema_migrations (name, sha256) VALUES ($1, $2)", path.name, digest
-                )
+            try:
+                async with conn.transaction():
+                    if path.suffix == ".py":
+                        await _python_migration(path)(conn)
+                    else:
+                        await conn.execute(text)
+                    await conn.execute(
+                        "INSERT INTO schema_migrations (name, sha256) VALUES ($1, $2)", path.name, digest
+                    )
+            except MigrationRefused as refused:
+                raise SystemExit(f"migration {path.name} refused, nothing of it applied: {refused}") from None
             applied_now.append(path.name)
             log.info("migration.applied", name=path.name)
     finally:
@@ -105,6 +120,17 @@ async def migrate(dsn: str, folder: Path, lock_key: int) -> list[str]:
         finally:
             await conn.close()
     return applied_now
+
+
+def _python_migration(path: Path) -> Callable[[asyncpg.Connection], Awaitable[None]]:
+    """The ``apply`` coroutine function of a Python migration file."""
+    spec = importlib.util.spec_from_file_location(f"rollcall_migration_{path.stem}", path)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"migration {path.name} cannot be loaded")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    apply: Callable[[asyncpg.Connection], Awaitable[None]] = module.apply
+    return apply
 
 
 _UNREACHABLE = (

@@ -1,25 +1,35 @@
-"""Email addresses and school email domains: validation, normal form and comparison key.
+"""Email addresses and school email domains: validation and normal form.
 
 An address is stored in its normal form (trimmed, domain lower-cased and in Unicode, local part as
-typed) and compared by its key, the lower-cased normal form: ``Ann@Uni.EDU `` and ``ann@uni.edu``
+typed) and compared by its key (``identity_keys.email_key``): ``Ann@Uni.EDU `` and ``ann@uni.edu``
 are one address (product rule 1). Nothing here checks DNS.
+
+Not addresses (INVALID_EMAIL): RFC 2047 encoded words (``=?utf-8?q?...?=``: a mail client would decode
+them into another address), and control, format (zero-width, bidi) or separator characters anywhere.
+A local part that mixes scripts which can look alike (TS #39 "highly restrictive") is EMAIL_CONFUSABLE.
 """
 
 from __future__ import annotations
 
 import functools
 import re
+import unicodedata
 from collections.abc import Iterable
 
 from email_validator import EmailNotValidError, validate_email
 
 from identity_service.domain.fields import EMAIL_MAX, unreadable_character_problem
-from shared.errors import Reason, invalid
+from identity_service.domain.identity_keys import email_key
+from identity_service.domain.lookalikes import mixed_script_problem
+from shared.errors import FieldViolation, Reason, RollcallError, invalid
 
 _DOMAIN_PROBE_LOCAL_PART = "probe"
 # RFC 5322 dot-atom in ASCII: the only local parts email-validator accepts without changing them.
 _ASCII_DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
 _LOCAL_PART_MAX = 64
+_ENCODED_WORD = re.compile(r"=\?.*\?=", re.DOTALL)
+# control, format (zero-width, bidi, BOM), surrogate, private use, unassigned, line/paragraph separators
+_NOT_IN_ADDRESSES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp", "Zs"})
 
 
 def normalise_email(raw: str | None, field: str = "email") -> str:
@@ -27,7 +37,7 @@ def normalise_email(raw: str | None, field: str = "email") -> str:
     text = (raw or "").strip()
     if not text:
         raise invalid(field, "is required", Reason.INVALID_EMAIL)
-    problem = unreadable_character_problem(text)
+    problem = unreadable_character_problem(text) or _not_address_problem(text)
     if problem is not None:
         raise invalid(field, problem, Reason.INVALID_EMAIL)
     if len(text) > EMAIL_MAX:
@@ -43,7 +53,22 @@ def normalise_email(raw: str | None, field: str = "email") -> str:
         raise invalid(field, f"is not a valid email address: {error}", Reason.INVALID_EMAIL) from None
     if len(normalised) > EMAIL_MAX:
         raise invalid(field, f"is too long (at most {EMAIL_MAX} characters)", Reason.INVALID_EMAIL)
+    mixed = mixed_script_problem(email_key(normalised).rpartition("@")[0])
+    if mixed is not None:
+        raise RollcallError(Reason.EMAIL_CONFUSABLE, f"{field}: {mixed}", (FieldViolation(field, mixed),))
     return normalised
+
+
+def _not_address_problem(text: str) -> str | None:
+    """Why ``text`` cannot be an address although every character is storable, or None."""
+    if "=?" in text and _ENCODED_WORD.search(text):
+        return "holds an RFC 2047 encoded word (=?...?=), which is not an address"
+    if text.isascii():
+        return None  # ASCII control characters are unreadable; email-validator refuses the rest
+    for char in text:
+        if unicodedata.category(char) in _NOT_IN_ADDRESSES:
+            return f"contains an invisible, control or space character (U+{ord(char):04X})"
+    return None
 
 
 def _plain_ascii_address(text: str) -> str | None:
@@ -65,11 +90,6 @@ def _valid_domain(domain: str) -> str | None:
     except EmailNotValidError:
         return None
     return probe.normalized.rpartition("@")[2]
-
-
-def email_key(email: str) -> str:
-    """The case-insensitive comparison key of an address (what the unique index is built on)."""
-    return normalise_email(email).lower()
 
 
 def local_part(email: str) -> str:

@@ -8,7 +8,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cached_property
 
+from identity_service.domain.identity_keys import EmailIdentity, username_key
 from identity_service.domain.users import User, UserOrigin, UserStatus, UserType
 
 SENSITIVE_FIELDS_MESSAGE = "attempting to update sensitive fields without sensitive fields setting"
@@ -34,6 +36,7 @@ class RowReason(StrEnum):
     FILE_UPDATES_DISABLED = "FILE_UPDATES_DISABLED"
     SENSITIVE_FIELDS_REQUIRED = "SENSITIVE_FIELDS_REQUIRED"
     SUPERSEDED = "SUPERSEDED"  # a higher-numbered row of the same job named the same student
+    EMAIL_CONFUSABLE = "EMAIL_CONFUSABLE"  # the address looks like another stored address
 
 
 @dataclass(frozen=True)
@@ -61,15 +64,19 @@ class ValidRow:
     auth_identifier: str
     extra: Mapping[str, str] = field(default_factory=dict)
 
-    @property
+    @cached_property
     def username_key(self) -> str:
-        """What to look U up by (the school's students, case-insensitive)."""
-        return self.username.lower()
+        """What to look U up by (the school's students): ``identity_keys.username_key``."""
+        return username_key(self.username)
+
+    @cached_property
+    def email_identity(self) -> EmailIdentity:
+        """The address's key (what to look E up by, among every user) and skeleton."""
+        return EmailIdentity.of(self.email)
 
     @property
     def email_key(self) -> str:
-        """What to look E up by (every user, case-insensitive)."""
-        return self.email.lower()
+        return self.email_identity.key
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from identity_service.domain.fields import (
     clean_extra,
     clean_text,
 )
+from identity_service.domain.identity_keys import email_key, username_key
 from identity_service.domain.import_rows import (
     SENSITIVE_FIELDS_MESSAGE,
     Holder,
@@ -43,8 +44,8 @@ from identity_service.domain.import_rows import (
     RowReason,
     ValidRow,
 )
-from identity_service.domain.users import UserStatus, username_key
-from shared.errors import RollcallError
+from identity_service.domain.users import UserStatus
+from shared.errors import Reason, RollcallError
 
 __all__ = [
     "SENSITIVE_FIELDS_MESSAGE",
@@ -75,8 +76,9 @@ def validate_row(row: IncomingRow) -> ValidRow | RowDecision:
                 clean_text(row.auth_identifier, "auth_identifier", max_len=AUTH_IDENTIFIER_MAX),
                 clean_extra(row.extra) if row.extra else {},
             )
-    except RollcallError:
-        pass
+    except RollcallError as error:
+        if error.reason is Reason.EMAIL_CONFUSABLE:
+            return RowDecision(row.row_number, RowOutcome.FAILED, RowReason.EMAIL_CONFUSABLE, error.message)
     return _invalid_row(row)
 
 
@@ -96,11 +98,20 @@ def _invalid_row(row: IncomingRow) -> RowDecision:
 
 
 def decide(
-    row: ValidRow, by_username: Holder | None, by_email: Holder | None, ctx: ImportContext
+    row: ValidRow,
+    by_username: Holder | None,
+    by_email: Holder | None,
+    ctx: ImportContext,
+    lookalike: Holder | None = None,
 ) -> RowDecision:
-    """Rows 2-9 of the table, first match wins. ``by_username`` is U, ``by_email`` is E (None: nobody)."""
+    """Rows 2-9 of the table, first match wins. ``by_username`` is U, ``by_email`` is E (None: nobody);
+    ``lookalike`` is a user whose address looks like the row's without being it (identity_keys)."""
     if by_email is not None and not by_email.is_student_of(ctx.school_id):
         return _failed(row, RowReason.EMAIL_TAKEN, "email_address is already used by another user")
+    if by_email is None and lookalike is not None:
+        return _failed(
+            row, RowReason.EMAIL_CONFUSABLE, "email_address looks like an address another user already has"
+        )
     if by_username is not None and not by_username.is_student_of(ctx.school_id):
         # Not reachable when U is looked up among the school's students; refused rather than touched.
         return _failed(
@@ -161,7 +172,7 @@ def _update_sensitive(row: ValidRow, target: Holder, ctx: ImportContext) -> RowD
     changes = _ordinary_changes(row, target)
     if username_key(target.username or "") != username_key(row.username):
         changes["username"] = row.username
-    if target.email.lower() != row.email_key:
+    if email_key(target.email) != row.email_key:
         changes["email"] = row.email
     auth_change = _auth_identifier_change(row, target)
     if auth_change is not None:

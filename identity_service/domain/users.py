@@ -60,11 +60,6 @@ class User:
         return " ".join(part for part in (self.first_name, self.last_name) if part)
 
 
-def username_key(username: str) -> str:
-    """The case-insensitive comparison key of a username (unique per school)."""
-    return username.strip().lower()
-
-
 def ensure_student(user: User) -> None:
     """Refuse (FAILED_PRECONDITION) anything but a student: the queue never touches staff or employers."""
     if not user.is_student:

@@ -16,6 +16,7 @@ from datetime import timedelta
 
 from identity_service.domain.emails import normalise_email
 from identity_service.domain.fields import PASSWORD_MAX
+from identity_service.domain.identity_keys import email_key
 from identity_service.domain.users import User, UserStatus
 from identity_service.service.hashing import AsyncPasswordHasher
 from identity_service.service.ports import UnitOfWorkFactory
@@ -35,7 +36,7 @@ async def authenticate(
     if address is None or not 0 < len(password) <= PASSWORD_MAX:
         await hasher.verify(None, _DUMMY_INPUT)
         raise invalid_credentials()
-    subject = address.lower()
+    subject = email_key(address)
     async with new_uow() as uow:
         allowed = await uow.rate_limits.hit(SIGN_IN_SCOPE, subject, SIGN_IN_WINDOW, SIGN_IN_LIMIT)
         found = await uow.users.credentials(address) if allowed else None

@@ -26,6 +26,7 @@ from identity_service.domain.email_changes import (
 )
 from identity_service.domain.emails import normalise_email
 from identity_service.domain.fields import Violations
+from identity_service.domain.identity_keys import email_key
 from identity_service.domain.mail import CODE_PLACEHOLDER, MailKind, OutgoingMail, code_message
 from identity_service.domain.users import User, ensure_email_change_allowed
 from identity_service.service import access, replay
@@ -125,6 +126,10 @@ async def open_change(
     if holder is not None:
         whose = "the student's own address" if holder.id == user.id else "used by another user"
         raise RollcallError(Reason.EMAIL_TAKEN, f"the new email address is already {whose}")
+    if await uow.users.lookalike_of(address) is not None:
+        raise RollcallError(
+            Reason.EMAIL_CONFUSABLE, "the new email address looks like an address another user already has"
+        )
     await _within_limits(uow, codes.policy, user.id, address)
     replaced = await uow.email_changes.close_pending(user.id, EmailChangeState.CANCELLED)
     if replaced is not None:
@@ -183,7 +188,7 @@ async def _within_limits(uow: UnitOfWork, policy: CodePolicy, user_id: str, addr
     if not per_user:
         raise RollcallError(Reason.RATE_LIMITED, "too many email-change requests for this student; wait")
     per_address = await uow.rate_limits.hit(
-        ADDRESS_SCOPE, address.lower(), RATE_WINDOW, policy.resend_per_address_per_hour
+        ADDRESS_SCOPE, email_key(address), RATE_WINDOW, policy.resend_per_address_per_hour
     )
     if not per_address:
         raise RollcallError(Reason.RATE_LIMITED, "too many codes sent to this address; wait")

@@ -1,7 +1,8 @@
 """One batch of student-file rows in memory: the students it names, the decisions, what to write.
 
 ``RowBatch`` starts from the students the store loaded for the whole batch, indexed by username key
-(students and other users of the school) and email key (every user). Rows are applied one by one in
+(students and other users of the school), email key (every user) and email skeleton (the users whose
+address a row's could be confused with); every key is ``identity_keys``'s. Rows are applied one by one in
 ascending row number through the pure decision table (``import_rules.decide``), and each applied row
 changes the in-memory students, so a later row of the batch sees what an earlier one did (a student
 created by row 5 is updated by row 9). ``writes()`` then says what to write, set-wise.
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from identity_service.domain.identity_keys import EmailIdentity, username_key
 from identity_service.domain.import_rules import (
     Holder,
     ImportContext,
@@ -36,7 +38,6 @@ from identity_service.domain.users import UserStatus, UserType
 SUPERSEDED_MESSAGE = "a later row or file already updated this student"
 CREATED_ACTION = "user.created_by_file"
 UPDATED_ACTION = "user.updated_by_file"
-_KEYED_FIELDS = ("username", "email")
 _CREATED_FIELDS = ("username", "email", "first_name", "last_name", "auth_identifier", "status", "origin")
 
 
@@ -80,12 +81,12 @@ class ImportMark:
 
 @dataclass(frozen=True, slots=True)
 class StoredStudent:
-    """A user the store found for the batch, with the comparison keys the database computed."""
+    """A user the store found for the batch, with the keys stored beside its username and email."""
 
     holder: Holder
     mark: ImportMark | None
     username_key: str | None
-    email_key: str
+    email_identity: EmailIdentity
 
 
 @dataclass(slots=True)
@@ -94,6 +95,7 @@ class Student:
 
     holder: Holder
     mark: ImportMark | None
+    email_identity: EmailIdentity
     is_new: bool = False
     changed: bool = False  # a field or the status changed: version and update_time move
     marked: bool = False  # the mark moved (also for UNCHANGED rows, so the row's place is kept)
@@ -157,6 +159,7 @@ class RowBatch:
         self._new_id = new_id
         self._by_username: dict[str, Student] = {}
         self._by_email: dict[str, Student] = {}
+        self._by_skeleton: dict[str, list[Student]] = {}
         self._by_id: dict[str, Student] = {}
         self._freed: set[tuple[str, str]] = set()
         self._park = False
@@ -166,9 +169,10 @@ class RowBatch:
             self._load(found)
 
     def _load(self, found: StoredStudent) -> None:
-        student = Student(found.holder, found.mark)
+        student = Student(found.holder, found.mark, found.email_identity)
         self._by_id[found.holder.id] = student
-        self._by_email[found.email_key] = student
+        self._by_email[found.email_identity.key] = student
+        self._by_skeleton.setdefault(found.email_identity.skeleton, []).append(student)
         if found.username_key is not None and found.holder.school_id == self._ctx.school_id:
             self._by_username[found.username_key] = student
 
@@ -187,6 +191,7 @@ class RowBatch:
             by_username.holder if by_username else None,
             by_email.holder if by_email else None,
             self._ctx,
+            None if by_email else self._lookalike(row.email_identity),
         )
         outcome = decision.outcome
         if outcome is RowOutcome.CREATED and decision.create is not None:
@@ -199,6 +204,13 @@ class RowBatch:
         updates = [s for s in self._by_id.values() if s.marked and not s.is_new]
         park = [s.holder.id for s in updates if s.changed] if self._park else []
         return BatchWrites(self._created, updates, park, self._audit)
+
+    def _lookalike(self, wanted: EmailIdentity) -> Holder | None:
+        """A user of the batch whose current address could be confused with ``wanted``."""
+        for student in self._by_skeleton.get(wanted.skeleton, ()):
+            if student.email_identity.confusable_with(wanted):
+                return student.holder
+        return None
 
     def _later_than(self, student: Student | None, mark: ImportMark) -> Holder | None:
         """The student's holder when a later row or job already set it (students of this school only)."""
@@ -220,11 +232,13 @@ class RowBatch:
             new.auth_identifier,
             False,
         )
-        student = Student(holder, mark, is_new=True, changed=True, marked=True)
+        student = Student(
+            holder, mark, EmailIdentity.of(holder.email), is_new=True, changed=True, marked=True
+        )
         self._by_id[holder.id] = student
         self._created.append(student)
-        self._take("username", holder.username or "", student)
-        self._take("email", holder.email, student)  # its audit event is written with the insert
+        self._take_username(holder.username or "", student)
+        self._take_email(student)  # its audit event is written with the insert
         return holder.id
 
     def _update(self, student: Student, decision: RowDecision, mark: ImportMark) -> None:
@@ -236,9 +250,10 @@ class RowBatch:
         after = _changed(before, decision)
         student.holder = after
         student.changed = True
-        for name in _KEYED_FIELDS:
-            if name in decision.changes:
-                self._move(name, getattr(before, name) or "", getattr(after, name), student)
+        if "username" in decision.changes:
+            self._move_username(before.username or "", after.username or "", student)
+        if "email" in decision.changes:
+            self._move_email(after.email, student)
         details: dict[str, Any] = {name: [getattr(before, name), v] for name, v in decision.changes.items()}
         if decision.approved:
             details["status"] = [str(before.status), str(UserStatus.ACTIVE)]
@@ -246,20 +261,36 @@ class RowBatch:
         details["job_id"], details["row_number"] = self._job_id, mark.row_number
         self._audit.append(AuditEntry(after.id, UPDATED_ACTION, details))
 
-    def _move(self, name: str, old: str, new: str, student: Student) -> None:
-        """Re-index ``student`` under its new username or email key (the old key is free again)."""
-        index = self._by_username if name == "username" else self._by_email
-        old_key = old.lower()
-        if old_key and index.get(old_key) is student:
-            del index[old_key]
-            self._freed.add((name, old_key))
-        if (name, new.lower()) in self._freed:
+    def _move_username(self, old: str, new: str, student: Student) -> None:
+        """Re-index ``student`` under its new username key (the old key is free again)."""
+        old_key = username_key(old) if old else ""
+        if old_key and self._by_username.get(old_key) is student:
+            del self._by_username[old_key]
+            self._freed.add(("username", old_key))
+        if new and ("username", username_key(new)) in self._freed:
             self._park = True  # another student gave this key up in this batch: write in two steps
-        self._take(name, new, student)
+        self._take_username(new, student)
 
-    def _take(self, name: str, value: str, student: Student) -> None:
+    def _move_email(self, new: str, student: Student) -> None:
+        """Re-index ``student`` under its new email key and skeleton (the old ones are free again)."""
+        old = student.email_identity
+        if self._by_email.get(old.key) is student:
+            del self._by_email[old.key]
+            self._freed.add(("email", old.key))
+        self._by_skeleton[old.skeleton].remove(student)
+        student.email_identity = EmailIdentity.of(new)
+        if ("email", student.email_identity.key) in self._freed:
+            self._park = True
+        self._take_email(student)
+
+    def _take_username(self, value: str, student: Student) -> None:
         if value:
-            (self._by_username if name == "username" else self._by_email)[value.lower()] = student
+            self._by_username[username_key(value)] = student
+
+    def _take_email(self, student: Student) -> None:
+        identity = student.email_identity
+        self._by_email[identity.key] = student
+        self._by_skeleton.setdefault(identity.skeleton, []).append(student)
 
 
 def _changed(before: Holder, decision: RowDecision) -> Holder:

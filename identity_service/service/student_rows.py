@@ -105,7 +105,7 @@ async def _load(store: StudentRowsStore, request: RowBatchRequest, valid: Sequen
         await store.students_named(
             request.school_id,
             list({row.username_key for row in valid}),
-            list({row.email_key for row in valid}),
+            list({row.email_key: row.email_identity for row in valid}.values()),
             lock=not request.dry_run,
         )
         if valid

@@ -11,6 +11,7 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Protocol
 
+from identity_service.domain.identity_keys import EmailIdentity
 from identity_service.service.row_batch import AuditEntry, RowResult, StoredStudent, Student
 
 
@@ -28,11 +29,17 @@ class StudentRowsStore(Protocol):
         ...
 
     async def students_named(
-        self, school_id: str, username_keys: Sequence[str], email_keys: Sequence[str], *, lock: bool
+        self,
+        school_id: str,
+        username_keys: Sequence[str],
+        emails: Sequence[EmailIdentity],
+        *,
+        lock: bool,
     ) -> list[StoredStudent]:
-        """Users of the school whose lower-cased username is in ``username_keys`` and users of any
-        school whose lower-cased email is in ``email_keys``; with ``lock``, locked FOR UPDATE in id order
-        (the same order in every call, so concurrent batches do not deadlock on them)."""
+        """Users of the school whose username key is in ``username_keys``, users of any school whose
+        email key is one of ``emails``', and users whose address could be confused with one of them;
+        with ``lock``, locked FOR UPDATE in id order (the same order in every call, so concurrent
+        batches do not deadlock on them)."""
         ...
 
     async def record_outcomes(self, job_id: str, results: Sequence[RowResult]) -> None:

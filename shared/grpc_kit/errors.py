@@ -15,6 +15,7 @@ _STATUS: dict[Reason, grpc.StatusCode] = {
     Reason.EMAIL_TAKEN: grpc.StatusCode.ALREADY_EXISTS,
     Reason.USERNAME_TAKEN: grpc.StatusCode.ALREADY_EXISTS,
     Reason.INVALID_EMAIL: grpc.StatusCode.INVALID_ARGUMENT,
+    Reason.EMAIL_CONFUSABLE: grpc.StatusCode.ALREADY_EXISTS,
     Reason.INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,
     Reason.USER_NOT_FOUND: grpc.StatusCode.NOT_FOUND,
     Reason.SCHOOL_NOT_FOUND: grpc.StatusCode.NOT_FOUND,

@@ -1,8 +1,7 @@
 """SQL of email changes (product rule 8): the one PENDING change per user, its tries and its end.
 
-Every method takes the connection of the caller's transaction. ``new_email_key`` is always computed
-by PostgreSQL as ``lower(new_email)``, the same function the users' unique email index uses, so the
-two can be compared without Python's and PostgreSQL's case rules ever disagreeing.
+Every method takes the connection of the caller's transaction. ``new_email_key`` is always
+``identity_keys.email_key(new_email)``, the same key the users' unique email index is built on.
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ from identity_service.domain.email_changes import (
     EmailChangeState,
     NewEmailChange,
 )
+from identity_service.domain.identity_keys import email_key
 
 __all__ = [
     "AttemptCount",
@@ -85,7 +85,7 @@ class EmailChangeRepository:
         row = await conn.fetchrow(
             f"""INSERT INTO email_changes (id, user_id, new_email, new_email_key, code_hash, state,
                     max_attempts, file_updates_disabled, requested_by, client, expire_time)
-                VALUES ($1, $2, $3, lower($3), $4, 'PENDING', $5, $6, $7, $8, $9)
+                VALUES ($1, $2, $3, $10, $4, 'PENDING', $5, $6, $7, $8, $9)
                 RETURNING {_COLUMNS}""",
             change.id,
             change.user_id,
@@ -96,6 +96,7 @@ class EmailChangeRepository:
             change.requested_by,
             change.client,
             change.expire_time,
+            email_key(change.new_email),
         )
         assert row is not None
         return _record(row)
@@ -142,10 +143,10 @@ class EmailChangeRepository:
         return bool(status == "UPDATE 1")
 
     async def pending_user_ids_for_address(self, conn: asyncpg.Connection, new_email: str) -> list[str]:
-        """Users with a PENDING change to ``new_email`` (compared case-insensitively)."""
+        """Users with a PENDING change to ``new_email`` (compared by key)."""
         rows = await conn.fetch(
-            "SELECT user_id FROM email_changes WHERE new_email_key = lower($1) AND state = 'PENDING'",
-            new_email,
+            "SELECT user_id FROM email_changes WHERE new_email_key = $1 AND state = 'PENDING'",
+            email_key(new_email),
         )
         return [str(r["user_id"]) for r in rows]
 

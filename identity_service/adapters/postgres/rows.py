@@ -17,6 +17,14 @@ USER_COLUMNS = (
 _TAKEN = {
     "users_email_key": (Reason.EMAIL_TAKEN, "the email address is already used by another user"),
     "users_school_username_key": (Reason.USERNAME_TAKEN, "the username is already used at this school"),
+    "users_email_lookalike": (
+        Reason.EMAIL_CONFUSABLE,
+        "the email address looks like an address another user already has",
+    ),
+    "users_email_lookalike_mixed": (
+        Reason.EMAIL_CONFUSABLE,
+        "the email address looks like an address another user already has",
+    ),
 }
 
 
@@ -40,8 +48,9 @@ def to_user(row: Any) -> User:
     )
 
 
-def taken(error: asyncpg.UniqueViolationError) -> Exception:
-    """EMAIL_TAKEN / USERNAME_TAKEN for our unique indexes; any other violation is returned as is."""
+def taken(error: asyncpg.IntegrityConstraintViolationError) -> Exception:
+    """EMAIL_TAKEN / USERNAME_TAKEN / EMAIL_CONFUSABLE for our unique indexes and the lookalike
+    exclusion constraint; any other violation is returned as is."""
     known = _TAKEN.get(getattr(error, "constraint_name", None) or "")
     if known is None:
         return error

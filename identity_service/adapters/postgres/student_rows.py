@@ -15,6 +15,7 @@ from typing import Any
 
 import asyncpg
 
+from identity_service.domain.identity_keys import EmailIdentity, username_key
 from identity_service.domain.import_rules import Holder, RowOutcome, RowReason
 from identity_service.domain.users import UserStatus, UserType
 from identity_service.service.row_batch import (
@@ -31,6 +32,7 @@ from shared.grpc_kit.metrics import DB_POOL_IN_USE
 ACQUIRE_TIMEOUT_SECONDS = 10.0
 _CONFLICTS = (
     asyncpg.UniqueViolationError,
+    asyncpg.ExclusionViolationError,
     asyncpg.DeadlockDetectedError,
     asyncpg.SerializationError,
 )
@@ -44,43 +46,64 @@ _RECORDED = """SELECT row_number, outcome, approved, user_id, reason, message FR
 # statistics say: on a young table (never analyzed) the planner believes any one school is 0.5 % of
 # the users and would rather scan the whole school than probe, once per batch. A LATERAL subquery with
 # LIMIT is never flattened into a join, so each key stays one probe of its unique index.
+#
+# Lookalikes (identity_keys.EmailIdentity.confusable_with) come along: for a plain (ASCII) row's
+# skeleton only non-plain holders can be one (the small partial index users_email_lookalike); for a
+# non-plain row's, any holder of another key (at most one of the two found is the row's own E).
 _NAMED = """SELECT id, user_type, school_id, status, username, email, first_name, last_name,
         auth_identifier, file_updates_disabled, last_import_job_time, last_import_job_id,
-        last_import_row, lower(username) AS username_key, lower(email) AS email_key
+        last_import_row, username_key, email_key, email_skeleton, email_plain
     FROM users
     WHERE id = ANY(ARRAY(
         SELECT n.id FROM unnest($2::text[]) AS k(key), LATERAL (
             SELECT id FROM users
-            WHERE school_id = $1 AND username IS NOT NULL AND lower(username) = k.key LIMIT 1) AS n
+            WHERE school_id = $1 AND username_key IS NOT NULL AND username_key = k.key LIMIT 1) AS n
         UNION ALL
         SELECT e.id FROM unnest($3::text[]) AS k(key), LATERAL (
-            SELECT id FROM users WHERE lower(email) = k.key LIMIT 1) AS e))
+            SELECT id FROM users WHERE email_key = k.key LIMIT 1) AS e
+        UNION ALL
+        SELECT l.id FROM unnest($4::text[]) AS k(key), LATERAL (
+            SELECT id FROM users WHERE email_skeleton = k.key AND NOT email_plain LIMIT 1) AS l
+        UNION ALL
+        SELECT l.id FROM unnest($5::text[]) AS k(key), LATERAL (
+            SELECT id FROM users WHERE email_skeleton = k.key LIMIT 2) AS l))
     ORDER BY id"""
 _RECORD = """INSERT INTO import_row_outcomes (job_id, row_number, outcome, approved, user_id, reason, message)
     SELECT $1, v.* FROM unnest($2::bigint[], $3::text[], $4::bool[], $5::uuid[], $6::text[], $7::text[]) AS v
     ON CONFLICT DO NOTHING"""
+# Moves keys aside for the rest of the transaction (the update below overwrites them): a placeholder
+# unique per user, plain ASCII in lower case, so it is its own key and never anybody's lookalike.
 _PARK = """UPDATE users SET email = 'parked-' || id::text || '@parked.invalid',
-        username = CASE WHEN username IS NULL THEN NULL ELSE 'parked-' || id::text END
+        email_key = 'parked-' || id::text || '@parked.invalid',
+        email_skeleton = 'parked-' || id::text || '@parked.invalid', email_plain = true,
+        username = CASE WHEN username IS NULL THEN NULL ELSE 'parked-' || id::text END,
+        username_key = CASE WHEN username IS NULL THEN NULL ELSE 'parked-' || id::text END
     WHERE id = ANY($1::uuid[])"""
 _UPDATE = """UPDATE users u SET username = v.username, email = v.email, first_name = v.first_name,
         last_name = v.last_name, auth_identifier = v.auth_identifier, status = v.status,
         last_import_job_time = $1, last_import_job_id = $2, last_import_row = v.row_number,
         version = u.version + CASE WHEN v.changed THEN 1 ELSE 0 END,
-        update_time = CASE WHEN v.changed THEN now() ELSE u.update_time END
+        update_time = CASE WHEN v.changed THEN now() ELSE u.update_time END,
+        email_key = v.email_key, email_skeleton = v.email_skeleton, email_plain = v.email_plain,
+        username_key = v.username_key
     FROM unnest($3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
-                $10::bigint[], $11::bool[])
-        AS v(id, username, email, first_name, last_name, auth_identifier, status, row_number, changed)
+                $10::bigint[], $11::bool[], $12::text[], $13::text[], $14::bool[], $15::text[])
+        AS v(id, username, email, first_name, last_name, auth_identifier, status, row_number, changed,
+             email_key, email_skeleton, email_plain, username_key)
     WHERE u.id = v.id"""
 # New students and their audit events in one statement: the database builds each event's details
 # ({field: [null, value]} for the fields set, with the job and row) from the rows it inserted.
 _INSERT = """WITH inserted AS (
     INSERT INTO users (id, user_type, status, school_id, username, email, first_name, last_name,
-        auth_identifier, origin, last_import_job_time, last_import_job_id, last_import_row)
+        auth_identifier, origin, last_import_job_time, last_import_job_id, last_import_row,
+        email_key, email_skeleton, email_plain, username_key)
     SELECT v.id, 'STUDENT', v.status, v.school_id, v.username, v.email, v.first_name, v.last_name,
-        v.auth_identifier, 'STUDENT_FILE', $1, $2, v.row_number
+        v.auth_identifier, 'STUDENT_FILE', $1, $2, v.row_number,
+        v.email_key, v.email_skeleton, v.email_plain, v.username_key
     FROM unnest($3::uuid[], $4::text[], $5::uuid[], $6::text[], $7::text[], $8::text[], $9::text[],
-                $10::text[], $11::bigint[])
-        AS v(id, status, school_id, username, email, first_name, last_name, auth_identifier, row_number)
+                $10::text[], $11::bigint[], $14::text[], $15::text[], $16::bool[], $17::text[])
+        AS v(id, status, school_id, username, email, first_name, last_name, auth_identifier, row_number,
+             email_key, email_skeleton, email_plain, username_key)
     RETURNING id, school_id, username, email, first_name, last_name, auth_identifier, status, origin,
         last_import_row)
 INSERT INTO audit_events (client, action, user_id, school_id, details)
@@ -118,10 +141,23 @@ class PostgresStudentRowsStore:
         return {row["row_number"]: _result(row) for row in rows}
 
     async def students_named(
-        self, school_id: str, username_keys: Sequence[str], email_keys: Sequence[str], *, lock: bool
+        self,
+        school_id: str,
+        username_keys: Sequence[str],
+        emails: Sequence[EmailIdentity],
+        *,
+        lock: bool,
     ) -> list[StoredStudent]:
         query = _NAMED + " FOR UPDATE" if lock else _NAMED
-        return [_stored(row) for row in await self._conn.fetch(query, school_id, username_keys, email_keys)]
+        rows = await self._conn.fetch(
+            query,
+            school_id,
+            username_keys,
+            [e.key for e in emails],
+            [e.skeleton for e in emails if e.plain],
+            [e.skeleton for e in emails if not e.plain],
+        )
+        return [_stored(row) for row in rows]
 
     async def record_outcomes(self, job_id: str, results: Sequence[RowResult]) -> None:
         status = await self._conn.execute(
@@ -150,12 +186,13 @@ class PostgresStudentRowsStore:
             [h.status.value for h in holders],
             [_row_of(s) for s in students],
             [s.changed for s in students],
+            *_keys(students),
         )
 
     async def insert_students(
         self, job_id: str, job_time: datetime, students: Sequence[Student], *, client: str
     ) -> None:
-        ordered = sorted(students, key=lambda s: s.holder.email.lower())  # one lock order for all batches
+        ordered = sorted(students, key=lambda s: s.email_identity.key)  # one lock order for all batches
         holders = [s.holder for s in ordered]
         ids, usernames, emails, first_names, last_names, auth_identifiers = _columns(holders)
         await self._conn.execute(
@@ -173,6 +210,7 @@ class PostgresStudentRowsStore:
             [_row_of(s) for s in ordered],
             client,
             CREATED_ACTION,
+            *_keys(ordered),
         )
 
     async def append_audit(self, school_id: str, client: str, entries: Sequence[AuditEntry]) -> None:
@@ -222,6 +260,17 @@ def _columns(holders: Sequence[Holder]) -> tuple[list[Any], ...]:
     )
 
 
+def _keys(students: Sequence[Student]) -> tuple[list[Any], ...]:
+    """email_key, email_skeleton, email_plain, username_key columns (identity_keys computes them)."""
+    identities = [s.email_identity for s in students]
+    return (
+        [i.key for i in identities],
+        [i.skeleton for i in identities],
+        [i.plain for i in identities],
+        [None if s.holder.username is None else username_key(s.holder.username) for s in students],
+    )
+
+
 def _row_of(student: Student) -> int:
     assert student.mark is not None, "a written student carries the mark of its row"
     return student.mark.row_number
@@ -249,7 +298,8 @@ def _stored(row: Any) -> StoredStudent:
         row["auth_identifier"],
         row["file_updates_disabled"],
     )
-    return StoredStudent(holder, mark, row["username_key"], row["email_key"])
+    identity = EmailIdentity(row["email_key"], row["email_skeleton"], row["email_plain"])
+    return StoredStudent(holder, mark, row["username_key"], identity)
 
 
 def _result(row: Any) -> RowResult:

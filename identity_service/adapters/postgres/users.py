@@ -13,19 +13,28 @@ import asyncpg
 
 from identity_service.adapters.postgres import user_queries
 from identity_service.adapters.postgres.rows import USER_COLUMNS, taken, to_user
+from identity_service.domain.identity_keys import EmailIdentity, email_key, username_key
 from identity_service.domain.users import User, UserStatus, UserType
 from shared.errors import Reason, not_found
 
 # Statements are assembled from module constants only (S608); every value is a $n parameter.
+# The key columns (email_key, username_key, email_skeleton, email_plain) are computed by
+# identity_service.domain.identity_keys and passed in; SQL never derives them.
 _INSERT = f"""INSERT INTO users (id, user_type, status, school_id, username, email, first_name, last_name,
-        auth_identifier, origin, file_updates_disabled, email_verified, password_hash)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+        auth_identifier, origin, file_updates_disabled, email_verified, password_hash,
+        email_key, email_skeleton, email_plain, username_key)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
     RETURNING {USER_COLUMNS}"""
 _BY_ID = f"SELECT {USER_COLUMNS} FROM users WHERE id = $1"
-_BY_EMAIL = f"SELECT {USER_COLUMNS} FROM users WHERE lower(email) = lower($1)"
-_CREDENTIALS = f"SELECT {USER_COLUMNS}, password_hash FROM users WHERE lower(email) = lower($1)"
-_CHANGE_EMAIL = f"""UPDATE users SET email = $2, email_verified = true,
-        password_hash = coalesce($3, password_hash), update_time = now(), version = version + 1
+_BY_EMAIL = f"SELECT {USER_COLUMNS} FROM users WHERE email_key = $1"
+# Non-plain addresses are few: the partial unique index on their skeletons answers a plain address;
+# a non-plain one asks every skeleton (the exclusion constraint's GiST index).
+_LOOKALIKE = f"""SELECT {USER_COLUMNS} FROM users
+    WHERE email_skeleton = $1 AND email_key <> $2 AND (NOT email_plain OR NOT $3::boolean) LIMIT 1"""
+_CREDENTIALS = f"SELECT {USER_COLUMNS}, password_hash FROM users WHERE email_key = $1"
+_CHANGE_EMAIL = f"""UPDATE users SET email = $2, email_key = $4, email_skeleton = $5, email_plain = $6,
+        email_verified = true, password_hash = coalesce($3, password_hash), update_time = now(),
+        version = version + 1
     WHERE id = $1 RETURNING {USER_COLUMNS}"""
 _UPDATE = "UPDATE users SET {assignment}, update_time = now(), version = version + 1 WHERE id = $1 RETURNING "
 
@@ -51,8 +60,10 @@ class PostgresUsers:
                 user.file_updates_disabled,
                 user.email_verified,
                 password_hash,
+                *_email_columns(user.email),
+                None if user.username is None else username_key(user.username),
             )
-        except asyncpg.UniqueViolationError as error:
+        except asyncpg.IntegrityConstraintViolationError as error:
             raise taken(error) from None
         return to_user(row)
 
@@ -61,20 +72,27 @@ class PostgresUsers:
         return to_user(row) if row else None
 
     async def by_email(self, email: str) -> User | None:
-        row = await self._conn.fetchrow(_BY_EMAIL, email)
+        row = await self._conn.fetchrow(_BY_EMAIL, email_key(email))
+        return to_user(row) if row else None
+
+    async def lookalike_of(self, email: str) -> User | None:
+        wanted = EmailIdentity.of(email)
+        row = await self._conn.fetchrow(_LOOKALIKE, wanted.skeleton, wanted.key, wanted.plain)
         return to_user(row) if row else None
 
     async def credentials(self, email: str) -> tuple[User, str | None] | None:
         """The holder of ``email`` and its password hash (None when it has no password)."""
-        row = await self._conn.fetchrow(_CREDENTIALS, email)
+        row = await self._conn.fetchrow(_CREDENTIALS, email_key(email))
         return (to_user(row), row["password_hash"]) if row else None
 
     async def change_email(self, user_id: str, email: str, password_hash: str | None) -> User:
         """Set a confirmed address (``email_verified``), and the password when a hash is given;
         EMAIL_TAKEN when another user holds the address (the unique index decides)."""
         try:
-            row = await self._conn.fetchrow(_CHANGE_EMAIL, user_id, email, password_hash)
-        except asyncpg.UniqueViolationError as error:
+            row = await self._conn.fetchrow(
+                _CHANGE_EMAIL, user_id, email, password_hash, *_email_columns(email)
+            )
+        except asyncpg.IntegrityConstraintViolationError as error:
             raise taken(error) from None
         if row is None:
             raise not_found(Reason.USER_NOT_FOUND, "user")
@@ -124,8 +142,14 @@ class PostgresUsers:
             row = await self._conn.fetchrow(
                 _UPDATE.format(assignment=assignment) + USER_COLUMNS, user_id, value
             )
-        except asyncpg.UniqueViolationError as error:
+        except asyncpg.IntegrityConstraintViolationError as error:
             raise taken(error) from None
         if row is None:
             raise not_found(Reason.USER_NOT_FOUND, "user")
         return to_user(row)
+
+
+def _email_columns(email: str) -> tuple[str, str, bool]:
+    """email_key, email_skeleton, email_plain of an address."""
+    identity = EmailIdentity.of(email)
+    return identity.key, identity.skeleton, identity.plain

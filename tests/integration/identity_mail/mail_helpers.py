@@ -15,6 +15,7 @@ from typing import Any
 import asyncpg
 from aiosmtpd.controller import Controller
 
+from identity_service.domain.identity_keys import EmailIdentity
 from shared.settings import Settings
 
 REFUSED_DOMAIN = "refused.example"
@@ -95,16 +96,23 @@ def mail_settings(db_url: str, smtp_port: int) -> Settings:
     )
 
 
+def _keys(email: str) -> tuple[str, str, bool]:
+    identity = EmailIdentity.of(email)
+    return identity.key, identity.skeleton, identity.plain
+
+
 async def make_student(conn: asyncpg.Connection | asyncpg.Pool) -> str:
     """A school and an ACTIVE student in it; returns the student's id."""
     school_id, user_id = uuid.uuid4(), uuid.uuid4()
     await conn.execute("INSERT INTO schools (id, name) VALUES ($1, 'Test University')", school_id)
     await conn.execute(
-        """INSERT INTO users (id, user_type, status, school_id, username, email, origin)
-           VALUES ($1, 'STUDENT', 'ACTIVE', $2, $3, $4, 'STUDENT_FILE')""",
+        """INSERT INTO users (id, user_type, status, school_id, username, email, origin,
+               email_key, email_skeleton, email_plain, username_key)
+           VALUES ($1, 'STUDENT', 'ACTIVE', $2, $3, $4, 'STUDENT_FILE', $5, $6, $7, $3)""",
         user_id,
         school_id,
         f"s{user_id.hex[:12]}",
         f"s{user_id.hex[:12]}@uni.example",
+        *_keys(f"s{user_id.hex[:12]}@uni.example"),
     )
     return str(user_id)

@@ -10,6 +10,7 @@ from typing import Any
 
 import asyncpg
 
+from identity_service.domain.identity_keys import EmailIdentity, username_key
 from identity_service.domain.import_rules import ImportMode, IncomingRow
 from identity_service.service.row_batch import RowResult
 from identity_service.service.student_rows import RowBatchRequest, apply_student_rows
@@ -56,10 +57,12 @@ class Campus:
         origin: str = "STUDENT_FILE",
     ) -> str:
         user_id = str(uuid.uuid4())
+        identity = EmailIdentity.of(email)
         await self.db.execute(
             """INSERT INTO users (id, user_type, status, school_id, username, email, first_name, last_name,
-                   auth_identifier, origin, file_updates_disabled)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)""",
+                   auth_identifier, origin, file_updates_disabled,
+                   email_key, email_skeleton, email_plain, username_key)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)""",
             user_id,
             user_type,
             status,
@@ -71,6 +74,10 @@ class Campus:
             auth,
             origin,
             file_updates_disabled,
+            identity.key,
+            identity.skeleton,
+            identity.plain,
+            None if username is None else username_key(username),
         )
         return user_id
 

@@ -19,8 +19,8 @@ from identity_service.domain.users import (
     ensure_mergeable,
     ensure_pending,
     ensure_student,
-    username_key,
 )
+from identity_service.domain.identity_keys import username_key
 from shared.errors import Reason, RollcallError
 
 NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)

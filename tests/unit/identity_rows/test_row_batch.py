@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from datetime import UTC, datetime, timedelta
 
+from identity_service.domain.identity_keys import EmailIdentity, username_key
 from identity_service.domain.import_rules import (
     Holder,
     ImportContext,
@@ -46,7 +47,7 @@ def stored(
     disabled: bool = False,
 ) -> StoredStudent:
     holder = Holder(user_id, user_type, school, status, username, email, first, "", "", disabled)
-    return StoredStudent(holder, mark, username.lower() if username else None, email.lower())
+    return StoredStudent(holder, mark, username_key(username) if username else None, EmailIdentity.of(email))
 
 
 def batch(*students: StoredStudent, ctx: ImportContext = SYNC, job: str = "job") -> RowBatch:
