@@ -9,6 +9,11 @@ A code mail is written with ``CODE_PLACEHOLDER`` where the code goes: the courie
 at send time and fills it in memory (``fill_code``), so no plain code is ever stored. The
 placeholder holds control characters, which ``one_line`` strips from every other text of a mail,
 so a school name or address can never contain it.
+
+Header values (subjects, and any name a header will carry) go through ``header_text``: one line,
+and no RFC 2047 encoded word, so neither the standard library nor a mail reader can decode a line
+break - and with it a second header - out of a school or person name (product.md Additions, "Not
+addresses").
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from enum import StrEnum
 
 SUBJECT_SCHOOL_MAX = 80
 CODE_PLACEHOLDER = "\x1a{code}\x1a"
+_ENCODED_WORD_START = "=?"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 
 
@@ -49,7 +55,7 @@ def code_message(
     ``CODE_PLACEHOLDER`` for the courier to fill at send time."""
     school = one_line(school_name) or "your school"
     code = code_for_mail if code_for_mail == CODE_PLACEHOLDER else one_line(code_for_mail)
-    subject = f"{_short(school)}: your code to confirm your new email address"
+    subject = header_text(f"{_short(school)}: your code to confirm your new email address")
     body = "\n".join(
         [
             "Hello,",
@@ -79,7 +85,7 @@ def change_notice(school_name: str, old_email: str, new_email_masked: str) -> tu
     """The notice to the OLD address once a change is confirmed: what happened, and what to do if it
     was not you. ``new_email_masked`` is shown as given (pass it through ``mask_email``)."""
     school = one_line(school_name) or "your school"
-    subject = f"{_short(school)}: the email address of your careers account was changed"
+    subject = header_text(f"{_short(school)}: the email address of your careers account was changed")
     body = "\n".join(
         [
             "Hello,",
@@ -124,6 +130,13 @@ def one_line(text: str) -> str:
     """``text`` with control characters and line breaks collapsed to single spaces (no header or
     layout injection from a school name or an address)."""
     return " ".join(_CONTROL.sub(" ", text).split())
+
+
+def header_text(text: str) -> str:
+    """``text`` fit to be a header value: one line (``one_line``) and without RFC 2047 encoded words
+    (``=?utf-8?q?...?=``): each ``=?`` becomes ``= ?``, so what is sent is read as exactly these
+    characters, never decoded into a line break, a control character or another header."""
+    return one_line(text).replace(_ENCODED_WORD_START, "= ?")
 
 
 def _short(school: str) -> str:

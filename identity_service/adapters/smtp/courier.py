@@ -14,12 +14,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime
+from email.utils import format_datetime, parseaddr
 
 import aiosmtplib
 import asyncpg
@@ -28,6 +30,7 @@ from prometheus_client import Counter
 from identity_service.adapters.postgres.outbox import NOTIFY_CHANNEL, OutboxMessage, OutboxRepository
 from identity_service.adapters.smtp.code_mail import CodeIssuer
 from identity_service.adapters.smtp.housekeeping import housekeep
+from identity_service.domain.mail import header_text
 from shared.grpc_kit.metrics import serve_metrics
 from shared.grpc_kit.server import install_signal_handlers
 from shared.logging import get_logger, mask_email
@@ -35,6 +38,7 @@ from shared.pg import create_pool
 from shared.settings import Settings
 
 log = get_logger("courier")
+_LINE_BREAK = re.compile(r"[\r\n\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
 
 EMAILS_SENT = Counter("rollcall_emails_sent_total", "Emails accepted by the SMTP server", ["kind"])
 EMAILS_FAILED = Counter(
@@ -87,6 +91,14 @@ def is_permanent(exc: BaseException) -> bool:
     if isinstance(exc, aiosmtplib.SMTPRecipientRefused):
         return 500 <= exc.code < 600
     return False
+
+
+def _check_headers(mail: EmailMessage) -> None:
+    """ValueError unless every header reads back as one line: nothing in a value was decoded into a
+    line break (which the standard library would write out raw, as the start of another header)."""
+    for name, value in mail.items():
+        if _LINE_BREAK.search(str(value)):
+            raise ValueError(f"the {name} header would hold a line break")
 
 
 class Courier:
@@ -170,8 +182,11 @@ class Courier:
             await self._failed(message, exc, permanent=True)
             return
         try:
+            # Explicit envelope: the recipient is the stored address, never parsed out of header text.
             await aiosmtplib.send(
                 mail,
+                sender=parseaddr(self._settings.mail_from)[1] or self._settings.mail_from,
+                recipients=[message.to_address],
                 hostname=self._settings.smtp_host,
                 port=self._settings.smtp_port,
                 username=self._settings.smtp_username or None,
@@ -227,8 +242,8 @@ class Courier:
         domain = sender.rpartition("@")[2] or "localhost"
         mail = EmailMessage()
         mail["From"] = sender
-        mail["To"] = message.to_address
-        mail["Subject"] = message.subject
+        mail["To"] = Address(addr_spec=message.to_address)  # ValueError unless exactly one address
+        mail["Subject"] = header_text(message.subject)
         mail["Date"] = format_datetime(message.created_at)
         # Stable across retries, so a receiving server that saw a message can tell a repeat; except for
         # a code mail, whose retry carries a fresh code and must not be dropped as a repeat.
@@ -236,6 +251,7 @@ class Courier:
         mail["Message-ID"] = f"<outbox-{message.id}.{int(message.created_at.timestamp())}{retry}@{domain}>"
         mail["Auto-Submitted"] = "auto-generated"
         mail.set_content(message.body)
+        _check_headers(mail)
         return mail
 
     async def _ensure_listener(self) -> None:

@@ -44,6 +44,7 @@ class Collector:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._messages: list[Message] = []
+        self._envelopes: list[tuple[str, list[str], bytes]] = []
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
         if address.endswith("@" + REFUSED_DOMAIN):
@@ -53,13 +54,21 @@ class Collector:
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         with self._lock:
-            self._messages.append(message_from_bytes(envelope.original_content or envelope.content))
+            raw = envelope.original_content or envelope.content
+            self._messages.append(message_from_bytes(raw))
+            self._envelopes.append((envelope.mail_from, list(envelope.rcpt_tos), raw))
         return "250 Message accepted for delivery"
 
     @property
     def messages(self) -> list[Message]:
         with self._lock:
             return list(self._messages)
+
+    @property
+    def envelopes(self) -> list[tuple[str, list[str], bytes]]:
+        """(MAIL FROM, RCPT TOs, the bytes received) of every accepted message."""
+        with self._lock:
+            return list(self._envelopes)
 
     def count_by_message_id(self) -> dict[str, int]:
         counts: dict[str, int] = {}

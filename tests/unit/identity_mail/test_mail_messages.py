@@ -12,6 +12,7 @@ from identity_service.domain.mail import (
     change_notice,
     code_message,
     describe_hours,
+    header_text,
     one_line,
 )
 
@@ -91,3 +92,18 @@ def test_outgoing_mail_is_frozen_and_kinds_are_stable() -> None:
     assert (mail.school_id, mail.user_id) == (None, None)
     assert MailKind.EMAIL_CHANGE_CODE == "email_change.code"
     assert MailKind.EMAIL_CHANGE_NOTICE == "email_change.notice"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "=?utf-8?q?Evil=0D=0AReply-To:_a@evil.example?=",
+        "=?UTF-8?B?RXZpbA0KQmNjOiBhbGxAZXZpbC5leGFtcGxl?=",
+        "==??utf-8?q?x?=",
+    ],
+)
+def test_an_encoded_word_in_a_name_is_sent_as_typed_never_decoded(name: str) -> None:
+    for subject in (code_message(name, "a@b.example", "ABCD-EFGH", 24)[0], change_notice(name, "a", "b")[0]):
+        assert "=?" not in subject
+        assert subject.startswith(header_text(name))
+    assert header_text(name).replace("= ?", "=?") == name
