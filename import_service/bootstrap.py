@@ -17,12 +17,13 @@ import aio_pika
 from aio_pika.abc import AbstractRobustConnection
 
 from import_service.adapters.amqp.consumer import AmqpConsumer
-from import_service.adapters.amqp.publisher import AmqpPublisher
+from import_service.adapters.amqp.publisher import AmqpPublisher, amqp_user
 from import_service.adapters.amqp.topology import Topology, declare
 from import_service.adapters.grpc.access_rules import RULES, SERVICE
 from import_service.adapters.grpc.servicer import ImportServicer
 from import_service.adapters.identity.client import IdentityClient
 from import_service.adapters.postgres.store import TRANSIENT_ERRORS, PostgresStore
+from import_service.domain.connectors import ConnectorPolicy, parse_connectors
 from import_service.service.access import SchoolAccess
 from import_service.service.ingest import Ingest
 from import_service.service.jobs import JobQueries
@@ -132,7 +133,8 @@ async def _wire(
     setup = await connection.channel()
     await declare(setup, topology)
     await setup.close()
-    publisher = await AmqpPublisher.open(connection, topology)
+    connectors = connector_policy(settings)
+    publisher = await AmqpPublisher.open(connection, topology, connectors.own_user)
     identity = IdentityClient(
         settings.identity_addr,
         settings.import_token,
@@ -148,8 +150,24 @@ async def _wire(
         transient_db=TRANSIENT_ERRORS,
         backoff=backoff,
     )
-    consumer = AmqpConsumer(connection, topology, ingest, publisher, settings.import_prefetch)
+    consumer = AmqpConsumer(connection, topology, ingest, publisher, settings.import_prefetch, connectors)
     access = SchoolAccess(identity)
     queries = JobQueries(store, access)
     servicer = ImportServicer(queries, Uploads(store, publisher, access), Redrives(store, publisher, queries))
     return ImportApp(settings, store, connection, identity, publisher, ingest, consumer, servicer, topology)
+
+
+def connector_policy(settings: Settings) -> ConnectorPolicy:
+    """Who may publish rows for which school: ``ROLLCALL_CONNECTORS``, plus the service's own AMQP
+    user. Unset, only the service's own publishing is accepted (secure default, with a warning)."""
+    own = amqp_user(settings.amqp_url)
+    grants = parse_connectors(settings.connectors)
+    if not grants:
+        log.warning(
+            "import.no_connectors",
+            detail="ROLLCALL_CONNECTORS is unset: only this service's own AMQP user may publish rows",
+            own_user=own,
+        )
+    else:
+        log.info("import.connectors", users=sorted(grants), own_user=own)
+    return ConnectorPolicy(own, grants)

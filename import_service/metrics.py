@@ -20,4 +20,7 @@ BATCH_SECONDS = Histogram(
 IDENTITY_RETRIES = Counter(
     "rollcall_import_identity_retries_total", "ApplyStudentRows calls retried after an outage"
 )
+BATCH_SPLITS = Counter(
+    "rollcall_import_batch_splits_total", "Batches identity refused, split in two to isolate the rows"
+)
 JOBS_COMPLETED = Counter("rollcall_import_jobs_completed_total", "Jobs that reached COMPLETED")

@@ -29,6 +29,8 @@ def dev_environment() -> dict[str, str]:
             f"{'web' if role == 'platform' else role}:{role}:{token}" for role, token in DEV_TOKENS.items()
         )
         env.setdefault("ROLLCALL_IMPORT_TOKEN", DEV_TOKENS["importer"])
+    # the dev broker's one user publishes for every school (the CLI sets user_id to it)
+    env.setdefault("ROLLCALL_CONNECTORS", "guest:*")
     return env
 
 

@@ -98,6 +98,8 @@ class Settings(BaseSettings):
     import_batches_in_flight: int = Field(default=4, ge=1, le=64)
     import_prefetch: int = Field(default=2000, ge=1, le=65535)
     identity_call_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    # amqp_user:school_id|* entries: who publishes rows for which school (import_service/domain/connectors)
+    connectors: str = ""
     # argon2id lanes (identity_service/service/hashing.py): 0 = the CPUs, at most 4
     password_hash_slots: int = Field(default=0, ge=0, le=64)
     sign_in_slots: int = Field(default=0, ge=0, le=64)
@@ -108,6 +110,14 @@ class Settings(BaseSettings):
     def _split_secrets(cls, value: object) -> object:
         if isinstance(value, str):
             return [s.strip() for s in value.split(",") if s.strip()]
+        return value
+
+    @field_validator("connectors")
+    @classmethod
+    def _check_connectors(cls, value: str) -> str:
+        from import_service.domain.connectors import parse_connectors  # pure, no I/O
+
+        parse_connectors(value)
         return value
 
     @field_validator("tokens")

@@ -37,6 +37,7 @@ import asyncpg
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from import_service.adapters.amqp.publisher import amqp_user
 from import_service.adapters.amqp.topology import Topology
 from shared.pg import with_database
 from shared.proto.rollcall.identity.v1 import identity_service_pb2_grpc as ipb_grpc
@@ -426,6 +427,8 @@ async def process_stack(
         "ROLLCALL_COURIER_METRICS_PORT": "0",
         "ROLLCALL_TOKENS": TOKEN_SPEC,
         "ROLLCALL_IMPORT_TOKEN": IMPORTER_TOKEN,
+        # the tests' connectors publish as the broker user of the URL (user_id set), for any school
+        "ROLLCALL_CONNECTORS": f"{amqp_user(amqp_url)}:*",
         "ROLLCALL_SHUTDOWN_GRACE_SECONDS": "5",
         "ROLLCALL_LOG_LEVEL": os.environ.get("ROLLCALL_LOG_LEVEL", "INFO"),
         "PYTHONUNBUFFERED": "1",

@@ -1,10 +1,12 @@
 """Import jobs and row outcomes: what a job is, how its rows are counted, when it is complete.
 
 A job is one file: a school, a mode, the sensitive-fields setting, a dry-run flag and a source
-name. It is complete when its end-of-file message has arrived and as many rows have a recorded
-outcome as the end message announced (row numbers come from the file, so gaps are allowed; only
-the count matters). The PostgreSQL adapter evaluates the same rule inside the statement that
-records outcomes (``is_complete`` is the reference).
+name; its id belongs to that school for ever. It is complete when its end-of-file message has
+arrived and as many rows have a recorded outcome as the end message announced: ``total_rows`` is the
+number of DISTINCT row numbers the job has (a row sent twice counts once; row numbers come from the
+file, so gaps are allowed). A second end with another total, an end below the rows the job already
+has, and a new row past the total are JOB_MISMATCH (``end_mismatch``, ``split_at_total``). The
+PostgreSQL adapter evaluates the same rules inside its statements (``is_complete`` is the reference).
 """
 
 from __future__ import annotations
@@ -114,6 +116,50 @@ class Job:
 def is_complete(end_seen: bool, total_rows: int | None, rows_recorded: int) -> bool:
     """The completion rule (mirrored in SQL by the recording statements)."""
     return end_seen and total_rows is not None and rows_recorded >= total_rows
+
+
+IDENTITY_REFUSED = "IDENTITY_REFUSED"
+"""Row reason: identity refused this row alone (after the batch was split down to it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class EndRecorded:
+    """What recording an end message did: ``mismatch`` says why it contradicts the job (then nothing
+    was recorded); ``completed`` is True when this end completed the job."""
+
+    completed: bool = False
+    mismatch: str | None = None
+
+
+def end_mismatch(end_seen: bool, total_rows: int | None, rows_recorded: int, new_total: int) -> str | None:
+    """Why an end with ``new_total`` contradicts the job (None: record it; the same total again is a
+    harmless duplicate)."""
+    if end_seen and total_rows is not None and total_rows != new_total:
+        return f"the job's end already said total_rows {total_rows}; this one says {new_total}"
+    if rows_recorded > new_total:
+        return f"the job already has {rows_recorded} distinct rows, more than total_rows {new_total}"
+    return None
+
+
+def split_at_total(
+    rows: Sequence[FileRow], total_rows: int | None, rows_recorded: int
+) -> tuple[list[FileRow], list[FileRow]]:
+    """``rows`` (none of them recorded yet) → (those that fit under the job's total, those past it).
+
+    Only known once the end arrived; the lowest row numbers fit first."""
+    if total_rows is None:
+        return list(rows), []
+    room = max(0, total_rows - rows_recorded)
+    ordered = sorted(rows, key=lambda row: row.row_number)
+    return ordered[:room], ordered[room:]
+
+
+def refused_row(row: FileRow, code: str, reason: str = "") -> RowResult:
+    """A row identity refused on its own: FAILED with the status (and ErrorInfo reason), no other text."""
+    said = code if not reason or reason == code else f"{code}, {reason}"
+    return RowResult(
+        row.row_number, Outcome.FAILED, reason=IDENTITY_REFUSED, message=f"identity refused this row ({said})"
+    )
 
 
 def failed_results(rows: Iterable[FileRow], reason: str, message: str) -> list[RowResult]:

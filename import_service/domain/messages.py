@@ -8,12 +8,14 @@ adapter; the rules about the message's content live here.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from import_service.domain.connectors import is_canonical_school_id
 from import_service.domain.jobs import JobSpec
-from import_service.domain.rows import MAX_ROWS_PER_MESSAGE, FileRow
+from import_service.domain.rows import FILE_ROW_FIELDS, MAX_ROWS_PER_MESSAGE, FileRow
 
 MAX_JOB_ID_CHARS = 128
 MAX_SCHOOL_ID_CHARS = 128
@@ -39,6 +41,9 @@ class DeadReason(StrEnum):
     DUPLICATE_ROW_NUMBER = "DUPLICATE_ROW_NUMBER"
     INVALID_TOTAL_ROWS = "INVALID_TOTAL_ROWS"
     JOB_MISMATCH = "JOB_MISMATCH"
+    CONNECTOR_NOT_ALLOWED = "CONNECTOR_NOT_ALLOWED"
+    INVALID_TEXT = "INVALID_TEXT"
+    PROCESSING_FAILED = "PROCESSING_FAILED"
 
 
 class ContractViolation(Exception):
@@ -76,6 +81,12 @@ def check_header(job_id: str, school_id: str, routing_school: str, mode_set: boo
         raise ContractViolation(DeadReason.INVALID_JOB_ID, f"job_id must be 1..{MAX_JOB_ID_CHARS} characters")
     if not 1 <= len(school_id) <= MAX_SCHOOL_ID_CHARS or not school_id.isprintable():
         raise ContractViolation(DeadReason.INVALID_SCHOOL_ID, "school_id must be set", job_id)
+    if not is_canonical_school_id(school_id) and _looks_like_a_uuid(school_id):
+        raise ContractViolation(
+            DeadReason.INVALID_SCHOOL_ID,
+            "school_id must be written as a lower-case UUID (and so must the routing key)",
+            job_id,
+        )
     if school_id != routing_school:
         raise ContractViolation(
             DeadReason.SCHOOL_MISMATCH, "school_id does not match the routing key rows.<school_id>", job_id
@@ -101,3 +112,42 @@ def check_row_numbers(job_id: str, row_numbers: Sequence[int]) -> None:
 def check_total_rows(job_id: str, total_rows: int) -> None:
     if total_rows < 0:
         raise ContractViolation(DeadReason.INVALID_TOTAL_ROWS, "total_rows must be >= 0", job_id)
+
+
+def _looks_like_a_uuid(value: str) -> bool:
+    """Any spelling of a UUID (upper case, no hyphens, braces, ``urn:uuid:``), or any upper case at
+    all: a school id the school's staff would not find their jobs under."""
+    if value != value.lower():
+        return True
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+def storable_text_problem(value: str) -> str | None:
+    """Why PostgreSQL would refuse ``value`` as text (None when it would store it)."""
+    if "\x00" in value:
+        return "contains NUL (U+0000), which cannot be stored"
+    return None
+
+
+def check_text(job_id: str, field: str, value: str) -> None:
+    problem = storable_text_problem(value)
+    if problem is not None:
+        raise ContractViolation(DeadReason.INVALID_TEXT, f"{field} {problem}", job_id)
+
+
+def check_row_text(job_id: str, index: int, row: FileRow) -> None:
+    """Every value and extra column name of a row is storable text (refused on its first delivery)."""
+    values = row.field_values()
+    if not any("\x00" in value for value in values) and not any(
+        "\x00" in key or "\x00" in value for key, value in row.extra
+    ):
+        return
+    for name, value in zip(FILE_ROW_FIELDS, row.field_values(), strict=True):
+        check_text(job_id, f"rows[{index}].{name}", value)
+    for key, value in row.extra:
+        check_text(job_id, f"rows[{index}].extra key", key)
+        check_text(job_id, f"rows[{index}].extra[{key[:40]!r}]", value)

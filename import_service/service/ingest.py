@@ -1,11 +1,15 @@
 """The batcher: rows of many messages → ApplyStudentRows batches → recorded outcomes → acks.
 
 Rows are grouped by job (a job fixes school, mode and flags) into batches of up to ``batch_rows``,
-flushed when full or ``wait_ms`` after their first row; up to ``max_in_flight`` batches run at
-once. A batch skips rows that already have an outcome (one query), calls identity (waiting out
-outages), records the outcomes in one statement, and only then settles the messages whose rows
-are all recorded. A row that is already in a running batch (a redelivery racing its original)
-waits for that batch instead of being applied twice.
+flushed when full or ``wait_ms`` after their first row; up to ``max_in_flight`` calls to identity
+run at once (a slot is held for one call, never while waiting out an outage, so a job in trouble
+cannot hold the slots other schools' jobs need). A batch skips rows that already have an outcome
+(one query), leaves out rows past the job's total (JOB_MISMATCH), calls identity (waiting out
+outages; a refused batch is split until the rows identity refuses are alone, and a lone refused row
+is FAILED ``IDENTITY_REFUSED``), records the outcomes in one statement, and only then settles the
+messages whose rows are all recorded. A row that is already in a running batch (a redelivery racing
+its original) waits for that batch instead of being applied twice. An unexpected error dead-letters
+the batch's messages with PROCESSING_FAILED: never a redelivery loop.
 """
 
 from __future__ import annotations
@@ -17,7 +21,15 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from import_service import metrics
-from import_service.domain.jobs import Job, JobSpec, RowResult, check_results, failed_results
+from import_service.domain.jobs import (
+    Job,
+    JobSpec,
+    RowResult,
+    check_results,
+    failed_results,
+    refused_row,
+    split_at_total,
+)
 from import_service.domain.messages import (
     ContractViolation,
     DeadReason,
@@ -35,12 +47,14 @@ from import_service.service.ports import (
     Store,
 )
 from import_service.service.retrying import Backoff, until_answered
-from import_service.service.settling import Settler, Tracked
+from import_service.service.settling import Refusal, Settler, Tracked
 from shared.logging import get_logger
 
 T = TypeVar("T")
 log = get_logger("import.ingest")
 JOB_CACHE_SIZE = 10_000
+LONE_ROW_RETRIES = 1
+"""A lone row identity refuses is tried this many times more (after a pause) before it is FAILED."""
 
 
 @dataclass(eq=False, slots=True)
@@ -105,11 +119,10 @@ class Ingest:
         job = await self._job(message.spec)
         if not self._accepting:  # shutting down: left unsettled, the broker redelivers it
             return
-        tracked = self.settler.track(delivery, 1 if isinstance(message, EndMessage) else len(message.rows))
         if isinstance(message, EndMessage):
-            await self._end(job, message.total_rows, tracked)
+            await self._end(job, message.total_rows, delivery)
         else:
-            self._add(job, message.rows, tracked)
+            self._add(job, message.rows, self.settler.track(delivery, len(message.rows)))
 
     async def refuse(self, letter: DeadLetter) -> None:
         """Records a message sent to the dead-letter queue (counted on its job when it names one)."""
@@ -147,17 +160,15 @@ class Ingest:
         _check_same_job(job, spec)
         return job
 
-    async def _end(self, job: Job, total_rows: int, tracked: Tracked) -> None:
-        try:
-            completed = await self._db(lambda: self._store.jobs.record_end(job.job_id, total_rows), "end")
-        except Exception:
-            log.exception("import.end_failed", job_id=job.job_id)
-            await self.settler.done(tracked, ok=False)
-            return
-        log.info("import.end", job_id=job.job_id, total_rows=total_rows, completed=completed)
-        if completed:
+    async def _end(self, job: Job, total_rows: int, delivery: Delivery) -> None:
+        """Records the end; raises ContractViolation (JOB_MISMATCH) when it contradicts the job."""
+        end = await self._db(lambda: self._store.jobs.record_end(job.job_id, total_rows), "end")
+        if end.mismatch is not None:
+            raise ContractViolation(DeadReason.JOB_MISMATCH, end.mismatch, job.job_id)
+        log.info("import.end", job_id=job.job_id, total_rows=total_rows, completed=end.completed)
+        if end.completed:
             metrics.JOBS_COMPLETED.inc()
-        await self.settler.done(tracked, ok=True)
+        await self.settler.done(self.settler.track(delivery, 1))
 
     def _add(self, job: Job, rows: Sequence[FileRow], tracked: Tracked) -> None:
         buffer = self._buffers.get(job.job_id)
@@ -199,55 +210,107 @@ class Ingest:
         return batch.leaders + batch.followers
 
     async def _run(self, batch: _Batch) -> None:
+        failure: Refusal | None = None
+        past_total: dict[int, Refusal] = {}
         try:
-            ok = True
             if batch.leaders:
-                async with self._slots:
-                    ok = await self._process(batch.job, [entry.row for entry in batch.leaders])
+                failure, past_total = await self._process(batch.job, [entry.row for entry in batch.leaders])
         except asyncio.CancelledError:
             self._release(batch)
             raise
         entries = self._release(batch)
-        await self.settler.done_many([entry.message for entry in entries], ok=ok)
+        if failure is not None or not past_total:
+            await self.settler.done_many([entry.message for entry in entries], failure)
+            return
+        fine = [entry.message for entry in entries if entry.row.row_number not in past_total]
+        await self.settler.done_many(fine)
+        for entry in entries:
+            refusal = past_total.get(entry.row.row_number)
+            if refusal is not None:
+                await self.settler.done(entry.message, refusal)
 
-    async def _process(self, job: Job, rows: list[FileRow]) -> bool:
+    async def _process(self, job: Job, rows: list[FileRow]) -> tuple[Refusal | None, dict[int, Refusal]]:
+        """Applies and records the batch: (why its messages must be dead-lettered, if they must;
+        the refusal of each row left out because it is past the job's total)."""
         started = time.perf_counter()
         try:
             numbers = [row.row_number for row in rows]
             done = await self._db(lambda: self._store.results.recorded_among(job.job_id, numbers), "dedupe")
             todo = [row for row in rows if row.row_number not in done]
+            over: list[FileRow] = []
+            total: int | None = None
             results: list[RowResult] = []
             inserted, completed = 0, False
+            if todo:
+                total, recorded = await self._db(lambda: self._store.jobs.progress(job.job_id), "progress")
+                todo, over = split_at_total(todo, total, recorded)
             if todo:
                 results = await self._apply(job, todo)
                 outcomes = list(zip(todo, results, strict=True))
                 inserted, completed = await self._db(
                     lambda: self._store.results.record(job.job_id, outcomes), "record"
                 )
-        except Exception:
+        except Exception as exc:
             log.exception("import.batch_failed", job_id=job.job_id, rows=len(rows))
-            await asyncio.sleep(self._backoff.cap_seconds)  # no hot redelivery loop
-            return False
+            detail = f"{type(exc).__name__} while applying a batch of {len(rows)} rows"
+            return Refusal(DeadReason.PROCESSING_FAILED.value, detail, job.job_id), {}
         elapsed = time.perf_counter() - started
         _observe(job, rows, results, len(done), inserted, completed, elapsed)
-        return True
+        if over:
+            log.warning("import.rows_past_total", job_id=job.job_id, rows=len(over), total=total)
+        return None, {row.row_number: _past_total(job, row, total) for row in over}
 
     async def _apply(self, job: Job, rows: list[FileRow]) -> list[RowResult]:
+        """Identity's results for ``rows``; a refused batch is split until refused rows are alone."""
         try:
-            results = await until_answered(
-                lambda: self._identity.apply_rows(job, rows),
-                (IdentityUnavailable,),
-                self._backoff,
-                "identity",
-                metrics.IDENTITY_RETRIES.inc,
-            )
+            return await self._call(job, rows)
         except BatchRefused as refused:
-            return failed_results(rows, refused.reason, refused.message)
-        check_results(rows, results)
-        return results
+            if refused.whole_batch:
+                return failed_results(rows, refused.reason, refused.message)
+            if len(rows) == 1:
+                return [await self._lone(job, rows[0], refused)]
+            metrics.BATCH_SPLITS.inc()
+            log.warning("import.batch_split", job_id=job.job_id, rows=len(rows), code=refused.code)
+            middle = len(rows) // 2
+            return await self._apply(job, rows[:middle]) + await self._apply(job, rows[middle:])
+
+    async def _lone(self, job: Job, row: FileRow, refused: BatchRefused) -> RowResult:
+        for _ in range(LONE_ROW_RETRIES):
+            await asyncio.sleep(self._backoff.initial_seconds)
+            try:
+                return (await self._call(job, [row]))[0]
+            except BatchRefused as again:
+                if again.whole_batch:
+                    return failed_results([row], again.reason, again.message)[0]
+                refused = again
+        log.warning("import.row_refused", job_id=job.job_id, row=row.row_number, code=refused.code)
+        return refused_row(row, refused.code, refused.reason)
+
+    async def _call(self, job: Job, rows: list[FileRow]) -> list[RowResult]:
+        """One ApplyStudentRows, waiting out outages; a slot is held only while a call is made."""
+
+        async def attempt() -> list[RowResult]:
+            async with self._slots:
+                results = await self._identity.apply_rows(job, rows)
+            try:
+                check_results(rows, results)
+            except ValueError:
+                raise BatchRefused(
+                    "IDENTITY_REFUSED", "identity answered other rows", code="BAD_ANSWER", whole_batch=False
+                ) from None
+            return results
+
+        return await until_answered(
+            attempt, (IdentityUnavailable,), self._backoff, "identity", metrics.IDENTITY_RETRIES.inc
+        )
 
     async def _db(self, call: Callable[[], Awaitable[T]], what: str) -> T:
         return await until_answered(call, self._transient_db, self._backoff, what)
+
+
+def _past_total(job: Job, row: FileRow, total: int | None) -> Refusal:
+    detail = f"row {row.row_number} is past the job's total_rows {total} (its distinct rows are all in)"
+    return Refusal(DeadReason.JOB_MISMATCH.value, detail, job.job_id)
 
 
 def _check_same_job(job: Job, spec: JobSpec) -> None:

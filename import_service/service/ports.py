@@ -8,7 +8,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Protocol
 
-from import_service.domain.jobs import Job, JobSpec, Outcome, RecordedRow, RowResult
+from import_service.domain.jobs import EndRecorded, Job, JobSpec, Outcome, RecordedRow, RowResult
 from import_service.domain.rows import FileRow
 
 
@@ -24,6 +24,9 @@ class DeadLetter:
     content_type: str
     message_id: str
     body: bytes
+    school_id: str | None = None
+    """The school the letter may be counted for: the routing key's, once its connector was allowed
+    for it; None for CONNECTOR_NOT_ALLOWED (counted on no job). A job counts only its school's."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,18 +42,23 @@ class IdentityUnavailable(Exception):
 
 
 class BatchRefused(Exception):
-    """Identity refused the whole batch for a reason (e.g. SCHOOL_NOT_FOUND): every row fails."""
+    """Identity answered, refusing the batch. ``whole_batch`` (e.g. SCHOOL_NOT_FOUND): every row fails
+    with ``reason``; otherwise the refusal may be caused by some rows only, and the batch is split
+    until they are alone. ``code`` is the gRPC status name."""
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: str, message: str, *, code: str = "", whole_batch: bool = True) -> None:
         super().__init__(f"{reason}: {message}")
         self.reason = reason
         self.message = message
+        self.code = code or reason
+        self.whole_batch = whole_batch
 
 
 class JobsRepo(Protocol):
     async def ensure(self, spec: JobSpec) -> Job: ...
     async def get(self, job_id: str) -> Job | None: ...
-    async def record_end(self, job_id: str, total_rows: int) -> bool: ...
+    async def record_end(self, job_id: str, total_rows: int) -> EndRecorded: ...
+    async def progress(self, job_id: str) -> tuple[int | None, int]: ...
     async def list_newest(
         self, school_id: str | None, after: tuple[datetime, str] | None, limit: int
     ) -> list[Job]: ...
@@ -126,7 +134,9 @@ class RowsPublisher(Protocol):
 
 
 class Delivery(Protocol):
-    """A received message, settled exactly once."""
+    """A received message, settled exactly once: acknowledged, returned, or dead-lettered with a
+    reason (copied to the dead-letter queue, recorded, then acknowledged)."""
 
     async def ack(self) -> None: ...
     async def requeue(self) -> None: ...
+    async def dead_letter(self, reason: str, detail: str, job_id: str | None) -> None: ...

@@ -1,7 +1,10 @@
-"""Settling received messages: ack once every row of a message is recorded, else return it.
+"""Settling received messages: ack once every row of a message is recorded, else dead-letter it.
 
-A message's rows may travel in several batches; it is acknowledged when the last of them is
-recorded, and requeued (for redelivery, where recorded rows are skipped) if any of them failed.
+A message's rows may travel in several batches; it is settled when the last of them is finished:
+acknowledged when every part went well, dead-lettered with the reason of the first part that did
+not (a row over the job's total: JOB_MISMATCH; an unexpected error: PROCESSING_FAILED). Outages
+never reach here as failures: they are waited out. A message is never returned to the queue by the
+settler, so nothing loops through broker redeliveries.
 """
 
 from __future__ import annotations
@@ -16,19 +19,29 @@ from shared.logging import get_logger
 log = get_logger("import.settle")
 
 
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a message goes to the dead-letter queue (``x-rollcall-dead-reason`` and detail)."""
+
+    reason: str
+    detail: str
+    job_id: str | None = None
+
+
 @dataclass(eq=False, slots=True)
 class Tracked:
     """A received message and how many of its rows are still without a recorded outcome."""
 
     delivery: Delivery
     outstanding: int
-    failed: bool = False
+    refusal: Refusal | None = None
 
 
 @dataclass
 class SettleStats:
     acked: int = 0
     requeued: int = 0
+    dead_lettered: int = 0
     settle_errors: int = 0
 
 
@@ -42,18 +55,16 @@ class Settler:
         metrics.IN_FLIGHT.inc()
         return Tracked(delivery, parts)
 
-    async def done(self, tracked: Tracked, *, ok: bool) -> None:
+    async def done(self, tracked: Tracked, refusal: Refusal | None = None) -> None:
         """One part (row) of the message is finished; settles the message after its last part."""
-        tracked.outstanding -= 1
-        tracked.failed = tracked.failed or not ok
-        if tracked.outstanding == 0:
-            await self._settle(tracked)
+        await self.done_many([tracked], refusal)
 
-    async def done_many(self, parts: Sequence[Tracked], *, ok: bool) -> None:
+    async def done_many(self, parts: Sequence[Tracked], refusal: Refusal | None = None) -> None:
         ready: list[Tracked] = []
         for tracked in parts:
             tracked.outstanding -= 1
-            tracked.failed = tracked.failed or not ok
+            if tracked.refusal is None:
+                tracked.refusal = refusal
             if tracked.outstanding == 0:
                 ready.append(tracked)
         for tracked in ready:
@@ -62,10 +73,11 @@ class Settler:
     async def _settle(self, tracked: Tracked) -> None:
         self.in_flight -= 1
         metrics.IN_FLIGHT.dec()
+        refusal = tracked.refusal
         try:
-            if tracked.failed:
-                await tracked.delivery.requeue()
-                self.stats.requeued += 1
+            if refusal is not None:
+                await tracked.delivery.dead_letter(refusal.reason, refusal.detail, refusal.job_id)
+                self.stats.dead_lettered += 1
             else:
                 await tracked.delivery.ack()
                 self.stats.acked += 1

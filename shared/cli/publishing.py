@@ -4,7 +4,10 @@ Rows are read incrementally (constant memory), grouped ``rows_per_message`` to a
 published persistently with publisher confirms; ``window`` publishers take the next message as soon
 as their previous one is confirmed, so one-row messages are not limited by a confirm round trip
 each (and no task is made per message: at one row a message that showed in profiles). The end
-message goes last, after every row message was confirmed.
+message goes last, after every row message was confirmed. Every message carries ``user_id``: the
+AMQP user of the URL (the import service accepts a school's rows only from a connector allowed for
+it, ``ROLLCALL_CONNECTORS``). A connector user with write-only permissions may not declare the
+topology; publishing then goes on, relying on the service having declared it.
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ from pathlib import Path
 from typing import BinaryIO
 
 import aio_pika
+import aiormq
 
-from import_service.adapters.amqp.publisher import AmqpPublisher
+from import_service.adapters.amqp.publisher import AmqpPublisher, amqp_user
 from import_service.adapters.amqp.topology import Topology, declare
 from import_service.adapters.files import row_reader_for
 from import_service.domain.jobs import JobSpec
@@ -80,6 +84,17 @@ async def publish_messages(
         await asyncio.gather(*workers, return_exceptions=True)
 
 
+async def _declare_if_allowed(connection: aio_pika.abc.AbstractRobustConnection, topology: Topology) -> None:
+    """Declares the topology so nothing published before the service starts is lost; a connector
+    user without configure permission is refused (ACCESS_REFUSED), and the service declares it."""
+    channel = await connection.channel()
+    try:
+        await declare(channel, topology)
+    except aiormq.exceptions.ChannelAccessRefused:
+        return  # the broker closed this channel; the connection stays usable
+    await channel.close()
+
+
 async def publish_file(
     path: Path,
     spec: JobSpec,
@@ -95,10 +110,8 @@ async def publish_file(
     connection = await aio_pika.connect_robust(amqp_url)
     try:
         topology = Topology(prefix)
-        channel = await connection.channel()
-        await declare(channel, topology)  # so nothing published before the service starts is lost
-        await channel.close()
-        publisher = await AmqpPublisher.open(connection, topology)
+        await _declare_if_allowed(connection, topology)
+        publisher = await AmqpPublisher.open(connection, topology, amqp_user(amqp_url))
         with path.open("rb") as handle:
             messages = FileMessages(handle, file_format, rows_per_message)
             messages.progress = progress

@@ -130,7 +130,11 @@ def _refusal(exc: Exception) -> grpc.Status | None:
         return to_grpc_status(exc)
     if is_unreachable(exc):
         log.warning("rpc.database_unreachable", error=type(exc).__name__)
-        return to_grpc_status(RollcallError(Reason.UNAVAILABLE, "the database is unreachable; try again"))
+        # metadata "outage": callers (the import service) wait this out rather than split a batch
+        unreachable = RollcallError(
+            Reason.UNAVAILABLE, "the database is unreachable; try again", metadata={"outage": "database"}
+        )
+        return to_grpc_status(unreachable)
     return None
 
 

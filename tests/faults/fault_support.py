@@ -18,6 +18,7 @@ from pathlib import Path
 import aio_pika
 import asyncpg
 
+from import_service.adapters.amqp.publisher import amqp_user
 from shared.proto.rollcall.identity.v1 import student_rows_pb2 as rows_pb
 from shared.proto.rollcall.importer.v1 import import_service_pb2 as pb
 from tests.e2e.system.system_support import Campus, connector, end_message, header, outcome_name, rows_message
@@ -243,6 +244,7 @@ class PatientPublisher:
                         content_type="application/x-protobuf",
                         message_id=message_id,
                         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                        user_id=amqp_user(self.amqp_url),  # the import service requires it
                     ),
                     routing_key=f"rows.{message.school_id}",
                     timeout=10,

@@ -23,6 +23,8 @@ from import_service.domain.messages import (
     RowsMessage,
     check_header,
     check_row_numbers,
+    check_row_text,
+    check_text,
     check_total_rows,
 )
 from import_service.domain.rows import FileRow
@@ -40,6 +42,8 @@ def decode(body: bytes, content_type: str | None, routing: str) -> ImportMessage
     mode = mode_from_proto(message.mode)
     check_header(message.job_id, message.school_id, school_of(routing), mode is not None)
     assert mode is not None
+    check_text(message.job_id, "source_name", message.source_name)
+    check_text(message.job_id, "parent_job_id", message.parent_job_id)
     spec = JobSpec(
         job_id=message.job_id,
         school_id=message.school_id,
@@ -53,7 +57,10 @@ def decode(body: bytes, content_type: str | None, routing: str) -> ImportMessage
     if kind == "rows":
         rows = message.rows.rows
         check_row_numbers(spec.job_id, [row.row_number for row in rows])
-        return RowsMessage(spec, tuple(row_from_proto(row) for row in rows))
+        decoded = tuple(row_from_proto(row) for row in rows)
+        for index, row in enumerate(decoded):
+            check_row_text(spec.job_id, index, row)
+        return RowsMessage(spec, decoded)
     if kind == "end":
         check_total_rows(spec.job_id, message.end.total_rows)
         return EndMessage(spec, message.end.total_rows)

@@ -1,9 +1,13 @@
 """Consuming ``P.import.rows``: decode each message, hand it to the batcher, dead-letter the rest.
 
 Messages are settled explicitly, never by aio-pika's ``process()``: the batcher acknowledges a
-message only after the outcomes of all its rows are committed. A message that cannot be decoded
-or is off-contract is copied (with confirms) to the dead-letter exchange with the reason headers,
-recorded in the database, and only then acknowledged.
+message only after the outcomes of all its rows are committed. First the publisher: the message's
+``user_id`` (validated by RabbitMQ) must be a connector allowed for the routing key's school, else
+CONNECTOR_NOT_ALLOWED before anything is read or created. A message that cannot be decoded, is
+off-contract, or whose handling fails in a way that is not an outage (outages are waited out
+inside) is copied (with confirms) to the dead-letter exchange with the reason headers, recorded in
+the database (with the routing key's school, so only that school's job counts it), and only then
+acknowledged: on its first delivery, never through a loop of broker redeliveries.
 """
 
 from __future__ import annotations
@@ -17,8 +21,9 @@ from import_service.adapters.amqp.acks import AckWindow
 from import_service.adapters.amqp.codec import decode
 from import_service.adapters.amqp.prefetch import PrefetchSizer
 from import_service.adapters.amqp.publisher import AmqpPublisher
-from import_service.adapters.amqp.topology import Topology, declare
-from import_service.domain.messages import ContractViolation, RowsMessage
+from import_service.adapters.amqp.topology import Topology, declare, school_of
+from import_service.domain.connectors import ConnectorPolicy
+from import_service.domain.messages import ContractViolation, DeadReason, ImportMessage, RowsMessage
 from import_service.service.ingest import Ingest
 from import_service.service.ports import DeadLetter
 from shared.logging import get_logger
@@ -28,22 +33,28 @@ DEAD_REASON_HEADER = "x-rollcall-dead-reason"
 DEAD_DETAIL_HEADER = "x-rollcall-dead-detail"
 ROUTING_KEY_HEADER = "x-rollcall-routing-key"
 CONTENT_TYPE_HEADER = "x-rollcall-content-type"
+USER_ID_HEADER = "x-rollcall-user-id"
 
 
 class _Delivery:
     """``ports.Delivery`` over an aio-pika message, acknowledged through its channel's window."""
 
-    __slots__ = ("_message", "_window")
+    __slots__ = ("_consumer", "_message", "_window")
 
-    def __init__(self, message: AbstractIncomingMessage, window: AckWindow) -> None:
+    def __init__(self, message: AbstractIncomingMessage, window: AckWindow, consumer: AmqpConsumer) -> None:
         self._message = message
         self._window = window
+        self._consumer = consumer
 
     async def ack(self) -> None:
         self._window.ack(self._message)
 
     async def requeue(self) -> None:
         await self._window.requeue(self._message)
+
+    async def dead_letter(self, reason: str, detail: str, job_id: str | None) -> None:
+        school = school_of(self._message.routing_key or "")
+        await self._consumer.dead_letter(self._message, reason, detail, job_id, school, self)
 
 
 class AmqpConsumer:
@@ -56,8 +67,10 @@ class AmqpConsumer:
         ingest: Ingest,
         publisher: AmqpPublisher,
         prefetch: int,
+        connectors: ConnectorPolicy,
     ) -> None:
         self._connection = connection
+        self._connectors = connectors
         self._topology = topology
         self._ingest = ingest
         self._publisher = publisher
@@ -125,17 +138,32 @@ class AmqpConsumer:
         self._channel = None
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
-        delivery = _Delivery(message, self._window_of(message))
+        delivery = _Delivery(message, self._window_of(message), self)
+        routing = message.routing_key or ""
+        school = school_of(routing)
+        decoded: ImportMessage | None = None
         try:
-            decoded = decode(message.body, message.content_type, message.routing_key or "")
+            refusal = self._connectors.refusal(message.user_id, school)
+            if refusal is not None:
+                await self.dead_letter(
+                    message, DeadReason.CONNECTOR_NOT_ALLOWED.value, refusal, None, None, delivery
+                )
+                return
+            decoded = decode(message.body, message.content_type, routing)
             self._observe(len(decoded.rows) if isinstance(decoded, RowsMessage) else 1)
             if not self._ingest.accept_now(decoded, delivery):
                 await self._ingest.accept(decoded, delivery)
         except ContractViolation as violation:
-            await self._dead_letter(message, violation, delivery)
-        except Exception:
+            await self.dead_letter(
+                message, violation.reason.value, violation.detail, violation.job_id, school, delivery
+            )
+        except Exception as exc:  # not an outage (those are waited out inside): never a redelivery loop
             log.exception("import.message_failed", message_id=message.message_id)
-            await _settle_quietly(delivery, requeue=True)
+            job_id = decoded.spec.job_id if decoded is not None else None
+            detail = f"{type(exc).__name__} while taking the message"
+            await self.dead_letter(
+                message, DeadReason.PROCESSING_FAILED.value, detail, job_id, school, delivery
+            )
 
     def _window_of(self, message: AbstractIncomingMessage) -> AckWindow:
         """The acknowledgement window of the channel the message came on (new after a reconnect)."""
@@ -148,26 +176,37 @@ class AmqpConsumer:
         self._window.delivered(message)
         return self._window
 
-    async def _dead_letter(
-        self, message: AbstractIncomingMessage, violation: ContractViolation, delivery: _Delivery
+    async def dead_letter(
+        self,
+        message: AbstractIncomingMessage,
+        reason: str,
+        detail: str,
+        job_id: str | None,
+        school_id: str | None,
+        delivery: _Delivery,
     ) -> None:
+        """Copies the message to the dead-letter exchange with the reason, records it (counted on
+        ``job_id`` only if that job is of ``school_id``), then acknowledges it."""
         routing = message.routing_key or ""
         content_type = message.content_type or ""
         headers = {
-            DEAD_REASON_HEADER: violation.reason.value,
-            DEAD_DETAIL_HEADER: violation.detail[:500],
+            DEAD_REASON_HEADER: reason,
+            DEAD_DETAIL_HEADER: detail[:500],
             ROUTING_KEY_HEADER: routing[:255],
             CONTENT_TYPE_HEADER: content_type[:255],
         }
+        if message.user_id:
+            headers[USER_ID_HEADER] = message.user_id[:255]
         letter = DeadLetter(
             dedupe_key=_dedupe_key(message),
-            job_id=violation.job_id,
-            reason=violation.reason.value,
-            detail=violation.detail,
+            job_id=job_id,
+            reason=reason,
+            detail=detail,
             routing_key=routing,
             content_type=content_type,
             message_id=message.message_id or "",
             body=message.body,
+            school_id=school_id,
         )
         try:
             await self._publisher.publish_dead(

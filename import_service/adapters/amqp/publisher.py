@@ -1,8 +1,12 @@
 """Publishing to the import exchange: persistent, confirmed by the broker, unique message ids.
 
-Used by SubmitFile and RetryFailedRows (rows go through the queue like any connector's) and by
-the consumer for dead letters. A publish returns once the broker confirmed it; a refusal (queue
-full: reject-publish), an unroutable message or a lost connection raises UNAVAILABLE.
+Used by SubmitFile and RetryFailedRows (rows go through the queue like any connector's), by the
+``rollcall`` CLI (a connector) and by the consumer for dead letters. Rows and ends carry the
+``user_id`` property: the AMQP user of the connection (RabbitMQ refuses any other), which is how the
+import service knows who published them (``domain.connectors``). Dead-letter copies carry none (the
+original's is in header ``x-rollcall-user-id``), so replaying one never passes it off as the
+service's own. A publish returns once the broker confirmed it; a refusal (queue full:
+reject-publish), an unroutable message or a lost connection raises UNAVAILABLE.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import itertools
 import os
 from collections.abc import Mapping, Sequence
 from typing import cast
+from urllib.parse import unquote, urlsplit
 
 import aio_pika
 import aiormq
@@ -25,34 +30,50 @@ from import_service.domain.rows import MAX_ROWS_PER_MESSAGE, FileRow
 from shared.errors import Reason, RollcallError
 
 PUBLISH_TIMEOUT_SECONDS = 30.0
+DEFAULT_AMQP_USER = "guest"
+
+
+def amqp_user(url: str) -> str:
+    """The user an AMQP URL connects as (aio-pika's default, ``guest``, when it names none)."""
+    return unquote(urlsplit(url).username or "") or DEFAULT_AMQP_USER
 
 
 class AmqpPublisher:
     """Publishes on its own confirming channel (``on_return_raises``: unroutable is an error)."""
 
-    def __init__(self, channel: AbstractChannel, exchange: AbstractExchange, dead: AbstractExchange) -> None:
+    def __init__(
+        self, channel: AbstractChannel, exchange: AbstractExchange, dead: AbstractExchange, user_id: str
+    ) -> None:
         self._channel = channel
         self._exchange = exchange
         self._dead = dead
+        self._user_id = user_id
         self._ids = _MessageIds()
 
     @classmethod
     async def open(
-        cls, connection: aio_pika.abc.AbstractRobustConnection, topology: Topology
+        cls, connection: aio_pika.abc.AbstractRobustConnection, topology: Topology, user_id: str
     ) -> AmqpPublisher:
+        """``user_id`` must be the connection's AMQP user (``amqp_user`` of its URL)."""
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         exchange = await channel.get_exchange(topology.exchange, ensure=True)
         dead = await channel.get_exchange(topology.dead_exchange, ensure=True)
-        return cls(channel, exchange, dead)
+        return cls(channel, exchange, dead, user_id)
 
     async def publish_rows(self, spec: JobSpec, rows: Sequence[FileRow]) -> None:
         for start in range(0, len(rows), MAX_ROWS_PER_MESSAGE):
             body = encode_rows(spec, tuple(rows[start : start + MAX_ROWS_PER_MESSAGE]))
-            await self._publish(self._exchange, body, routing_key(spec.school_id), PROTOBUF)
+            await self._publish(
+                self._exchange, body, routing_key(spec.school_id), PROTOBUF, user_id=self._user_id
+            )
 
     async def publish_end(self, spec: JobSpec, total_rows: int) -> None:
         await self._publish(
-            self._exchange, encode_end(spec, total_rows), routing_key(spec.school_id), PROTOBUF
+            self._exchange,
+            encode_end(spec, total_rows),
+            routing_key(spec.school_id),
+            PROTOBUF,
+            user_id=self._user_id,
         )
 
     async def publish_dead(
@@ -72,12 +93,15 @@ class AmqpPublisher:
         content_type: str,
         message_id: str | None = None,
         headers: Mapping[str, str] | None = None,
+        *,
+        user_id: str | None = None,
     ) -> None:
         properties = spec.Basic.Properties(
             content_type=content_type or None,
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT.value,
             message_id=message_id or self._ids(),
             headers=dict(headers) if headers else None,
+            user_id=user_id,
         )
         try:
             if self._channel.is_closed:

@@ -1,15 +1,22 @@
 """The import service's client of identity: one channel for the process lifetime, a deadline on
 every call, the importer token on every call, and outages told apart from refusals.
 
-- UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ABORTED, CANCELLED, UNIMPLEMENTED (an
-  identity version without the RPC during a rollout) and UNAUTHENTICATED / PERMISSION_DENIED (a
-  token or role misconfiguration is an outage of ours, not a row failure) → ``IdentityUnavailable``:
-  the batch waits and is tried again.
-- INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION, ALREADY_EXISTS, OUT_OF_RANGE → ``BatchRefused``
-  with the ErrorInfo reason (e.g. SCHOOL_NOT_FOUND): every row of the batch fails with it.
-- Anything else (INTERNAL, UNKNOWN, ...) propagates: the batch's messages are requeued after a
-  pause, so a batch identity keeps crashing on reaches the queue's delivery limit and the dead
-  letters instead of blocking the consumer.
+Only what really is an outage is waited out (``IdentityUnavailable``: the batch waits and is tried
+again, its messages stay unacknowledged):
+
+- UNAVAILABLE that identity did not answer itself: the channel cannot connect (refused, reset,
+  GOAWAY, no address) — gRPC makes these, without an ``ErrorInfo`` — or identity's own database
+  unreachable (identity's ``ErrorInfo`` says so with metadata ``outage``);
+- DEADLINE_EXCEEDED and CANCELLED (no answer at all);
+- UNAUTHENTICATED, PERMISSION_DENIED and UNIMPLEMENTED: our token or role is misconfigured, or an
+  identity without the RPC is rolling out. The same for every batch whatever its rows: failing rows
+  over it would fail every file until an operator fixes the deployment.
+
+Anything else is identity answering while reachable → ``BatchRefused``. NOT_FOUND (the school) is
+about the whole batch: every row fails with the ErrorInfo reason. The rest (INVALID_ARGUMENT,
+INTERNAL, UNKNOWN, RESOURCE_EXHAUSTED, ABORTED, FAILED_PRECONDITION, an UNAVAILABLE identity chose
+to answer, ...) may be caused by some rows only: the batcher splits the batch until they are alone
+(``ingest``), so one bad row neither stalls its job nor holds a slot other schools need.
 """
 
 from __future__ import annotations
@@ -28,27 +35,18 @@ from shared.proto.rollcall.identity.v1 import identity_service_pb2 as pb
 from shared.proto.rollcall.identity.v1 import identity_service_pb2_grpc as pb_grpc
 from shared.proto.rollcall.identity.v1 import resources_pb2 as res
 
-_TRANSIENT = frozenset(
+_NO_ANSWER = frozenset(
     {
-        grpc.StatusCode.UNAVAILABLE,
         grpc.StatusCode.DEADLINE_EXCEEDED,
-        grpc.StatusCode.RESOURCE_EXHAUSTED,
-        grpc.StatusCode.ABORTED,
         grpc.StatusCode.CANCELLED,
         grpc.StatusCode.UNAUTHENTICATED,
         grpc.StatusCode.PERMISSION_DENIED,
         grpc.StatusCode.UNIMPLEMENTED,
     }
 )
-_REFUSED = frozenset(
-    {
-        grpc.StatusCode.INVALID_ARGUMENT,
-        grpc.StatusCode.NOT_FOUND,
-        grpc.StatusCode.FAILED_PRECONDITION,
-        grpc.StatusCode.ALREADY_EXISTS,
-        grpc.StatusCode.OUT_OF_RANGE,
-    }
-)
+_WHOLE_BATCH = frozenset({grpc.StatusCode.NOT_FOUND})
+OUTAGE_METADATA_KEY = "outage"
+"""ErrorInfo metadata key with which a reachable identity says it cannot work (its database)."""
 _CHANNEL_OPTIONS = [
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_timeout_ms", 10_000),
@@ -138,10 +136,16 @@ class IdentityClient:
 
 def _translate(exc: grpc.aio.AioRpcError) -> Exception:
     code = exc.code()
-    if code in _TRANSIENT:
-        return IdentityUnavailable(f"identity answered {code.name}")
-    if code in _REFUSED:
+    try:
         info = error_info(exc)
-        reason = info.reason if info is not None and info.reason else code.name
-        return BatchRefused(reason, exc.details() or code.name)
-    return exc
+    except ValueError:  # a status trailer that contradicts the status: no ErrorInfo to trust
+        info = None
+    if code in _NO_ANSWER:
+        return IdentityUnavailable(f"identity answered {code.name}")
+    if code is grpc.StatusCode.UNAVAILABLE and (info is None or OUTAGE_METADATA_KEY in info.metadata):
+        return IdentityUnavailable("identity is unreachable (UNAVAILABLE)")
+    reason = info.reason if info is not None and info.reason else code.name
+    if code in _WHOLE_BATCH:
+        return BatchRefused(reason, exc.details() or code.name, code=code.name)
+    # no details text: it may be internal (a stack trace, SQL); the code and reason say enough
+    return BatchRefused(reason, f"identity answered {code.name}", code=code.name, whole_batch=False)

@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from import_service.domain.jobs import Counts, ImportMode, Job, JobSpec
+from import_service.domain.jobs import Counts, EndRecorded, ImportMode, Job, JobSpec, end_mismatch
 
 _JOB_COLUMNS = """
     j.job_id, j.parent_job_id, j.school_id, j.mode, j.sensitive_fields_update, j.dry_run,
     j.source_name, j.total_rows, j.end_seen, j.rows_recorded, j.created, j.updated, j.unchanged,
     j.skipped, j.failed, j.approved, j.create_time, j.complete_time,
-    (SELECT count(*) FROM dead_letters d WHERE d.job_id = j.job_id) AS dead_lettered
+    (SELECT count(*) FROM dead_letters d
+     WHERE d.job_id = j.job_id AND d.school_id = j.school_id) AS dead_lettered
 """
 
 _GET = f"SELECT {_JOB_COLUMNS} FROM jobs j WHERE j.job_id = $1"
@@ -29,14 +30,17 @@ SELECT j.*, 0::bigint AS dead_lettered FROM jobs j WHERE j.job_id = $1
 LIMIT 1
 """
 
+# Recorded only when it agrees with the job (domain.jobs.end_mismatch); the WHERE is evaluated again on
+# the newest row version after waiting for a concurrent writer's lock, so two ends cannot both win.
 _RECORD_END = """
 UPDATE jobs SET
     total_rows = $2,
     end_seen = true,
     complete_time = COALESCE(complete_time, CASE WHEN rows_recorded >= $2 THEN now() END)
-WHERE job_id = $1
+WHERE job_id = $1 AND (NOT end_seen OR total_rows = $2) AND rows_recorded <= $2
 RETURNING complete_time IS NOT DISTINCT FROM now()
 """
+_PROGRESS = "SELECT total_rows, end_seen, rows_recorded FROM jobs WHERE job_id = $1"
 
 
 def job_from_record(rec: Any) -> Job:
@@ -96,9 +100,23 @@ class JobsRepository:
         rec = await self._db.fetchrow(_GET, job_id)
         return None if rec is None else job_from_record(rec)
 
-    async def record_end(self, job_id: str, total_rows: int) -> bool:
-        """Marks the end of file; True when this completed the job."""
-        return bool(await self._db.fetchval(_RECORD_END, job_id, total_rows))
+    async def record_end(self, job_id: str, total_rows: int) -> EndRecorded:
+        """Marks the end of file unless it contradicts the job (then says why)."""
+        rec = await self._db.fetchrow(_RECORD_END, job_id, total_rows)
+        if rec is not None:
+            return EndRecorded(completed=bool(rec[0]))
+        now = await self._db.fetchrow(_PROGRESS, job_id)
+        if now is None:
+            raise LookupError(f"job {job_id} does not exist")
+        why = end_mismatch(now["end_seen"], now["total_rows"], now["rows_recorded"], total_rows)
+        return EndRecorded(mismatch=why or "the end contradicts the job (it changed meanwhile)")
+
+    async def progress(self, job_id: str) -> tuple[int | None, int]:
+        """(total_rows once the end was recorded, else None; distinct rows with an outcome)."""
+        rec = await self._db.fetchrow(_PROGRESS, job_id)
+        if rec is None:
+            return None, 0
+        return (rec["total_rows"] if rec["end_seen"] else None), int(rec["rows_recorded"])
 
     async def list_newest(
         self, school_id: str | None, after: tuple[datetime, str] | None, limit: int

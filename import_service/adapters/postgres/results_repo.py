@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Any
 
+from import_service.adapters.postgres.storable import storable
 from import_service.adapters.postgres.stored_rows import extra_names, row_to_bytes, stored_row
 from import_service.domain.jobs import Outcome, RecordedRow, RowResult
 from import_service.domain.rows import FileRow
@@ -98,9 +99,9 @@ class RowResultsRepository:
             columns[0].append(result.row_number)
             columns[1].append(result.outcome.value)
             columns[2].append(result.approved)
-            columns[3].append(result.user_id)
-            columns[4].append(result.reason)
-            columns[5].append(result.message)
+            columns[3].append(storable(result.user_id))
+            columns[4].append(storable(result.reason))
+            columns[5].append(storable(result.message))
             columns[6].append(row_to_bytes(row))
         rec = await self._db.fetchrow(_RECORD, job_id, *columns)
         if rec is None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import aio_pika
 from google.protobuf import json_format
 
+from import_service.adapters.amqp.publisher import amqp_user
 from import_service.domain.jobs import ImportMode, JobSpec
 from import_service.domain.rows import FileFormat
 from shared.cli.publishing import publish_file
@@ -255,6 +256,8 @@ class Connector:
     channel: aio_pika.abc.AbstractChannel
     exchange: aio_pika.abc.AbstractExchange
     sent: list[Sent] = field(default_factory=list)
+    user_id: str | None = None
+    """The AMQP user of the connection, set on every message (the import service requires it)."""
 
     async def raw(
         self,
@@ -275,6 +278,7 @@ class Connector:
             content_type=sent.content_type,
             message_id=sent.message_id,
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            user_id=self.user_id,
         )
         await self.exchange.publish(message, routing_key=sent.routing_key, timeout=30)
 
@@ -310,7 +314,7 @@ async def connector(stack: ProcessStack) -> AsyncIterator[Connector]:
     try:
         channel = await connection.channel(publisher_confirms=True)
         exchange = await channel.get_exchange(stack.exchange)
-        yield Connector(channel, exchange)
+        yield Connector(channel, exchange, user_id=amqp_user(stack.amqp_url))
     finally:
         await connection.close()
 

@@ -11,6 +11,7 @@ import aio_pika
 import grpc
 import pytest
 
+from import_service.adapters.amqp.publisher import amqp_user
 from import_service.adapters.amqp.topology import Topology, declare, delete
 from import_service.bootstrap import ImportApp, build_import
 from import_service.service.retrying import Backoff
@@ -73,6 +74,7 @@ def import_settings(
         identity_addr=f"127.0.0.1:{fake_identity_server[1]}",
         import_token=IMPORTER_TOKEN,
         tokens=TOKEN_SPEC,
+        connectors=f"{amqp_user(amqp_url)}:*",
         import_metrics_port=0,
         import_batch_wait_ms=20,
         identity_call_timeout_seconds=5,
@@ -124,7 +126,9 @@ async def broker(amqp_url: str) -> AsyncIterator[aio_pika.abc.AbstractConnection
 
 
 @pytest.fixture(scope="session")
-async def connector(broker: aio_pika.abc.AbstractConnection, import_topology: Topology) -> Connector:
+async def connector(
+    broker: aio_pika.abc.AbstractConnection, import_topology: Topology, amqp_url: str
+) -> Connector:
     channel = await broker.channel(publisher_confirms=True)
     exchange = await channel.get_exchange(import_topology.exchange)
-    return Connector(channel, exchange)
+    return Connector(channel, exchange, user_id=amqp_user(amqp_url))

@@ -179,20 +179,32 @@ class Connector:
     """Publishes like a SIS connector: persistent, confirmed, ``rows.<school_id>``, unique ids."""
 
     def __init__(
-        self, channel: aio_pika.abc.AbstractChannel, exchange: aio_pika.abc.AbstractExchange
+        self,
+        channel: aio_pika.abc.AbstractChannel,
+        exchange: aio_pika.abc.AbstractExchange,
+        user_id: str | None = None,
     ) -> None:
         self.channel = channel
         self.exchange = exchange
+        self.user_id = user_id  # the connection's AMQP user, set on every message (the service requires it)
 
     async def raw(
-        self, body: bytes, *, content_type: str | None, routing_key: str, message_id: str | None = None
+        self,
+        body: bytes,
+        *,
+        content_type: str | None,
+        routing_key: str,
+        message_id: str | None = None,
+        user_id: str | None = "",
     ) -> str:
+        """``user_id`` "" (the default) means the connector's own; None sends no user_id."""
         message_id = message_id or str(uuid.uuid4())
         message = aio_pika.Message(
             body,
             content_type=content_type,
             message_id=message_id,
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            user_id=self.user_id if user_id == "" else user_id,
         )
         await self.exchange.publish(message, routing_key=routing_key)
         return message_id
