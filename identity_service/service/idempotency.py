@@ -1,10 +1,12 @@
 """request_id idempotency (api.md): a repeated request gets the first answer, acted on once.
 
 The first successful answer is stored in the same transaction as the change it reports, under
-(client, request_id) with a fingerprint of the request. A repeat with the same fingerprint returns the
-stored answer; any other content under that key is refused with REQUEST_ID_REUSED. Concurrent repeats
-wait on a transaction-level lock of the key, so the second sees the first's answer. Failures are not
-stored: retrying a refused request tries again.
+(client, actor, request_id) with a fingerprint of the request: a platform call made for a signed-in
+person is keyed by that person too, so two staff members of one web client never collide on a
+request_id; a call without an actor (admin, importer, sign-up) keeps (client, request_id). A repeat
+with the same fingerprint returns the stored answer; any other content under that key is refused
+with REQUEST_ID_REUSED. Concurrent repeats wait on a transaction-level lock of the key, so the
+second sees the first's answer. Failures are not stored: retrying a refused request tries again.
 """
 
 from __future__ import annotations
@@ -28,9 +30,11 @@ Change = Callable[[UnitOfWork], Awaitable[T]]
 
 @dataclass(frozen=True)
 class RequestKey:
-    """Who asked (client), under which request_id, for which RPC, and a hash of what was asked."""
+    """Who asked (client, and the actor or ''), under which request_id, for which RPC, and a hash of
+    what was asked."""
 
     client: str
+    actor: str
     request_id: str
     rpc: str
     fingerprint: bytes
@@ -56,7 +60,8 @@ def request_key(
     document = json.dumps(
         {"rpc": rpc, "actor": caller.actor_id, "content": content}, sort_keys=True, default=str
     )
-    return RequestKey(caller.client, cleaned, rpc, hashlib.sha256(document.encode()).digest())
+    fingerprint = hashlib.sha256(document.encode()).digest()
+    return RequestKey(caller.client, caller.actor_id or "", cleaned, rpc, fingerprint)
 
 
 async def once(new_uow: UnitOfWorkFactory, key: RequestKey | None, replay: Replay[T], change: Change[T]) -> T:
@@ -64,13 +69,13 @@ async def once(new_uow: UnitOfWorkFactory, key: RequestKey | None, replay: Repla
     async with new_uow() as uow:
         if key is None:
             return await change(uow)
-        await uow.idempotency.lock(key.client, key.request_id)
-        stored = await uow.idempotency.find(key.client, key.request_id)
+        await uow.idempotency.lock(key.client, key.actor, key.request_id)
+        stored = await uow.idempotency.find(key.client, key.actor, key.request_id, key.fingerprint)
         if stored is not None:
             return _replayed(stored, key, replay)
         result = await change(uow)
         answer = StoredResponse(key.rpc, key.fingerprint, replay.encode(result))
-        await uow.idempotency.save(key.client, key.request_id, answer)
+        await uow.idempotency.save(key.client, key.actor, key.request_id, answer)
         return result
 
 

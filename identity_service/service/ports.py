@@ -97,13 +97,19 @@ class Audit(Protocol):
 
 
 class Idempotency(Protocol):
-    async def lock(self, client: str, request_id: str) -> None:
+    """First answers by (client, actor, request_id); ``actor`` is '' for calls without one."""
+
+    async def lock(self, client: str, actor: str, request_id: str) -> None:
         """Serialise requests sharing a key until the end of the transaction."""
         ...
 
-    async def find(self, client: str, request_id: str) -> StoredResponse | None: ...
+    async def find(
+        self, client: str, actor: str, request_id: str, fingerprint: bytes
+    ) -> StoredResponse | None:
+        """The stored answer of the key (``fingerprint``: of the request asking, see the adapter)."""
+        ...
 
-    async def save(self, client: str, request_id: str, stored: StoredResponse) -> None: ...
+    async def save(self, client: str, actor: str, request_id: str, stored: StoredResponse) -> None: ...
 
 
 class EmailChanges(Protocol):

@@ -8,6 +8,7 @@ import grpc
 from google.protobuf import empty_pb2
 
 from shared.proto.rollcall.identity.v1 import identity_service_pb2 as pb
+from shared.proto.rollcall.identity.v1 import resources_pb2 as res
 from tests.integration.identity.identity_support import Campus, IdentityClient, invalid, refused, unique
 
 
@@ -50,15 +51,104 @@ async def test_delete_replays_and_concurrent_repeats_act_once(
 
 
 async def test_keys_belong_to_one_actor(identity: IdentityClient, campus: Campus) -> None:
-    """Two people of one client reusing a request_id never see each other's answers."""
+    """Two staff members of one platform client pick the same request_id for different requests:
+    each gets their own result; each repeat gets its own first answer; other content under one's
+    own key is a reuse."""
     colleague = await identity.new_user(
         2, campus.school.id, email=campus.email(), first_name="Cat", last_name="Colleague"
     )
-    pending = await identity.sign_up(campus)
-    request = pb.DeclineStudentRequest(user_id=pending.id, request_id=unique("r"))
-    await identity.stub.DeclineStudent(request, metadata=campus.staff_md)
     as_colleague = identity.md("platform", colleague.id)
-    await invalid(identity.stub.DeclineStudent(request, metadata=as_colleague), reason="REQUEST_ID_REUSED")
+    mine_pending, theirs_pending = await identity.sign_up(campus), await identity.sign_up(campus)
+    request_id = unique("r")
+    mine = pb.ApproveStudentRequest(user_id=mine_pending.id, note="mine", request_id=request_id)
+    theirs = pb.DeclineStudentRequest(user_id=theirs_pending.id, reason="theirs", request_id=request_id)
+
+    approved = await identity.stub.ApproveStudent(mine, metadata=campus.staff_md)
+    declined = await identity.stub.DeclineStudent(theirs, metadata=as_colleague)
+    assert (approved.id, approved.status) == (mine_pending.id, res.USER_STATUS_ACTIVE)
+    assert (declined.id, declined.status) == (theirs_pending.id, res.USER_STATUS_DECLINED)
+
+    assert await identity.stub.ApproveStudent(mine, metadata=campus.staff_md) == approved
+    assert await identity.stub.DeclineStudent(theirs, metadata=as_colleague) == declined
+    assert await identity.audit_count(user_id=mine_pending.id) == 2  # signed up, approved once
+    assert await identity.audit_count(user_id=theirs_pending.id) == 2
+
+    other_note = pb.ApproveStudentRequest(user_id=mine_pending.id, note="changed", request_id=request_id)
+    await invalid(
+        identity.stub.ApproveStudent(other_note, metadata=campus.staff_md), reason="REQUEST_ID_REUSED"
+    )
+    await invalid(identity.stub.ApproveStudent(mine, metadata=as_colleague), reason="REQUEST_ID_REUSED")
+    rows = await identity.db.fetch(
+        "SELECT actor FROM idempotency_answers WHERE client = 'web' AND request_id = $1 ORDER BY actor",
+        request_id,
+    )
+    assert [r["actor"] for r in rows] == sorted([campus.staff.id, colleague.id])
+
+
+async def test_concurrent_repeats_of_two_actors_each_act_once(
+    identity: IdentityClient, campus: Campus
+) -> None:
+    colleague = await identity.new_user(
+        2, campus.school.id, email=campus.email(), first_name="Cat", last_name="Colleague"
+    )
+    as_colleague = identity.md("platform", colleague.id)
+    request_id = unique("r")
+    mine = pb.DeletePendingStudentRequest(user_id=(await identity.sign_up(campus)).id, request_id=request_id)
+    theirs = pb.DeletePendingStudentRequest(
+        user_id=(await identity.sign_up(campus)).id, request_id=request_id
+    )
+    answers = await asyncio.gather(
+        *(identity.stub.DeletePendingStudent(mine, metadata=campus.staff_md) for _ in range(3)),
+        *(identity.stub.DeletePendingStudent(theirs, metadata=as_colleague) for _ in range(3)),
+    )
+    assert answers == [empty_pb2.Empty()] * 6
+    for user_id in (mine.user_id, theirs.user_id):
+        deleted = await identity.count(
+            "SELECT count(*) FROM audit_events WHERE user_id = $1 AND action = 'user.deleted'", user_id
+        )
+        assert deleted == 1
+
+
+async def test_calls_without_an_actor_keep_one_key_per_client(
+    identity: IdentityClient, campus: Campus
+) -> None:
+    """Sign-up (platform, no actor) and admin calls: (client, request_id) as before."""
+    request_id = unique("r")
+    first = await identity.sign_up(campus, request_id=request_id, email=f"{unique('me')}@gmail.com")
+    assert await identity.sign_up(campus, request_id=request_id, email=first.email) == first
+    await invalid(
+        identity.sign_up(campus, request_id=request_id, email=f"{unique('me')}@gmail.com"),
+        reason="REQUEST_ID_REUSED",
+    )
+    stored = await identity.db.fetchval(
+        "SELECT actor FROM idempotency_answers WHERE client = 'web' AND request_id = $1", request_id
+    )
+    assert stored == ""
+
+
+async def test_an_answer_stored_before_the_actor_scope_still_replays(
+    identity: IdentityClient, campus: Campus
+) -> None:
+    """During a rollout the previous version wrote (client, request_id) answers: the same request of
+    the same actor replays it; another actor's request under that id is acted on, not refused."""
+    pending = await identity.sign_up(campus)
+    request = pb.ApproveStudentRequest(user_id=pending.id, note="ok", request_id=unique("r"))
+    first = await identity.stub.ApproveStudent(request, metadata=campus.staff_md)
+    moved = await identity.db.execute(
+        """WITH old AS (DELETE FROM idempotency_answers WHERE client = 'web' AND request_id = $1 RETURNING *)
+           INSERT INTO idempotency_records (client, request_id, rpc, request_sha256, response, created_at)
+           SELECT client, request_id, rpc, request_sha256, response, created_at FROM old""",
+        request.request_id,
+    )
+    assert moved == "INSERT 0 1"
+    assert await identity.stub.ApproveStudent(request, metadata=campus.staff_md) == first
+    colleague = await identity.new_user(
+        2, campus.school.id, email=campus.email(), first_name="Cat", last_name="Colleague"
+    )
+    other = await identity.sign_up(campus)
+    theirs = pb.ApproveStudentRequest(user_id=other.id, note="ok", request_id=request.request_id)
+    approved = await identity.stub.ApproveStudent(theirs, metadata=identity.md("platform", colleague.id))
+    assert (approved.id, approved.status) == (other.id, res.USER_STATUS_ACTIVE)
 
 
 async def test_keys_belong_to_one_client(identity: IdentityClient, campus: Campus) -> None:
