@@ -10,8 +10,13 @@
 
 A concurrent writer that takes a username or email between the read and the write (or a deadlock)
 rolls the batch back and it is applied again from the start: the re-read sees the new holder, so the
-decision changes (EMAIL_TAKEN ...). After ``MAX_ATTEMPTS`` the call fails UNAVAILABLE and the import
-service retries later. A dry run reads and decides the same way and writes nothing.
+decision changes (EMAIL_TAKEN ...). A dry run reads and decides the same way and writes nothing.
+
+No poison rows (product.md Additions): what a row contains never makes the call fail. A batch that
+still conflicts after ``MAX_ATTEMPTS``, or that the database refuses for anything but an outage, is
+split in two (lower row numbers first) and each half applied on its own, down to single rows; a
+single row that still fails is FAILED with IDENTITY_CONFLICT, recorded like any outcome. Only an
+unreachable database makes the call fail (UNAVAILABLE), so the import service waits.
 """
 
 from __future__ import annotations
@@ -27,12 +32,15 @@ from identity_service.domain.import_rules import (
     ImportMode,
     IncomingRow,
     RowDecision,
+    RowOutcome,
+    RowReason,
     ValidRow,
     validate_row,
 )
 from identity_service.service.row_batch import BatchWrites, RowBatch, RowResult
 from identity_service.service.student_rows_ports import (
     BatchConflict,
+    BatchRefused,
     StudentRowsStore,
     StudentRowsStoreFactory,
 )
@@ -40,6 +48,9 @@ from shared.errors import Reason, RollcallError, invalid
 
 MAX_ATTEMPTS = 5
 RETRY_PAUSE_SECONDS = 0.02
+ROW_NUMBER_MAX = 2**63 - 1  # what the outcome records hold (bigint)
+CONFLICT_MESSAGE = "the row kept conflicting with concurrent changes of the same students; send it again"
+REFUSED_MESSAGE = "identity could not store this row's changes (database refused them, SQLSTATE {})"
 
 
 @dataclass(frozen=True)
@@ -65,18 +76,73 @@ async def apply_student_rows(
     """One result per row of ``request``, in its order."""
     if len({row.row_number for row in request.rows}) != len(request.rows):
         raise invalid("rows", "row numbers must be distinct within one call")
+    for index, row in enumerate(request.rows):
+        if row.row_number > ROW_NUMBER_MAX:
+            raise invalid(f"rows[{index}].row_number", f"must be at most {ROW_NUMBER_MAX}")
     checked = [validate_row(row) for row in request.rows]
+    return await _apply_isolating(store_factory, request, checked, caller_client)
+
+
+async def _apply_isolating(
+    store_factory: StudentRowsStoreFactory,
+    request: RowBatchRequest,
+    checked: Sequence[ValidRow | RowDecision],
+    client: str,
+) -> list[RowResult]:
+    """``checked``'s results; a batch that cannot be written is split until its bad rows are alone."""
+    try:
+        return await _apply_retrying(store_factory, request, checked, client)
+    except (BatchConflict, BatchRefused) as error:
+        if len(checked) == 1:
+            return [await _fail_alone(store_factory, request, checked[0], error)]
+        by_number = sorted(checked, key=_row_number)
+        half = len(by_number) // 2
+        results = await _apply_isolating(store_factory, request, by_number[:half], client)
+        results += await _apply_isolating(store_factory, request, by_number[half:], client)
+        found = {result.row_number: result for result in results}
+        return [found[row.row_number] for row in checked]
+
+
+async def _apply_retrying(
+    store_factory: StudentRowsStoreFactory,
+    request: RowBatchRequest,
+    checked: Sequence[ValidRow | RowDecision],
+    client: str,
+) -> list[RowResult]:
     for attempt in range(MAX_ATTEMPTS):
         try:
             async with store_factory() as store:
-                return await _apply(store, request, checked, caller_client)
+                return await _apply(store, request, checked, client)
         except BatchConflict:
-            if attempt + 1 < MAX_ATTEMPTS:
-                await asyncio.sleep(RETRY_PAUSE_SECONDS * (attempt + 1) * (1 + random.random()))
-    raise RollcallError(
-        Reason.UNAVAILABLE,
-        f"rows of job {request.job_id} kept meeting concurrent changes ({MAX_ATTEMPTS} tries); retry later",
-    )
+            if attempt + 1 == MAX_ATTEMPTS:
+                raise
+            await asyncio.sleep(RETRY_PAUSE_SECONDS * (attempt + 1) * (1 + random.random()))
+    raise AssertionError("unreachable")
+
+
+async def _fail_alone(
+    store_factory: StudentRowsStoreFactory,
+    request: RowBatchRequest,
+    row: ValidRow | RowDecision,
+    error: BatchConflict | BatchRefused,
+) -> RowResult:
+    """FAILED IDENTITY_CONFLICT for a row that cannot be written even alone (recorded unless dry run;
+    a row recorded meanwhile keeps that outcome)."""
+    message = REFUSED_MESSAGE.format(error.sqlstate) if isinstance(error, BatchRefused) else CONFLICT_MESSAGE
+    failed = RowResult(row.row_number, RowOutcome.FAILED, False, None, RowReason.IDENTITY_CONFLICT, message)
+    if request.dry_run:
+        return failed
+    for _ in range(MAX_ATTEMPTS):
+        try:
+            async with store_factory() as store:
+                recorded = await store.recorded_outcomes(request.job_id, [row.row_number])
+                if row.row_number in recorded:
+                    return recorded[row.row_number]
+                await store.record_outcomes(request.job_id, [failed])
+                return failed
+        except BatchConflict:
+            continue  # recorded by another call meanwhile: read it
+    return failed  # the import service records it; a replay to identity decides the row afresh
 
 
 async def _apply(

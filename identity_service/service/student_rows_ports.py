@@ -21,6 +21,16 @@ class BatchConflict(Exception):
     is rolled back; applying the whole batch again sees the new state."""
 
 
+class BatchRefused(Exception):
+    """The database refused the batch's writes for something they hold (a constraint, a value, a
+    trigger), not because it is unreachable. Rolled back; applying the same rows again fails again,
+    so the batch is split until the row that causes it is alone (``sqlstate`` says what it was)."""
+
+    def __init__(self, sqlstate: str) -> None:
+        super().__init__(f"the database refused the batch (SQLSTATE {sqlstate})")
+        self.sqlstate = sqlstate
+
+
 class StudentRowsStore(Protocol):
     async def school_exists(self, school_id: str) -> bool: ...
 

@@ -1,8 +1,9 @@
 """The SQL of ApplyStudentRows: one statement per step, every row set passed as arrays to unnest().
 
 ``student_rows_store_factory(pool)`` gives ``async with factory() as store``: one transaction on a
-pool connection, committed on a clean exit. A unique violation, a deadlock or a serialization failure
-leaves it as ``BatchConflict`` (rolled back), so the service applies the batch again.
+pool connection, committed on a clean exit. A unique or exclusion violation, a deadlock or a
+serialization failure leaves it as ``BatchConflict`` (rolled back), so the service applies the batch
+again; any other refusal of the database (not an outage) as ``BatchRefused``.
 """
 
 from __future__ import annotations
@@ -26,8 +27,13 @@ from identity_service.service.row_batch import (
     StoredStudent,
     Student,
 )
-from identity_service.service.student_rows_ports import BatchConflict, StudentRowsStoreFactory
+from identity_service.service.student_rows_ports import (
+    BatchConflict,
+    BatchRefused,
+    StudentRowsStoreFactory,
+)
 from shared.grpc_kit.metrics import DB_POOL_IN_USE
+from shared.pg import is_unreachable
 
 ACQUIRE_TIMEOUT_SECONDS = 10.0
 _CONFLICTS = (
@@ -244,6 +250,10 @@ async def _transaction(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
             yield conn
     except _CONFLICTS as error:
         raise BatchConflict(f"{type(error).__name__}: {error}") from error
+    except asyncpg.PostgresError as error:
+        if is_unreachable(error):
+            raise
+        raise BatchRefused(str(getattr(error, "sqlstate", "") or "?")) from error
     finally:
         DB_POOL_IN_USE.labels("identity").dec()
         await pool.release(conn)

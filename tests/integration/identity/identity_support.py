@@ -17,6 +17,7 @@ import grpc
 import pytest
 
 from identity_service.bootstrap import IdentityApp, build_identity
+from identity_service.domain.identity_keys import email_key
 from identity_service.domain.passwords import PasswordHasher
 from shared.grpc_kit.errors import error_info, field_violations
 from shared.proto.rollcall.identity.v1 import identity_service_pb2 as pb
@@ -113,7 +114,7 @@ class IdentityClient:
         return int(await self.db.fetchval(sql, *args))
 
     async def users_with_email(self, email: str) -> int:
-        return await self.count("SELECT count(*) FROM users WHERE lower(email) = lower($1)", email.strip())
+        return await self.count("SELECT count(*) FROM users WHERE email_key = $1", email_key(email))
 
     async def audit_count(self, *, user_id: str | None = None, school_id: str | None = None) -> int:
         if user_id:

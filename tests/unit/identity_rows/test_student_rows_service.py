@@ -13,7 +13,7 @@ from identity_service.domain.import_rules import ImportMode, IncomingRow, RowOut
 from identity_service.service import student_rows
 from identity_service.service.row_batch import RowResult, StoredStudent
 from identity_service.service.student_rows import RowBatchRequest, apply_student_rows
-from identity_service.service.student_rows_ports import BatchConflict
+from identity_service.service.student_rows_ports import BatchConflict, BatchRefused
 from shared.errors import Reason, RollcallError
 
 SCHOOL = "11111111-1111-1111-1111-111111111111"
@@ -102,16 +102,51 @@ async def test_an_unknown_school_is_refused() -> None:
     assert caught.value.reason is Reason.SCHOOL_NOT_FOUND
 
 
-async def test_conflicts_are_retried_then_reported_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_conflicts_are_retried_then_the_rows_fail_alone_never_unavailable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setattr(student_rows, "RETRY_PAUSE_SECONDS", 0.0)
     store = FakeStore(conflicts=2)
     results = await apply_student_rows(store.factory(), _request(ROWS), "importer")
     assert len(results) == 3 and store.calls.count("record") == 3
-    store = FakeStore(conflicts=99)
+    store = FakeStore(conflicts=10_000)  # every write conflicts, for ever
+    results = await apply_student_rows(store.factory(), _request(ROWS), "importer")
+    assert [r.row_number for r in results] == [3, 1, 2]
+    assert [(r.outcome, r.reason) for r in results] == [(RowOutcome.FAILED, RowReason.IDENTITY_CONFLICT)] * 3
+    assert results[0].message == student_rows.CONFLICT_MESSAGE
+
+
+class PoisonStore(FakeStore):
+    """The database refuses any insert holding a username that starts with ``poison``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[list[str]] = []
+
+    async def insert_students(self, job_id: str, job_time: Any, students: Any, **kwargs: Any) -> None:
+        names = [s.holder.username for s in students]
+        self.batches.append(names)
+        if any(name.startswith("poison") for name in names):
+            raise BatchRefused("P0001")
+
+
+async def test_a_refused_batch_is_split_until_the_bad_row_fails_alone() -> None:
+    rows = [IncomingRow(n, f"s{n}" if n != 6 else "poison6", f"s{n}@u.edu") for n in range(1, 9)]
+    store = PoisonStore()
+    results = await apply_student_rows(store.factory(), _request(rows), "importer")
+    outcomes = {r.row_number: (r.outcome, r.reason) for r in results}
+    assert outcomes.pop(6) == (RowOutcome.FAILED, RowReason.IDENTITY_CONFLICT)
+    assert set(outcomes.values()) == {(RowOutcome.CREATED, None)}
+    assert "SQLSTATE P0001" in results[5].message
+    written = [names for names in store.batches if not any(n.startswith("poison") for n in names)]
+    assert sorted(n for names in written for n in names) == sorted(f"s{n}" for n in range(1, 9) if n != 6)
+
+
+async def test_a_row_number_beyond_what_outcomes_hold_is_refused_naming_it() -> None:
     with pytest.raises(RollcallError) as caught:
-        await apply_student_rows(store.factory(), _request(ROWS), "importer")
-    assert caught.value.reason is Reason.UNAVAILABLE
-    assert store.calls.count("record") == student_rows.MAX_ATTEMPTS
+        await apply_student_rows(FakeStore().factory(), _request([IncomingRow(2**63, "a", "a@u.edu")]), "x")
+    assert caught.value.reason is Reason.INVALID_ARGUMENT
+    assert caught.value.violations[0].field == "rows[0].row_number"
 
 
 async def test_repeated_row_numbers_are_refused_before_any_work() -> None:
