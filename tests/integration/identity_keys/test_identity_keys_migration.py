@@ -83,7 +83,7 @@ async def test_collisions_stop_the_migration_naming_ids_only_then_it_backfills(o
                 "SELECT id, email, username, email_key, email_skeleton, email_plain, username_key FROM users"
             )
         }
-        for user_id, row in stored.items():
+        for row in stored.values():
             identity = EmailIdentity.of(row["email"])
             assert (row["email_key"], row["email_skeleton"], row["email_plain"]) == (
                 identity.key,
