@@ -95,7 +95,7 @@ async def _apply_isolating(
     except (BatchConflict, BatchRefused) as error:
         if len(checked) == 1:
             return [await _fail_alone(store_factory, request, checked[0], error)]
-        by_number = sorted(checked, key=_row_number)
+        by_number = sorted(checked, key=lambda row: row.row_number)
         half = len(by_number) // 2
         results = await _apply_isolating(store_factory, request, by_number[:half], client)
         results += await _apply_isolating(store_factory, request, by_number[half:], client)

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from identity_service.domain.identity_keys import username_key
 from identity_service.domain.users import (
     User,
     UserOrigin,
@@ -20,7 +21,6 @@ from identity_service.domain.users import (
     ensure_pending,
     ensure_student,
 )
-from identity_service.domain.identity_keys import username_key
 from shared.errors import Reason, RollcallError
 
 NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
