@@ -361,3 +361,32 @@ def test_container_healthcheck_follows_the_health_service() -> None:
         assert check.main(["rollcall-healthcheck", "not-a-port"]) == 2
     finally:
         server.stop(None)
+
+
+def test_connector_example_lets_each_connector_write_only_its_schools_rows() -> None:
+    """deploy/rabbitmq/connectors.example.json: per-connector users write only to the import exchange,
+    and only with routing keys rows.<school_id> of their own schools (topic permissions)."""
+    example = json.loads((DEPLOY / "rabbitmq" / "connectors.example.json").read_text())
+    assert all(user["password_hash"] == "" for user in example["users"]), "an example, no credentials"
+    assert all(not user["tags"] for user in example["users"]), "no tags (impersonator would defeat user_id)"
+    permissions = {p["user"]: p for p in example["permissions"]}
+    topics = {t["user"]: t for t in example["topic_permissions"]}
+    connectors = [u["name"] for u in example["users"] if u["name"] != "rollcall-import"]
+    assert connectors and set(connectors) <= set(permissions) and set(connectors) <= set(topics)
+    other = "rows.00000000-0000-4000-8000-000000000000"
+    for name in connectors:
+        allowed = permissions[name]
+        assert (allowed["configure"], allowed["read"]) == ("^$", "^$")
+        assert re.fullmatch(allowed["write"], EXCHANGE) and not re.search(allowed["write"], ROWS)
+        topic = topics[name]
+        assert topic["exchange"] == EXCHANGE
+        schools = re.findall(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", topic["write"])
+        assert schools, f"{name} names its schools"
+        for school in schools:
+            assert re.search(topic["write"], f"rows.{school}")
+            assert not re.search(topic["write"], f"rows.{school.upper()}")
+        for wrong in (other, "rows.*", "rows.#", f"rows.{schools[0]}.x", f"x.rows.{schools[0]}"):
+            assert not re.search(topic["write"], wrong), (name, wrong)
+    own = permissions["rollcall-import"]
+    for name in (EXCHANGE, ROWS, DEAD):
+        assert re.search(own["configure"], name) and re.search(own["write"], name)

@@ -148,7 +148,7 @@ class ImportJob(_message.Message):
     state: Global___ImportJobState.ValueType
     """Receiving or completed."""
     total_rows: _builtins.int
-    """Rows in the file (known once the end message arrived; 0 before)."""
+    """Distinct row numbers of the file (known once the end message arrived; 0 before)."""
     rows_received: _builtins.int
     """Distinct rows received so far."""
     dead_lettered: _builtins.int
@@ -583,7 +583,11 @@ class JobEnd(_message.Message):
 
     TOTAL_ROWS_FIELD_NUMBER: _builtins.int
     total_rows: _builtins.int
-    """How many data rows the file had (row numbers run 1..total_rows)."""
+    """The number of DISTINCT row numbers the job has (a row sent twice counts once; row numbers may
+    have gaps). The job completes when that many rows have an outcome. A second end with another
+    total, an end below the distinct rows already recorded, or a new row once the job has all of
+    them is dead-lettered with reason JOB_MISMATCH; the same end again is a harmless duplicate.
+    """
     def __init__(
         self,
         *,
