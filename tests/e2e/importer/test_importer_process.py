@@ -16,6 +16,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from import_service.adapters.amqp.publisher import amqp_user
 from import_service.adapters.amqp.topology import Topology, delete
 from shared.pg import with_database
 from shared.proto.rollcall.identity.v1 import identity_service_pb2_grpc as ipb_grpc
@@ -66,6 +67,7 @@ async def process_env(
         "ROLLCALL_IDENTITY_ADDR": f"127.0.0.1:{identity_port}",
         "ROLLCALL_IMPORT_TOKEN": IMPORTER_TOKEN,
         "ROLLCALL_TOKENS": TOKEN_SPEC,
+        "ROLLCALL_CONNECTORS": f"{amqp_user(amqp_url)}:*",
         "ROLLCALL_IMPORT_PORT": str(_free_port()),
         "ROLLCALL_IMPORT_METRICS_PORT": "0",
         "ROLLCALL_SHUTDOWN_GRACE_SECONDS": "5",
@@ -130,7 +132,7 @@ async def _publish_job(env: dict[str, str]) -> str:
     try:
         channel = await connection.channel(publisher_confirms=True)
         exchange = await channel.get_exchange(Topology(env["ROLLCALL_AMQP_PREFIX"]).exchange)
-        connector = Connector(channel, exchange)
+        connector = Connector(channel, exchange, user_id=amqp_user(env["ROLLCALL_AMQP_URL"]))
         header = job_header(unique("school"))
         await connector.rows(header, student_rows(50), per_message=20, as_json=True)
         await connector.end(header, 50, as_json=True)
