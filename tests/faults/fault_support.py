@@ -192,7 +192,7 @@ async def check_exactly_once(stack: ProcessStack, planned: PlannedFile, school_i
         )
         assert students == planned.existing + counts["created"], "students created twice or lost"
         twice = await db.fetchval(
-            """SELECT count(*) FROM (SELECT lower(username) FROM users WHERE school_id = $1::uuid
+            """SELECT count(*) FROM (SELECT username_key FROM users WHERE school_id = $1::uuid
                GROUP BY 1 HAVING count(*) > 1) AS t""",
             school_id,
         )

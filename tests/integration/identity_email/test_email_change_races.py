@@ -15,6 +15,7 @@ import pytest
 from identity_service.adapters.postgres.unit_of_work import PostgresUnitOfWork
 from identity_service.adapters.smtp.courier import Courier
 from identity_service.bootstrap import IdentityApp
+from identity_service.domain.identity_keys import email_key
 from identity_service.domain.mail import OutgoingMail
 from identity_service.service.email_change import CodeSettings
 from identity_service.service.merge import merge_pending_student
@@ -77,7 +78,7 @@ async def test_two_students_confirming_one_address_exactly_one_wins(
     )
     assert sorted(outcomes) == ["EMAIL_TAKEN", "OK"]
     assert await identity.users_with_email(address) == 1
-    holder = await identity.db.fetchval("SELECT id::text FROM users WHERE lower(email) = lower($1)", address)
+    holder = await identity.db.fetchval("SELECT id::text FROM users WHERE email_key = $1", email_key(address))
     assert holder == (ann.id if outcomes[0] == "OK" else bob.id)
 
 
