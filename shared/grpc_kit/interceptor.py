@@ -2,20 +2,29 @@
 
 Servicers stay thin: they read ``current_caller()`` and raise ``RollcallError``; this module turns
 the error into a status with ErrorInfo. Health checks and reflection pass without a token.
+
+A request that does not decode (a string field that is not UTF-8, bytes that are no message) is
+INVALID_ARGUMENT naming the field where it can (``wire.py``), never grpc's UNKNOWN with the parser's
+text. Anything else unexpected is the last resort: logged with its traceback, answered INTERNAL
+with a generic message (never the exception's text). Bad input is meant never to get that far.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from google.protobuf.descriptor import Descriptor
+from google.protobuf.message import DecodeError
 
 from shared.errors import Reason, RollcallError
 from shared.grpc_kit.auth import Caller, TokenAuthenticator, bind_caller, require_role, unbind_caller
 from shared.grpc_kit.errors import to_grpc_status
 from shared.grpc_kit.metrics import RPC_LATENCY, RPCS
+from shared.grpc_kit.wire import undecodable_request
 from shared.logging import get_logger
 from shared.pg import is_unreachable
 from shared.settings import Role
@@ -23,6 +32,43 @@ from shared.settings import Role
 log = get_logger("rpc")
 OPEN_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 AccessRules = Mapping[str, frozenset[Role]]
+INTERNAL_MESSAGE = "internal error; it has been logged"
+Deserializer = Callable[[bytes], Any]
+
+
+@dataclass(frozen=True)
+class Undecodable:
+    """What the deserializer hands on instead of raising: the refusal to answer."""
+
+    error: RollcallError
+
+
+def tolerant(deserializer: Deserializer | None) -> Deserializer | None:
+    """``deserializer`` that returns ``Undecodable`` instead of raising, so the RPC can refuse the
+    request with INVALID_ARGUMENT (grpc itself would answer UNKNOWN with the parser's message)."""
+    if deserializer is None:
+        return None
+    message_class = getattr(deserializer, "__self__", None)
+    descriptor: Descriptor | None = getattr(message_class, "DESCRIPTOR", None)
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except (DecodeError, UnicodeDecodeError, ValueError):
+            return Undecodable(undecodable_request(descriptor, data))
+
+    return deserialize
+
+
+def _decoded(request: Any) -> Any:
+    if isinstance(request, Undecodable):
+        raise request.error
+    return request
+
+
+async def _decoded_stream(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    async for request in requests:
+        yield _decoded(request)
 
 
 class RollcallInterceptor(grpc.aio.ServerInterceptor):
@@ -41,27 +87,28 @@ class RollcallInterceptor(grpc.aio.ServerInterceptor):
         method: str = details.method
         if handler is None or method.startswith(OPEN_SERVICES):
             return handler
+        deserialize = tolerant(handler.request_deserializer)
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                self._unary(method, handler.unary_unary),
-                handler.request_deserializer,
+                self._unary(method, handler.unary_unary, streamed=False),
+                deserialize,
                 handler.response_serializer,
             )
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
-                self._unary(method, handler.stream_unary),
-                handler.request_deserializer,
+                self._unary(method, handler.stream_unary, streamed=True),
+                deserialize,
                 handler.response_serializer,
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                self._streaming(method, handler.unary_stream),
-                handler.request_deserializer,
+                self._streaming(method, handler.unary_stream, streamed=False),
+                deserialize,
                 handler.response_serializer,
             )
         return grpc.stream_stream_rpc_method_handler(
-            self._streaming(method, handler.stream_stream),
-            handler.request_deserializer,
+            self._streaming(method, handler.stream_stream, streamed=True),
+            deserialize,
             handler.response_serializer,
         )
 
@@ -73,7 +120,7 @@ class RollcallInterceptor(grpc.aio.ServerInterceptor):
         require_role(caller, allowed, method.rsplit("/", 1)[-1])
         return caller
 
-    def _unary(self, method: str, behavior: Callable[..., Any]) -> Callable[..., Any]:
+    def _unary(self, method: str, behavior: Callable[..., Any], *, streamed: bool) -> Callable[..., Any]:
         async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
             started = time.perf_counter()
             caller: Caller | None = None
@@ -82,13 +129,14 @@ class RollcallInterceptor(grpc.aio.ServerInterceptor):
                 caller = self._admit(method, context)
                 token = bind_caller(caller)
                 try:
-                    return await behavior(request, context)
+                    incoming = _decoded_stream(request) if streamed else _decoded(request)
+                    return await behavior(incoming, context)
                 finally:
                     unbind_caller(token)
             except Exception as exc:
-                refusal = _refusal(exc)
+                refusal = _refusal(exc, context)
                 if refusal is None:
-                    code = _code_of(exc, context)
+                    code = context.code() or grpc.StatusCode.UNKNOWN
                     raise
                 code = refusal.code
                 await context.abort(refusal.code, refusal.details, refusal.trailing_metadata)
@@ -97,7 +145,7 @@ class RollcallInterceptor(grpc.aio.ServerInterceptor):
 
         return wrapper
 
-    def _streaming(self, method: str, behavior: Callable[..., Any]) -> Callable[..., Any]:
+    def _streaming(self, method: str, behavior: Callable[..., Any], *, streamed: bool) -> Callable[..., Any]:
         async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             started = time.perf_counter()
             caller: Caller | None = None
@@ -106,14 +154,15 @@ class RollcallInterceptor(grpc.aio.ServerInterceptor):
                 caller = self._admit(method, context)
                 token = bind_caller(caller)
                 try:
-                    async for item in behavior(request, context):
+                    incoming = _decoded_stream(request) if streamed else _decoded(request)
+                    async for item in behavior(incoming, context):
                         yield item
                 finally:
                     unbind_caller(token)
             except Exception as exc:
-                refusal = _refusal(exc)
+                refusal = _refusal(exc, context)
                 if refusal is None:
-                    code = _code_of(exc, context)
+                    code = context.code() or grpc.StatusCode.UNKNOWN
                     raise
                 code = refusal.code
                 await context.abort(refusal.code, refusal.details, refusal.trailing_metadata)
@@ -123,11 +172,14 @@ class RollcallInterceptor(grpc.aio.ServerInterceptor):
         return wrapper
 
 
-def _refusal(exc: Exception) -> grpc.Status | None:
-    """The status to answer for a domain error, or UNAVAILABLE when the database could not be
-    reached (so callers wait and retry instead of treating it as a bug); None for anything else."""
+def _refusal(exc: Exception, context: grpc.aio.ServicerContext) -> grpc.Status | None:
+    """The status to answer: a domain error's; UNAVAILABLE when the database could not be reached
+    (so callers wait and retry instead of treating it as a bug); None when the servicer already
+    aborted; else INTERNAL with a generic message, the exception logged with its traceback."""
     if isinstance(exc, RollcallError):
         return to_grpc_status(exc)
+    if isinstance(exc, grpc.aio.AbortError):
+        return None
     if is_unreachable(exc):
         log.warning("rpc.database_unreachable", error=type(exc).__name__)
         # metadata "outage": callers (the import service) wait this out rather than split a batch
@@ -135,14 +187,10 @@ def _refusal(exc: Exception) -> grpc.Status | None:
             Reason.UNAVAILABLE, "the database is unreachable; try again", metadata={"outage": "database"}
         )
         return to_grpc_status(unreachable)
-    return None
-
-
-def _code_of(exc: Exception, context: grpc.aio.ServicerContext) -> grpc.StatusCode:
-    if isinstance(exc, grpc.aio.AbortError):
-        return context.code() or grpc.StatusCode.UNKNOWN
-    log.exception("rpc.crashed")
-    return grpc.StatusCode.UNKNOWN
+    if context.done():
+        return None
+    log.exception("rpc.crashed", error=type(exc).__name__)
+    return to_grpc_status(RollcallError(Reason.INTERNAL, INTERNAL_MESSAGE))
 
 
 def _record(method: str, code: grpc.StatusCode, started: float, caller: Caller | None, request: Any) -> None:
