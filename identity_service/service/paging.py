@@ -2,6 +2,11 @@
 
 A token is the URL-safe base64 of a small JSON document naming the listing and the keyset cursor
 (the sort keys of the last item returned), so a token of one listing is refused by another.
+
+Tokens are opaque to clients but not secret: a token that was tampered with is decoded strictly
+(base64 alphabet only, JSON of the listing's shape, each cursor value converted back and checked:
+text the database can store, integers within 64 bits, timestamps within range) and anything else
+is INVALID_ARGUMENT naming ``page_token``, before any query runs.
 """
 
 from __future__ import annotations
@@ -12,15 +17,16 @@ import json
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from identity_service.domain.fields import Violations
+from identity_service.domain.fields import Violations, unreadable_character_problem
 from identity_service.service.models import Page
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 TOKEN_MAX = 2048
+INT64_MAX = 2**63 - 1
 
 T = TypeVar("T")
 
@@ -67,12 +73,12 @@ def paginate(kind: str, rows: Sequence[T], size: int, cursor_of: Callable[[T], t
 
 
 def _decode(kind: str, shape: Sequence[Callable[[Any], Any]], token: str) -> tuple[Any, ...] | None:
-    if len(token) > TOKEN_MAX:
+    if len(token) > TOKEN_MAX or not token.isascii():
         return None
     try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        raw = base64.b64decode(token + "=" * (-len(token) % 4), altchars=b"-_", validate=True)
         document = json.loads(raw)
-    except (binascii.Error, ValueError):
+    except (binascii.Error, ValueError, RecursionError):
         return None
     if not isinstance(document, dict) or document.get("k") != kind:
         return None
@@ -88,9 +94,11 @@ def _decode(kind: str, shape: Sequence[Callable[[Any], Any]], token: str) -> tup
 
 
 def text(value: Any) -> str:
-    """A cursor value that must be text."""
+    """A cursor value that must be text the database can store (no NUL, no lone surrogate)."""
     if not isinstance(value, str):
         raise TypeError("expected text")
+    if unreadable_character_problem(value) is not None:
+        raise ValueError("unreadable text")
     return value
 
 
@@ -100,15 +108,18 @@ def uuid_text(value: Any) -> str:
 
 
 def timestamp(value: Any) -> datetime:
-    """A cursor value that must be an ISO timestamp with a time zone."""
+    """A cursor value that must be an ISO timestamp with a time zone (and within range in UTC)."""
     moment = datetime.fromisoformat(text(value))
     if moment.tzinfo is None:
         raise ValueError("timestamp without time zone")
+    moment.astimezone(UTC)  # OverflowError at the ends of the calendar, as the driver would raise
     return moment
 
 
 def integer(value: Any) -> int:
-    """A cursor value that must be an integer."""
-    if not isinstance(value, int):
+    """A cursor value that must be an integer the database's bigint holds."""
+    if not isinstance(value, int) or isinstance(value, bool):
         raise TypeError("expected an integer")
+    if not -INT64_MAX - 1 <= value <= INT64_MAX:
+        raise ValueError("integer out of range")
     return value

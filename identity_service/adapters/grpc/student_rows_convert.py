@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 
 from identity_service.adapters.grpc.converters import domain_enum
-from identity_service.domain.fields import Violations
+from identity_service.domain.fields import Violations, unreadable_character_problem
 from identity_service.domain.import_rules import ImportMode, IncomingRow, RowOutcome
 from identity_service.service.inputs import required_id
 from identity_service.service.row_batch import RowResult
@@ -34,6 +34,8 @@ def request_from_proto(request: pb.ApplyStudentRowsRequest) -> RowBatchRequest:
     job_id = request.job_id.strip()
     if not 1 <= len(job_id) <= JOB_ID_MAX:
         found.add("job_id", f"is required (1..{JOB_ID_MAX} characters)")
+    elif (problem := unreadable_character_problem(job_id)) is not None:
+        found.add("job_id", problem)
     mode = domain_enum(ImportMode, rows_pb.ImportMode, "IMPORT_MODE", request.mode)
     if mode is None:
         found.add("mode", "is required (IMPORT_MODE_ONGOING_SYNC or IMPORT_MODE_MANUAL_FILE)")
