@@ -9,6 +9,7 @@ from import_service.adapters.files.columns import SECRET_COLUMNS, column_key
 from import_service.adapters.files.csv_reader import UPLOAD_COLUMNS
 from import_service.adapters.files.failed_rows_writer import failed_rows_csv
 from import_service.domain.jobs import Job, JobState, Outcome, RecordedRow
+from import_service.domain.messages import MAX_JOB_ID_CHARS, MAX_SCHOOL_ID_CHARS
 from import_service.service import paging
 from import_service.service.access import SchoolAccess
 from import_service.service.ports import Store
@@ -21,6 +22,16 @@ EXPORT_PAGE_ROWS = 2000
 MAX_EXPORT_EXTRA_COLUMNS = 100
 
 
+def checked_id(value: str, field: str, max_chars: int = MAX_JOB_ID_CHARS) -> str:
+    """A job or school id as the queue contract allows one (1..``max_chars`` printable characters):
+    anything else could never name a job, so it is refused naming ``field`` before any query."""
+    if not value:
+        raise invalid(field, "required")
+    if len(value) > max_chars or not value.isprintable():
+        raise invalid(field, f"is not an id (at most {max_chars} printable characters)")
+    return value
+
+
 class JobQueries:
     def __init__(
         self, store: Store, access: SchoolAccess, watch_poll_seconds: float = WATCH_POLL_SECONDS
@@ -31,8 +42,7 @@ class JobQueries:
 
     async def get(self, caller: Caller, job_id: str) -> Job:
         """The job, if it exists and the caller may see its school's jobs."""
-        if not job_id:
-            raise invalid("job_id", "required")
+        checked_id(job_id, "job_id")
         job = await self._store.jobs.get(job_id)
         if job is None:
             raise not_found(Reason.JOB_NOT_FOUND, "import job")
@@ -44,6 +54,7 @@ class JobQueries:
         limit = paging.page_size(size)
         after = paging.job_cursor(token)
         if school_id:
+            checked_id(school_id, "school_id", MAX_SCHOOL_ID_CHARS)
             await self._access.require(caller, school_id)
         elif caller.role is Role.PLATFORM:
             raise invalid("school_id", "required")
@@ -68,6 +79,7 @@ class JobQueries:
         self, caller: Caller, job_id: str, outcomes: Collection[Outcome], size: int, token: str
     ) -> tuple[list[RecordedRow], str]:
         """Recorded rows by row number, optionally of some outcomes only."""
+        checked_id(job_id, "job_id")
         limit = paging.page_size(size)
         after = paging.row_cursor(token)
         await self.get(caller, job_id)

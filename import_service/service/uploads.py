@@ -16,7 +16,12 @@ from dataclasses import dataclass
 
 from import_service.adapters.files import FileFormatError, RowReader, row_reader_for
 from import_service.domain.jobs import ImportMode, Job, JobSpec
-from import_service.domain.messages import MAX_SOURCE_NAME_CHARS
+from import_service.domain.messages import (
+    MAX_SOURCE_NAME_CHARS,
+    ContractViolation,
+    storable_text_problem,
+)
+from import_service.domain.messages import check_header as contract_header
 from import_service.domain.rows import FileFormat, FileRow
 from import_service.service.access import SchoolAccess
 from import_service.service.ports import RowsPublisher, Store
@@ -24,6 +29,7 @@ from shared.errors import FieldViolation, RollcallError, invalid, invalid_fields
 from shared.grpc_kit.auth import Caller
 
 PUBLISH_CHUNK_ROWS = 500
+MAX_SCHOOL_ID_BYTES = 250  # rows.<school_id> is an AMQP short string (at most 255 bytes)
 
 
 @dataclass(frozen=True)
@@ -37,9 +43,13 @@ class UploadHeader:
 
 
 def check_header(header: UploadHeader) -> None:
+    """Every problem of the header at once, before anything is read, stored or published: the
+    school id as the queue contract wants it (the upload's rows travel the queue), storable text."""
     problems: list[FieldViolation] = []
-    if not header.school_id or len(header.school_id) > 128:
+    if not header.school_id:
         problems.append(FieldViolation("header.school_id", "required (at most 128 characters)"))
+    elif (school_problem := _school_id_problem(header.school_id)) is not None:
+        problems.append(FieldViolation("header.school_id", school_problem))
     if header.mode is None:
         problems.append(FieldViolation("header.mode", "required"))
     if header.file_format is None:
@@ -48,8 +58,23 @@ def check_header(header: UploadHeader) -> None:
         problems.append(FieldViolation("header.sensitive_fields_update", "only with IMPORT_MODE_MANUAL_FILE"))
     if len(header.source_name) > MAX_SOURCE_NAME_CHARS:
         problems.append(FieldViolation("header.source_name", f"at most {MAX_SOURCE_NAME_CHARS} characters"))
+    elif (text_problem := storable_text_problem(header.source_name)) is not None:
+        problems.append(FieldViolation("header.source_name", text_problem))
     if problems:
         raise invalid_fields(problems)
+
+
+def _school_id_problem(school_id: str) -> str | None:
+    """What the queue contract would say about rows of this school (None: they would be accepted)."""
+    try:
+        contract_header("upload", school_id, school_id, mode_set=True)
+    except ContractViolation as violation:
+        if len(school_id) > 128 or not school_id.isprintable():
+            return "is not a school id (at most 128 printable characters)"
+        return violation.detail
+    if len(school_id.encode()) > MAX_SCHOOL_ID_BYTES:
+        return f"is too long for a routing key (at most {MAX_SCHOOL_ID_BYTES} bytes as UTF-8)"
+    return None
 
 
 class _Upload:

@@ -15,6 +15,7 @@ from import_service.adapters.grpc.convert import (
     outcomes_from_proto,
     record_to_proto,
 )
+from import_service.domain.messages import storable_text_problem
 from import_service.service.jobs import JobQueries
 from import_service.service.redrive import Redrives
 from import_service.service.uploads import Uploads
@@ -85,6 +86,8 @@ class ImportServicer(pb_grpc.ImportServiceServicer):
     async def RetryFailedRows(self, request: pb.RetryFailedRowsRequest, context: Any) -> pb.ImportJob:
         if len(request.request_id) > 128:
             raise invalid("request_id", "at most 128 characters")
+        if (problem := storable_text_problem(request.request_id)) is not None:
+            raise invalid("request_id", problem)
         job = await self._redrives.retry_failed(
             current_caller(), request.job_id, request.sensitive_fields_update, request.request_id
         )
