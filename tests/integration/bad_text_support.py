@@ -124,7 +124,7 @@ def _repeated(field: FieldDescriptor) -> bool:
 Values = Mapping[str, Callable[[], Any]]
 
 
-def valid_request(descriptor: Descriptor, cls: type[pb_message.Message], values: Values) -> Any:
+def valid_request(cls: type[pb_message.Message], values: Values) -> Any:
     request = cls()
     _fill(request, values, 0)
     return request

@@ -94,7 +94,7 @@ class World:
             wire = value
         else:
             assert not isinstance(value, bytes)
-            wire = serialise(valid_request(rpc.request, request_class(rpc), self.values()), slot, value)
+            wire = serialise(valid_request(request_class(rpc), self.values()), slot, value)
         extra = [pb.SubmitFileRequest(chunk=CSV).SerializeToString()] if rpc.method.client_streaming else []
         before = self.counts()
         answer = call(self.channel, rpc, wire, ADMIN_MD, extra)
