@@ -15,7 +15,7 @@ from enum import StrEnum
 
 from import_service.domain.connectors import is_canonical_school_id
 from import_service.domain.jobs import JobSpec
-from import_service.domain.rows import FILE_ROW_FIELDS, MAX_ROWS_PER_MESSAGE, FileRow
+from import_service.domain.rows import MAX_ROWS_PER_MESSAGE, FileRow
 
 MAX_JOB_ID_CHARS = 128
 MAX_SCHOOL_ID_CHARS = 128
@@ -137,17 +137,3 @@ def check_text(job_id: str, field: str, value: str) -> None:
     problem = storable_text_problem(value)
     if problem is not None:
         raise ContractViolation(DeadReason.INVALID_TEXT, f"{field} {problem}", job_id)
-
-
-def check_row_text(job_id: str, index: int, row: FileRow) -> None:
-    """Every value and extra column name of a row is storable text (refused on its first delivery)."""
-    values = row.field_values()
-    if not any("\x00" in value for value in values) and not any(
-        "\x00" in key or "\x00" in value for key, value in row.extra
-    ):
-        return
-    for name, value in zip(FILE_ROW_FIELDS, row.field_values(), strict=True):
-        check_text(job_id, f"rows[{index}].{name}", value)
-    for key, value in row.extra:
-        check_text(job_id, f"rows[{index}].extra key", key)
-        check_text(job_id, f"rows[{index}].extra[{key[:40]!r}]", value)
