@@ -126,7 +126,7 @@ async def open_change(
     if holder is not None:
         whose = "the student's own address" if holder.id == user.id else "used by another user"
         raise RollcallError(Reason.EMAIL_TAKEN, f"the new email address is already {whose}")
-    if await uow.users.lookalike_of(address) is not None:
+    if await uow.users.lookalike_of(address, other_than=user.id) is not None:
         raise RollcallError(
             Reason.EMAIL_CONFUSABLE, "the new email address looks like an address another user already has"
         )

@@ -40,8 +40,9 @@ class Users(Protocol):
         """The user holding ``email`` (compared by ``identity_keys.email_key``)."""
         ...
 
-    async def lookalike_of(self, email: str) -> User | None:
-        """A user whose address looks like ``email`` without being it (``EmailIdentity.confusable_with``)."""
+    async def lookalike_of(self, email: str, *, other_than: str | None = None) -> User | None:
+        """A user (not ``other_than``) whose address looks like ``email`` without being it
+        (``EmailIdentity.confusable_with``)."""
         ...
 
     async def set_status(self, user_id: str, status: UserStatus) -> User: ...

@@ -191,7 +191,7 @@ class RowBatch:
             by_username.holder if by_username else None,
             by_email.holder if by_email else None,
             self._ctx,
-            None if by_email else self._lookalike(row.email_identity),
+            None if by_email else self._lookalike(row.email_identity, by_username),
         )
         outcome = decision.outcome
         if outcome is RowOutcome.CREATED and decision.create is not None:
@@ -205,10 +205,11 @@ class RowBatch:
         park = [s.holder.id for s in updates if s.changed] if self._park else []
         return BatchWrites(self._created, updates, park, self._audit)
 
-    def _lookalike(self, wanted: EmailIdentity) -> Holder | None:
-        """A user of the batch whose current address could be confused with ``wanted``."""
+    def _lookalike(self, wanted: EmailIdentity, target: Student | None) -> Holder | None:
+        """A user of the batch, other than ``target`` (whose address the row replaces), whose current
+        address could be confused with ``wanted``."""
         for student in self._by_skeleton.get(wanted.skeleton, ()):
-            if student.email_identity.confusable_with(wanted):
+            if student is not target and student.email_identity.confusable_with(wanted):
                 return student.holder
         return None
 

@@ -30,7 +30,8 @@ _BY_EMAIL = f"SELECT {USER_COLUMNS} FROM users WHERE email_key = $1"
 # Non-plain addresses are few: the partial unique index on their skeletons answers a plain address;
 # a non-plain one asks every skeleton (the exclusion constraint's GiST index).
 _LOOKALIKE = f"""SELECT {USER_COLUMNS} FROM users
-    WHERE email_skeleton = $1 AND email_key <> $2 AND (NOT email_plain OR NOT $3::boolean) LIMIT 1"""
+    WHERE email_skeleton = $1 AND email_key <> $2 AND (NOT email_plain OR NOT $3::boolean)
+        AND id IS DISTINCT FROM $4::uuid LIMIT 1"""
 _CREDENTIALS = f"SELECT {USER_COLUMNS}, password_hash FROM users WHERE email_key = $1"
 _CHANGE_EMAIL = f"""UPDATE users SET email = $2, email_key = $4, email_skeleton = $5, email_plain = $6,
         email_verified = true, password_hash = coalesce($3, password_hash), update_time = now(),
@@ -75,9 +76,9 @@ class PostgresUsers:
         row = await self._conn.fetchrow(_BY_EMAIL, email_key(email))
         return to_user(row) if row else None
 
-    async def lookalike_of(self, email: str) -> User | None:
+    async def lookalike_of(self, email: str, *, other_than: str | None = None) -> User | None:
         wanted = EmailIdentity.of(email)
-        row = await self._conn.fetchrow(_LOOKALIKE, wanted.skeleton, wanted.key, wanted.plain)
+        row = await self._conn.fetchrow(_LOOKALIKE, wanted.skeleton, wanted.key, wanted.plain, other_than)
         return to_user(row) if row else None
 
     async def credentials(self, email: str) -> tuple[User, str | None] | None:

@@ -225,3 +225,23 @@ async def test_an_email_change_to_an_encoded_word_is_refused_and_no_mail_is_queu
         )
     assert await identity.count("SELECT count(*) FROM email_changes WHERE user_id = $1", student.id) == 0
     assert await identity.count("SELECT count(*) FROM outbox_messages") == queued
+
+
+async def test_a_student_may_change_to_a_lookalike_of_their_own_address_only(
+    identity: IdentityClient, campus: Campus
+) -> None:
+    student = await identity.new_student(campus, email=f"\u0251nn@{campus.domain}")
+    other = await identity.new_student(campus, email=campus.email())
+    own = pb.RequestEmailChangeRequest(
+        user_id=student.id, new_email=f"ann@{campus.domain}", disable_file_updates=True
+    )
+    change = await identity.stub.RequestEmailChange(own, metadata=campus.staff_md)
+    assert change.new_email == f"ann@{campus.domain}"
+    theirs = pb.RequestEmailChangeRequest(
+        user_id=other.id, new_email=f"ann@{campus.domain}", disable_file_updates=True
+    )
+    await _refused_with(
+        identity.stub.RequestEmailChange(theirs, metadata=campus.staff_md),
+        grpc.StatusCode.ALREADY_EXISTS,
+        "EMAIL_CONFUSABLE",
+    )

@@ -155,3 +155,18 @@ def test_a_staff_username_of_the_school_is_u_but_another_schools_is_not() -> Non
     rows = batch(staff, elsewhere)
     assert rows.apply(valid(1, "boss", "new@u.edu")).reason is RowReason.IDENTITY_CONFLICT
     assert rows.apply(valid(2, "zed", "zed2@u.edu")).outcome is RowOutcome.CREATED
+
+
+ALPHA_ANN = "\u0251nn@u.edu"  # LATIN SMALL LETTER ALPHA: one script, the skeleton of ann@u.edu
+
+
+def test_a_lookalike_of_another_users_address_fails_but_ones_own_may_be_replaced() -> None:
+    rows = batch(stored("u1", "alpha", ALPHA_ANN), stored("u2", "bob", "bob@u.edu"), ctx=SENSITIVE)
+    taken = rows.apply(valid(1, "new", "ann@u.edu"))
+    assert (taken.outcome, taken.reason) == (RowOutcome.FAILED, RowReason.EMAIL_CONFUSABLE)
+    stolen = rows.apply(valid(2, "bob", "ann@u.edu"))  # bob would take on a lookalike of u1's address
+    assert (stolen.outcome, stolen.reason) == (RowOutcome.FAILED, RowReason.EMAIL_CONFUSABLE)
+    own = rows.apply(valid(3, "alpha", "ann@u.edu"))  # u1 replaces its own address with the plain one
+    assert (own.outcome, own.user_id) == (RowOutcome.UPDATED, "u1")
+    after = rows.apply(valid(4, "new", ALPHA_ANN))  # the old spelling is free, its lookalike is u1's
+    assert (after.outcome, after.reason) == (RowOutcome.FAILED, RowReason.EMAIL_CONFUSABLE)
