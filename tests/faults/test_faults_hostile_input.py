@@ -452,13 +452,9 @@ async def _table_counts(stack: ProcessStack) -> dict[str, int]:
 
 
 def _check_error(error: grpc.aio.AioRpcError, method: str, raw: bool) -> str:
+    """A clear refusal with ErrorInfo, random bytes (``raw``) included: since issue 7 a request that
+    does not decode is INVALID_ARGUMENT, never grpcio's UNKNOWN with the parser's text."""
     code = error.code()
-    if (
-        raw
-        and code == grpc.StatusCode.UNKNOWN
-        and "Error parsing message with type" in (error.details() or "")
-    ):
-        return "UNPARSABLE"  # grpcio's own answer to bytes that are not the request message (see report)
     assert code in CLEAR_CODES, f"{method}: {code.name} {error.details()}"
     assert error.details(), f"{method}: {code.name} without a message"
     info = error_info(error)
