@@ -25,9 +25,9 @@ import grpc
 
 from bench.baseline import student, upsert_rate
 from bench.stack import PG_URL, Stack, running_stack
-from import_service.adapters.amqp.codec import PROTOBUF, encode_rows
 from import_service.domain.jobs import ImportMode, JobSpec
 from import_service.domain.rows import FileFormat, FileRow
+from shared.amqp.messages import PROTOBUF, encode_rows
 from shared.cli.publishing import publish_file
 from shared.pg import with_database
 from shared.proto.rollcall.identity.v1 import identity_service_pb2 as ipb

@@ -17,8 +17,6 @@ import aio_pika
 from aio_pika.abc import AbstractRobustConnection
 
 from import_service.adapters.amqp.consumer import AmqpConsumer
-from import_service.adapters.amqp.publisher import AmqpPublisher, amqp_user
-from import_service.adapters.amqp.topology import Topology, declare
 from import_service.adapters.grpc.access_rules import RULES, SERVICE
 from import_service.adapters.grpc.servicer import ImportServicer
 from import_service.adapters.identity.client import IdentityClient
@@ -30,6 +28,8 @@ from import_service.service.jobs import JobQueries
 from import_service.service.redrive import Redrives
 from import_service.service.retrying import Backoff
 from import_service.service.uploads import Uploads
+from shared.amqp.publisher import AmqpPublisher, amqp_user
+from shared.amqp.topology import Topology, declare
 from shared.grpc_kit.metrics import DB_POOL_IN_USE
 from shared.grpc_kit.server import RunningServer, client_credentials, start_server, watch_readiness
 from shared.logging import get_logger

@@ -1,24 +1,21 @@
-"""Protobuf ↔ domain for the values every adapter exchanges: rows, outcomes, modes, timestamps.
+"""Protobuf ↔ domain for what the import service's adapters exchange besides the queue's messages
+(``shared.amqp.messages``): outcomes, timestamps, and a row as ``row_results`` keeps it.
 
-The only place (with the adapters that import it) where the import service touches protobuf.
+With ``shared.amqp.messages``, the only place (with the adapters that import it) where the import
+service touches protobuf.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from google.protobuf import timestamp_pb2
 
-from import_service.domain.jobs import ImportMode, Outcome, RowResult
-from import_service.domain.rows import MAX_TRANSPORT_FIELD_CHARS, FileRow, cap_transport_field
+from import_service.domain.jobs import Outcome, RowResult
+from import_service.domain.rows import FileRow
+from shared.amqp.messages import row_to_proto
 from shared.proto.rollcall.identity.v1 import student_rows_pb2 as rows_pb
 
-_MODE_TO_PROTO = {
-    ImportMode.ONGOING_SYNC: rows_pb.IMPORT_MODE_ONGOING_SYNC,
-    ImportMode.MANUAL_FILE: rows_pb.IMPORT_MODE_MANUAL_FILE,
-}
-_MODE_FROM_PROTO = {v: k for k, v in _MODE_TO_PROTO.items()}
 _OUTCOME_TO_PROTO = {
     Outcome.CREATED: rows_pb.ROW_OUTCOME_CREATED,
     Outcome.UPDATED: rows_pb.ROW_OUTCOME_UPDATED,
@@ -29,54 +26,12 @@ _OUTCOME_TO_PROTO = {
 _OUTCOME_FROM_PROTO = {v: k for k, v in _OUTCOME_TO_PROTO.items()}
 
 
-def mode_to_proto(mode: ImportMode) -> rows_pb.ImportMode.ValueType:
-    return _MODE_TO_PROTO[mode]
-
-
-def mode_from_proto(value: int) -> ImportMode | None:
-    """None for IMPORT_MODE_UNSPECIFIED or an unknown number."""
-    return _MODE_FROM_PROTO.get(value)  # type: ignore[call-overload]
-
-
 def outcome_to_proto(outcome: Outcome) -> rows_pb.RowOutcome.ValueType:
     return _OUTCOME_TO_PROTO[outcome]
 
 
 def outcome_from_proto(value: int) -> Outcome | None:
     return _OUTCOME_FROM_PROTO.get(value)  # type: ignore[call-overload]
-
-
-def row_from_proto(row: rows_pb.StudentRow) -> FileRow:
-    """A received row, every value capped to the transport bound (row_number must be ≥ 1)."""
-    username, email, first, last, auth = (
-        row.username,
-        row.email_address,
-        row.first_name,
-        row.last_name,
-        row.auth_identifier,
-    )
-    if max(len(username), len(email), len(first), len(last), len(auth)) > MAX_TRANSPORT_FIELD_CHARS:
-        username, email, first, last, auth = map(cap_transport_field, (username, email, first, last, auth))
-    extra = (
-        tuple((cap_transport_field(k), cap_transport_field(v)) for k, v in row.extra.items())
-        if row.extra
-        else ()
-    )
-    return FileRow(row.row_number, username, email, first, last, auth, extra)
-
-
-def row_to_proto(row: FileRow) -> rows_pb.StudentRow:
-    message = rows_pb.StudentRow(
-        row_number=row.row_number,
-        username=row.username,
-        email_address=row.email_address,
-        first_name=row.first_name,
-        last_name=row.last_name,
-        auth_identifier=row.auth_identifier,
-    )
-    if row.extra:  # building an empty map costs as much as the rest of the row
-        message.extra.update(row.extra)
-    return message
 
 
 def row_to_bytes(row: FileRow) -> bytes:
@@ -97,10 +52,6 @@ def row_from_bytes(row_number: int, data: bytes) -> FileRow:
         auth_identifier=message.auth_identifier,
         extra=tuple(message.extra.items()),
     )
-
-
-def rows_to_proto(rows: Sequence[FileRow]) -> list[rows_pb.StudentRow]:
-    return [row_to_proto(row) for row in rows]
 
 
 def result_from_proto(result: rows_pb.RowResult) -> RowResult:

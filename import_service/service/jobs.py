@@ -5,15 +5,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Collection
 
-from import_service.adapters.files.columns import SECRET_COLUMNS, column_key
-from import_service.adapters.files.csv_reader import UPLOAD_COLUMNS
-from import_service.adapters.files.failed_rows_writer import failed_rows_csv
 from import_service.domain.jobs import Job, JobState, Outcome, RecordedRow
 from import_service.domain.messages import MAX_JOB_ID_CHARS, MAX_SCHOOL_ID_CHARS
 from import_service.service import paging
 from import_service.service.access import SchoolAccess
 from import_service.service.ports import Store
 from shared.errors import Reason, invalid, not_found
+from shared.files.columns import SECRET_COLUMNS, column_key
+from shared.files.csv_reader import UPLOAD_COLUMNS
+from shared.files.failed_rows_writer import failed_rows_csv
 from shared.grpc_kit.auth import Caller
 from shared.settings import Role
 

@@ -14,7 +14,6 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from import_service.adapters.files import FileFormatError, RowReader, row_reader_for
 from import_service.domain.jobs import ImportMode, Job, JobSpec
 from import_service.domain.messages import (
     MAX_SOURCE_NAME_CHARS,
@@ -26,6 +25,7 @@ from import_service.domain.rows import FileFormat, FileRow
 from import_service.service.access import SchoolAccess
 from import_service.service.ports import RowsPublisher, Store
 from shared.errors import FieldViolation, RollcallError, invalid, invalid_fields
+from shared.files import FileFormatError, RowReader, row_reader_for
 from shared.grpc_kit.auth import Caller
 
 PUBLISH_CHUNK_ROWS = 500

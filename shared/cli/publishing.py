@@ -20,11 +20,11 @@ from typing import BinaryIO
 import aio_pika
 import aiormq
 
-from import_service.adapters.amqp.publisher import AmqpPublisher, amqp_user
-from import_service.adapters.amqp.topology import Topology, declare
-from import_service.adapters.files import row_reader_for
 from import_service.domain.jobs import JobSpec
 from import_service.domain.rows import FileFormat, FileRow
+from shared.amqp.publisher import AmqpPublisher, amqp_user
+from shared.amqp.topology import Topology, declare
+from shared.files import row_reader_for
 
 READ_BYTES = 256 * 1024
 Progress = Callable[[int, int], None]  # (bytes read so far, rows published so far)

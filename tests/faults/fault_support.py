@@ -18,7 +18,7 @@ from pathlib import Path
 import aio_pika
 import asyncpg
 
-from import_service.adapters.amqp.publisher import amqp_user
+from shared.amqp.publisher import amqp_user
 from shared.proto.rollcall.identity.v1 import student_rows_pb2 as rows_pb
 from shared.proto.rollcall.importer.v1 import import_service_pb2 as pb
 from tests.e2e.system.system_support import Campus, connector, end_message, header, outcome_name, rows_message

@@ -18,7 +18,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from import_service.adapters.amqp.topology import ROWS_BINDING, Topology
+from shared.amqp.topology import ROWS_BINDING, Topology
 from shared.settings import Role, parse_tokens
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -20,12 +20,12 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from import_service.adapters.amqp.acks import AckWindow
 from import_service.adapters.amqp.codec import decode
 from import_service.adapters.amqp.prefetch import PrefetchSizer
-from import_service.adapters.amqp.publisher import AmqpPublisher
-from import_service.adapters.amqp.topology import Topology, declare, school_of
 from import_service.domain.connectors import ConnectorPolicy
 from import_service.domain.messages import ContractViolation, DeadReason, ImportMessage, RowsMessage
 from import_service.service.ingest import Ingest
 from import_service.service.ports import DeadLetter
+from shared.amqp.publisher import AmqpPublisher
+from shared.amqp.topology import Topology, declare, school_of
 from shared.logging import get_logger
 
 log = get_logger("import.consumer")

@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-from import_service.adapters.wire import (
-    mode_from_proto,
-    mode_to_proto,
-    outcome_from_proto,
-    outcome_to_proto,
-    row_to_proto,
-    timestamp_to_proto,
-)
+from import_service.adapters.wire import outcome_from_proto, outcome_to_proto, timestamp_to_proto
 from import_service.domain.jobs import Job, JobState, Outcome, RecordedRow
 from import_service.domain.rows import FileFormat
 from import_service.service.uploads import UploadHeader
+from shared.amqp.messages import mode_from_proto, mode_to_proto, row_to_proto
 from shared.errors import invalid
 from shared.proto.rollcall.importer.v1 import import_service_pb2 as pb
 

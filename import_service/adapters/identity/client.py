@@ -26,10 +26,11 @@ from collections.abc import Sequence
 
 import grpc
 
-from import_service.adapters.wire import mode_to_proto, result_from_proto, rows_to_proto, timestamp_to_proto
+from import_service.adapters.wire import result_from_proto, timestamp_to_proto
 from import_service.domain.jobs import Job, RowResult
 from import_service.domain.rows import FileRow
 from import_service.service.ports import BatchRefused, IdentityUnavailable
+from shared.amqp.messages import mode_to_proto, rows_to_proto
 from shared.grpc_kit.errors import error_info
 from shared.proto.rollcall.identity.v1 import identity_service_pb2 as pb
 from shared.proto.rollcall.identity.v1 import identity_service_pb2_grpc as pb_grpc

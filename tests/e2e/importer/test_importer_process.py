@@ -16,8 +16,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from import_service.adapters.amqp.publisher import amqp_user
-from import_service.adapters.amqp.topology import Topology, delete
+from shared.amqp.publisher import amqp_user
+from shared.amqp.topology import Topology, delete
 from shared.pg import with_database
 from shared.proto.rollcall.identity.v1 import identity_service_pb2_grpc as ipb_grpc
 from shared.proto.rollcall.importer.v1 import import_service_pb2 as pb

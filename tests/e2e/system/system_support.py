@@ -14,9 +14,9 @@ from pathlib import Path
 import aio_pika
 from google.protobuf import json_format
 
-from import_service.adapters.amqp.publisher import amqp_user
 from import_service.domain.jobs import ImportMode, JobSpec
 from import_service.domain.rows import FileFormat
+from shared.amqp.publisher import amqp_user
 from shared.cli.publishing import publish_file
 from shared.proto.rollcall.identity.v1 import identity_service_pb2 as ipb
 from shared.proto.rollcall.identity.v1 import resources_pb2 as res

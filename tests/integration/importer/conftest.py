@@ -11,10 +11,10 @@ import aio_pika
 import grpc
 import pytest
 
-from import_service.adapters.amqp.publisher import amqp_user
-from import_service.adapters.amqp.topology import Topology, declare, delete
 from import_service.bootstrap import ImportApp, build_import
 from import_service.service.retrying import Backoff
+from shared.amqp.publisher import amqp_user
+from shared.amqp.topology import Topology, declare, delete
 from shared.proto.rollcall.identity.v1 import identity_service_pb2_grpc as ipb_grpc
 from shared.proto.rollcall.importer.v1 import import_service_pb2_grpc as pb_grpc
 from shared.settings import Settings

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 import aio_pika
 import pytest
 
-from import_service.adapters.amqp.topology import Topology
+from shared.amqp.topology import Topology
 from tests.integration.importer.importer_support import (
     AppFactory,
     FakeIdentity,

@@ -7,9 +7,9 @@ from typing import Any
 import aio_pika
 import asyncpg
 
-from import_service.adapters.amqp.topology import Topology
 from import_service.bootstrap import ImportApp
 from import_service.domain.jobs import JobState
+from shared.amqp.topology import Topology
 from shared.proto.rollcall.identity.v1 import student_rows_pb2 as rows_pb
 from shared.proto.rollcall.importer.v1 import import_service_pb2 as pb
 from tests.integration.importer.importer_support import (

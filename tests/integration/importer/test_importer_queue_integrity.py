@@ -12,9 +12,9 @@ import asyncpg
 import grpc
 import pytest
 
-from import_service.adapters.amqp.topology import Topology
 from import_service.bootstrap import ImportApp
 from import_service.domain.jobs import Job, JobState
+from shared.amqp.topology import Topology
 from shared.proto.rollcall.identity.v1 import identity_service_pb2 as ipb
 from shared.proto.rollcall.identity.v1 import identity_service_pb2_grpc as ipb_grpc
 from shared.proto.rollcall.identity.v1 import student_rows_pb2 as rows_pb

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from import_service.adapters.amqp.codec import PROTOBUF, decode, encode_end, encode_rows
+from import_service.adapters.amqp.codec import decode
 from import_service.domain.jobs import ImportMode, JobSpec
 from import_service.domain.messages import EndMessage, RowsMessage
 from import_service.domain.rows import FileRow
+from shared.amqp.messages import PROTOBUF, encode_end, encode_rows
 
 
 def test_rows_and_end_messages_round_trip() -> None:

@@ -9,11 +9,11 @@ import tracemalloc
 
 import pytest
 
-from import_service.adapters.files import row_reader_for
-from import_service.adapters.files.csv_reader import CsvRowReader, FileFormatError
-from import_service.adapters.files.oneroster import OneRosterUsersReader
-from import_service.adapters.files.records import MAX_RECORD_CHARS, RecordReader
 from import_service.domain.rows import MAX_TRANSPORT_FIELD_CHARS, FileFormat, FileRow, cap_transport_field
+from shared.files import row_reader_for
+from shared.files.csv_reader import CsvRowReader, FileFormatError
+from shared.files.oneroster import OneRosterUsersReader
+from shared.files.records import MAX_RECORD_CHARS, RecordReader
 
 HEADER = b"username,email_address,first_name,last_name,auth_identifier\n"
 

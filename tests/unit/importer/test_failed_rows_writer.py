@@ -9,10 +9,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from import_service.adapters.files.csv_reader import CsvRowReader
-from import_service.adapters.files.failed_rows_writer import CHUNK_CHARS, failed_rows_csv
-from import_service.adapters.files.formula_cells import guard_formula, unguard_formula
 from import_service.domain.rows import FileRow
+from shared.files.csv_reader import CsvRowReader
+from shared.files.failed_rows_writer import CHUNK_CHARS, failed_rows_csv
+from shared.files.formula_cells import guard_formula, unguard_formula
 
 
 def export(rows: list[FileRow], extra_columns: tuple[str, ...] = ()) -> bytes:

@@ -9,13 +9,14 @@ import grpc
 import pytest
 from pydantic import ValidationError
 
-from import_service.adapters.amqp.codec import PROTOBUF, decode
+from import_service.adapters.amqp.codec import decode
 from import_service.adapters.identity.client import _translate
 from import_service.domain.connectors import ConnectorPolicy, is_canonical_school_id, parse_connectors
 from import_service.domain.jobs import IDENTITY_REFUSED, Outcome, end_mismatch, refused_row, split_at_total
 from import_service.domain.messages import ContractViolation, DeadReason, RowsMessage
 from import_service.domain.rows import FileRow
 from import_service.service.ports import BatchRefused, IdentityUnavailable
+from shared.amqp.messages import PROTOBUF
 from shared.errors import Reason, RollcallError
 from shared.grpc_kit.errors import to_grpc_status
 from shared.proto.rollcall.identity.v1 import student_rows_pb2 as rows_pb

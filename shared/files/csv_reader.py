@@ -18,10 +18,10 @@ complete, holding at most one record (plus one chunk) in memory whatever the fil
 
 from __future__ import annotations
 
-from import_service.adapters.files.columns import Cells, HeaderedRowReader
-from import_service.adapters.files.formula_cells import unguard_formula
-from import_service.adapters.files.records import FileFormatError
 from import_service.domain.rows import FILE_ROW_FIELDS, FileRow
+from shared.files.columns import Cells, HeaderedRowReader
+from shared.files.formula_cells import unguard_formula
+from shared.files.records import FileFormatError
 
 __all__ = ["UPLOAD_COLUMNS", "CsvRowReader", "FileFormatError", "ParsedRow"]
 

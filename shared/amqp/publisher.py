@@ -23,10 +23,10 @@ from aio_pika.abc import AbstractChannel, AbstractExchange
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
 from aiormq import spec
 
-from import_service.adapters.amqp.codec import PROTOBUF, encode_end, encode_rows
-from import_service.adapters.amqp.topology import Topology, routing_key
 from import_service.domain.jobs import JobSpec
 from import_service.domain.rows import MAX_ROWS_PER_MESSAGE, FileRow
+from shared.amqp.messages import PROTOBUF, encode_end, encode_rows
+from shared.amqp.topology import Topology, routing_key
 from shared.errors import Reason, RollcallError
 
 PUBLISH_TIMEOUT_SECONDS = 30.0

@@ -13,10 +13,10 @@ import csv
 import io
 from collections.abc import Iterable, Iterator, Sequence
 
-from import_service.adapters.files.columns import column_key
-from import_service.adapters.files.csv_reader import UPLOAD_COLUMNS
-from import_service.adapters.files.formula_cells import guard_formula
 from import_service.domain.rows import FileRow
+from shared.files.columns import column_key
+from shared.files.csv_reader import UPLOAD_COLUMNS
+from shared.files.formula_cells import guard_formula
 
 CHUNK_CHARS = 64 * 1024
 """A chunk is yielded once about this many characters are buffered."""

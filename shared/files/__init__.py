@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from import_service.adapters.files.csv_reader import CsvRowReader
-from import_service.adapters.files.oneroster import OneRosterUsersReader
-from import_service.adapters.files.records import FileFormatError
 from import_service.domain.rows import FileFormat, FileRow
+from shared.files.csv_reader import CsvRowReader
+from shared.files.oneroster import OneRosterUsersReader
+from shared.files.records import FileFormatError
 
 __all__ = ["FileFormatError", "RowReader", "row_reader_for"]
 

@@ -18,8 +18,8 @@ so only ``CsvRowReader`` reads them back.
 
 from __future__ import annotations
 
-from import_service.adapters.files.columns import Cells, ColumnLayout, HeaderedRowReader
-from import_service.adapters.files.records import FileFormatError
+from shared.files.columns import Cells, ColumnLayout, HeaderedRowReader
+from shared.files.records import FileFormatError
 
 __all__ = ["ONEROSTER_FIELD_BY_COLUMN", "FileFormatError", "OneRosterUsersReader"]
 
