@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 import aio_pika
 from aio_pika.abc import AbstractRobustConnection
 
+from import_service.adapters.amqp.codec import decode
 from import_service.adapters.amqp.consumer import AmqpConsumer
+from import_service.adapters.amqp.dead_letters import AmqpDeadLetters
 from import_service.adapters.grpc.access_rules import RULES, SERVICE
 from import_service.adapters.grpc.servicer import ImportServicer
 from import_service.adapters.identity.client import IdentityClient
@@ -30,6 +32,8 @@ from import_service.service.retrying import Backoff
 from import_service.service.uploads import Uploads
 from shared.amqp.publisher import AmqpPublisher, amqp_user
 from shared.amqp.topology import Topology, declare
+from shared.files import row_reader_for
+from shared.files.failed_rows_writer import FailedRowsCsv
 from shared.grpc_kit.metrics import DB_POOL_IN_USE
 from shared.grpc_kit.server import RunningServer, client_credentials, start_server, watch_readiness
 from shared.logging import get_logger
@@ -144,16 +148,20 @@ async def _wire(
     ingest = Ingest(
         store,
         identity,
+        AmqpDeadLetters(publisher),
+        decode,
+        connectors,
         batch_rows=settings.import_batch_rows,
         wait_ms=settings.import_batch_wait_ms,
         max_in_flight=settings.import_batches_in_flight,
         transient_db=TRANSIENT_ERRORS,
         backoff=backoff,
     )
-    consumer = AmqpConsumer(connection, topology, ingest, publisher, settings.import_prefetch, connectors)
+    consumer = AmqpConsumer(connection, topology, ingest, settings.import_prefetch)
     access = SchoolAccess(identity)
-    queries = JobQueries(store, access)
-    servicer = ImportServicer(queries, Uploads(store, publisher, access), Redrives(store, publisher, queries))
+    queries = JobQueries(store, access, FailedRowsCsv())
+    uploads = Uploads(store, publisher, access, row_reader_for)
+    servicer = ImportServicer(queries, uploads, Redrives(store, publisher, queries))
     return ImportApp(settings, store, connection, identity, publisher, ingest, consumer, servicer, topology)
 
 

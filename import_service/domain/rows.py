@@ -31,6 +31,11 @@ class FileFormat(StrEnum):
     ONEROSTER_USERS = "oneroster_users"
 
 
+class FileFormatError(Exception):
+    """An uploaded file as a whole cannot be read: a header problem, an empty file, a record over
+    the readers' cap (``shared.files``). Problems within a row are identity's to judge."""
+
+
 @dataclass(frozen=True, slots=True)
 class FileRow:
     """A student row of a file or of a connector's message.

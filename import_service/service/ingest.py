@@ -1,4 +1,14 @@
-"""The batcher: rows of many messages → ApplyStudentRows batches → recorded outcomes → acks.
+"""Taking messages off the queue: ``receive`` decides, per delivery, accept / dead-letter / wait;
+the batcher turns rows of many messages into ApplyStudentRows batches → recorded outcomes → acks.
+
+``receive(delivery)`` is the one entry: the publisher must be a connector allowed for the routing
+key's school (else CONNECTOR_NOT_ALLOWED, before anything is read or created); the body is decoded
+once (the decoder port) into domain values checked against the queue contract (``domain.messages``);
+a message of a job seen before must agree with it (else JOB_MISMATCH). An end is recorded and
+acknowledged; rows join their job's buffer and are settled by the batcher. Anything off-contract,
+and any failure that is not an outage, is dead-lettered (``dead_lettering``): never a redelivery
+loop. Outages are waited out inside; while shutting down a message is left unsettled (the broker
+redelivers it).
 
 Rows are grouped by job (a job fixes school, mode and flags) into batches of up to ``batch_rows``,
 flushed when full or ``wait_ms`` after their first row; up to ``max_in_flight`` calls to identity
@@ -21,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from import_service import metrics
+from import_service.domain.connectors import ConnectorPolicy
 from import_service.domain.jobs import (
     Job,
     JobSpec,
@@ -38,11 +49,13 @@ from import_service.domain.messages import (
     RowsMessage,
 )
 from import_service.domain.rows import FileRow
+from import_service.service.dead_lettering import DeadLettering
 from import_service.service.ports import (
     BatchRefused,
-    DeadLetter,
+    DeadLetterQueue,
     Delivery,
     IdentityUnavailable,
+    MessageDecoder,
     RowsApplier,
     Store,
 )
@@ -82,6 +95,9 @@ class Ingest:
         self,
         store: Store,
         identity: RowsApplier,
+        dead_letters: DeadLetterQueue,
+        decode: MessageDecoder,
+        connectors: ConnectorPolicy,
         *,
         batch_rows: int,
         wait_ms: int,
@@ -91,6 +107,8 @@ class Ingest:
     ) -> None:
         self._store = store
         self._identity = identity
+        self._decode = decode
+        self._connectors = connectors
         self._batch_rows = batch_rows
         self._wait = wait_ms / 1000
         self._slots = asyncio.Semaphore(max_in_flight)
@@ -101,11 +119,38 @@ class Ingest:
         self._tasks: set[asyncio.Task[None]] = set()
         self._jobs: dict[str, Job] = {}
         self._accepting = True
-        self.settler = Settler()
+        self._dead = DeadLettering(store, dead_letters, transient_db, self._backoff)
+        self.settler = Settler(self._dead.send)
 
-    def accept_now(self, message: ImportMessage, delivery: Delivery) -> bool:
-        """``accept`` without waiting, for rows of a job already known (nearly every message); False
-        when the message needs ``accept`` (a job not seen yet, an end message)."""
+    async def receive(self, delivery: Delivery) -> int:
+        """Takes one delivery and settles it, now or once its rows are recorded (see the module).
+        Returns how many rows it carried (an end counts 1; 0 when it could not be read)."""
+        refusal = self._connectors.refusal(delivery.user_id, delivery.school_id)
+        if refusal is not None:
+            await self._dead.send(delivery, Refusal(DeadReason.CONNECTOR_NOT_ALLOWED.value, refusal))
+            return 0
+        message: ImportMessage | None = None
+        try:
+            message = self._decode(delivery.body, delivery.content_type, delivery.routing_key)
+            if not self._accept_now(message, delivery):
+                await self._accept(message, delivery)
+        except ContractViolation as violation:
+            why = Refusal(violation.reason.value, violation.detail, violation.job_id)
+            await self._dead.send(delivery, why)
+        except Exception as exc:  # not an outage (those are waited out inside): never a redelivery loop
+            log.exception("import.message_failed", message_id=delivery.message_id)
+            job_id = message.spec.job_id if message is not None else None
+            why = Refusal(
+                DeadReason.PROCESSING_FAILED.value, f"{type(exc).__name__} while taking the message", job_id
+            )
+            await self._dead.send(delivery, why)
+        if message is None:
+            return 0
+        return len(message.rows) if isinstance(message, RowsMessage) else 1
+
+    def _accept_now(self, message: ImportMessage, delivery: Delivery) -> bool:
+        """``_accept`` without waiting, for rows of a job already known (nearly every message); False
+        when the message needs ``_accept`` (a job not seen yet, an end message)."""
         job = self._jobs.get(message.spec.job_id)
         if job is None or not isinstance(message, RowsMessage):
             return False
@@ -114,7 +159,7 @@ class Ingest:
             self._add(job, message.rows, self.settler.track(delivery, len(message.rows)))
         return True
 
-    async def accept(self, message: ImportMessage, delivery: Delivery) -> None:
+    async def _accept(self, message: ImportMessage, delivery: Delivery) -> None:
         """Takes a decoded message; raises ContractViolation when it contradicts its job."""
         job = await self._job(message.spec)
         if not self._accepting:  # shutting down: left unsettled, the broker redelivers it
@@ -123,11 +168,6 @@ class Ingest:
             await self._end(job, message.total_rows, delivery)
         else:
             self._add(job, message.rows, self.settler.track(delivery, len(message.rows)))
-
-    async def refuse(self, letter: DeadLetter) -> None:
-        """Records a message sent to the dead-letter queue (counted on its job when it names one)."""
-        await self._db(lambda: self._store.dead_letters.add(letter), "record dead letter")
-        metrics.DEAD_LETTERED.labels(letter.reason).inc()
 
     def flush_all(self) -> None:
         for job_id in list(self._buffers):

@@ -9,17 +9,13 @@ from import_service.domain.jobs import Job, JobState, Outcome, RecordedRow
 from import_service.domain.messages import MAX_JOB_ID_CHARS, MAX_SCHOOL_ID_CHARS
 from import_service.service import paging
 from import_service.service.access import SchoolAccess
-from import_service.service.ports import Store
+from import_service.service.ports import FailedRowsFile, Store
 from shared.errors import Reason, invalid, not_found
-from shared.files.columns import SECRET_COLUMNS, column_key
-from shared.files.csv_reader import UPLOAD_COLUMNS
-from shared.files.failed_rows_writer import failed_rows_csv
 from shared.grpc_kit.auth import Caller
 from shared.settings import Role
 
 WATCH_POLL_SECONDS = 0.3
 EXPORT_PAGE_ROWS = 2000
-MAX_EXPORT_EXTRA_COLUMNS = 100
 
 
 def checked_id(value: str, field: str, max_chars: int = MAX_JOB_ID_CHARS) -> str:
@@ -34,10 +30,15 @@ def checked_id(value: str, field: str, max_chars: int = MAX_JOB_ID_CHARS) -> str
 
 class JobQueries:
     def __init__(
-        self, store: Store, access: SchoolAccess, watch_poll_seconds: float = WATCH_POLL_SECONDS
+        self,
+        store: Store,
+        access: SchoolAccess,
+        failed_rows: FailedRowsFile,
+        watch_poll_seconds: float = WATCH_POLL_SECONDS,
     ) -> None:
         self._store = store
         self._access = access
+        self._failed_rows = failed_rows
         self._poll = watch_poll_seconds
 
     async def get(self, caller: Caller, job_id: str) -> Job:
@@ -91,26 +92,14 @@ class JobQueries:
     async def export_failed(self, caller: Caller, job_id: str) -> AsyncIterator[bytes]:
         """The failed rows as an upload CSV (header first), a page of rows at a time."""
         await self.get(caller, job_id)
-        extra = _exportable(await self._store.results.failed_extra_columns(job_id))
-        header = b"".join(failed_rows_csv((), extra))
+        extra = self._failed_rows.exportable(await self._store.results.failed_extra_columns(job_id))
+        header = b"".join(self._failed_rows.chunks((), extra))
         yield header
         after = 0
         while True:
             page = await self._store.results.page(job_id, (Outcome.FAILED,), after, EXPORT_PAGE_ROWS)
             if not page:
                 return
-            body = b"".join(failed_rows_csv((record.row for record in page), extra))
+            body = b"".join(self._failed_rows.chunks((record.row for record in page), extra))
             yield body[len(header) :]
             after = page[-1].result.row_number
-
-
-def _exportable(names: list[str]) -> list[str]:
-    """Extra columns that re-upload as extra columns (no clash with upload columns or each other)."""
-    taken = {column_key(name) for name in UPLOAD_COLUMNS} | set(SECRET_COLUMNS)
-    kept: list[str] = []
-    for name in names:
-        key = column_key(name)
-        if key and key not in taken and len(kept) < MAX_EXPORT_EXTRA_COLUMNS:
-            taken.add(key)
-            kept.append(name)
-    return kept

@@ -1,15 +1,18 @@
-"""What the service layer needs from the outside world (implemented in ``adapters/``)."""
+"""What the service layer needs from the outside world (implemented in ``adapters/`` and, for what a
+connector shares, ``shared/amqp`` and ``shared/files``; wired in ``bootstrap.py``; faked in memory by
+``tests/unit/importer/fakes.py``)."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
 from typing import Protocol
 
 from import_service.domain.jobs import EndRecorded, Job, JobSpec, Outcome, RecordedRow, RowResult
-from import_service.domain.rows import FileRow
+from import_service.domain.messages import ImportMessage
+from import_service.domain.rows import FileFormat, FileRow
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,9 +137,59 @@ class RowsPublisher(Protocol):
 
 
 class Delivery(Protocol):
-    """A received message, settled exactly once: acknowledged, returned, or dead-lettered with a
-    reason (copied to the dead-letter queue, recorded, then acknowledged)."""
+    """A message as the queue delivered it (the consumer's translation of its transport), settled
+    exactly once by the service: acknowledged, or returned to the queue. ``school_id`` is the school
+    of the routing key ``rows.<school_id>`` ("" when the key is not of that form)."""
+
+    body: bytes
+    content_type: str
+    routing_key: str
+    school_id: str
+    message_id: str
+    user_id: str | None
 
     async def ack(self) -> None: ...
     async def requeue(self) -> None: ...
-    async def dead_letter(self, reason: str, detail: str, job_id: str | None) -> None: ...
+
+
+class MessageDecoder(Protocol):
+    """A delivery's body → the message it carries; raises ``ContractViolation`` when off-contract."""
+
+    def __call__(self, body: bytes, content_type: str, routing_key: str, /) -> ImportMessage: ...
+
+
+class DeadLetterQueue(Protocol):
+    """Where refused messages go: a copy of ``delivery`` with ``reason`` and ``detail`` (and who
+    published it), confirmed by the broker before this returns; raises when it could not be sent."""
+
+    async def send(self, delivery: Delivery, reason: str, detail: str) -> None: ...
+
+
+class RowReader(Protocol):
+    """An upload's reader: fed the file's bytes chunk by chunk, then finished; each call returns the
+    rows completed so far. A problem with the file as a whole raises ``FileFormatError``."""
+
+    @property
+    def extra_columns(self) -> tuple[str, ...]: ...
+
+    def feed(self, chunk: bytes) -> list[FileRow]: ...
+
+    def finish(self) -> list[FileRow]: ...
+
+
+class RowReaders(Protocol):
+    """A fresh ``RowReader`` for a file of ``file_format``."""
+
+    def __call__(self, file_format: FileFormat) -> RowReader: ...
+
+
+class FailedRowsFile(Protocol):
+    """The failed-rows export: a file in the upload format that re-uploads unchanged."""
+
+    def exportable(self, extra_columns: Sequence[str]) -> list[str]:
+        """The extra columns that can be written (no clash with the upload columns or each other)."""
+        ...
+
+    def chunks(self, rows: Iterable[FileRow], extra_columns: Sequence[str]) -> Iterator[bytes]:
+        """The file's bytes for ``rows``, header first, in chunks."""
+        ...

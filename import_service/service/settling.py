@@ -9,7 +9,7 @@ settler, so nothing loops through broker redeliveries.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from import_service import metrics
@@ -37,6 +37,10 @@ class Tracked:
     refusal: Refusal | None = None
 
 
+DeadLetterer = Callable[[Delivery, Refusal], Awaitable[None]]
+"""Sends a message to the dead-letter queue, records it, then settles it (``DeadLettering.send``)."""
+
+
 @dataclass
 class SettleStats:
     acked: int = 0
@@ -46,7 +50,8 @@ class SettleStats:
 
 
 class Settler:
-    def __init__(self) -> None:
+    def __init__(self, dead_letter: DeadLetterer) -> None:
+        self._dead_letter = dead_letter
         self.stats = SettleStats()
         self.in_flight = 0
 
@@ -76,7 +81,7 @@ class Settler:
         refusal = tracked.refusal
         try:
             if refusal is not None:
-                await tracked.delivery.dead_letter(refusal.reason, refusal.detail, refusal.job_id)
+                await self._dead_letter(tracked.delivery, refusal)
                 self.stats.dead_lettered += 1
             else:
                 await tracked.delivery.ack()

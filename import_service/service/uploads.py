@@ -21,11 +21,10 @@ from import_service.domain.messages import (
     storable_text_problem,
 )
 from import_service.domain.messages import check_header as contract_header
-from import_service.domain.rows import FileFormat, FileRow
+from import_service.domain.rows import FileFormat, FileFormatError, FileRow
 from import_service.service.access import SchoolAccess
-from import_service.service.ports import RowsPublisher, Store
+from import_service.service.ports import RowReader, RowReaders, RowsPublisher, Store
 from shared.errors import FieldViolation, RollcallError, invalid, invalid_fields
-from shared.files import FileFormatError, RowReader, row_reader_for
 from shared.grpc_kit.auth import Caller
 
 PUBLISH_CHUNK_ROWS = 500
@@ -110,10 +109,13 @@ class _Upload:
 
 
 class Uploads:
-    def __init__(self, store: Store, publisher: RowsPublisher, access: SchoolAccess) -> None:
+    def __init__(
+        self, store: Store, publisher: RowsPublisher, access: SchoolAccess, readers: RowReaders
+    ) -> None:
         self._store = store
         self._publisher = publisher
         self._access = access
+        self._readers = readers
 
     async def submit(self, caller: Caller, header: UploadHeader, chunks: AsyncIterator[bytes]) -> Job:
         check_header(header)
@@ -128,7 +130,7 @@ class Uploads:
             source_name=header.source_name,
         )
         upload = _Upload(self._store, self._publisher, spec)
-        reader = row_reader_for(header.file_format)
+        reader = self._readers(header.file_format)
         try:
             await _read(reader, upload, chunks)
         except FileFormatError as problem:

@@ -22,8 +22,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
 
-from import_service.domain.rows import FILE_ROW_FIELDS, FileRow
-from shared.files.records import FileFormatError, Record, RecordReader
+from import_service.domain.rows import FILE_ROW_FIELDS, FileFormatError, FileRow
+from shared.files.records import Record, RecordReader
 
 MAX_COLUMNS = 100
 MAX_COLUMN_NAME_CHARS = 128

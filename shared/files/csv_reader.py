@@ -18,19 +18,16 @@ complete, holding at most one record (plus one chunk) in memory whatever the fil
 
 from __future__ import annotations
 
-from import_service.domain.rows import FILE_ROW_FIELDS, FileRow
+from import_service.domain.rows import FILE_ROW_FIELDS
 from shared.files.columns import Cells, HeaderedRowReader
 from shared.files.formula_cells import unguard_formula
-from shared.files.records import FileFormatError
 
-__all__ = ["UPLOAD_COLUMNS", "CsvRowReader", "FileFormatError", "ParsedRow"]
+__all__ = ["UPLOAD_COLUMNS", "CsvRowReader"]
 
 UPLOAD_COLUMNS = FILE_ROW_FIELDS
 """The upload format's named columns, in the order exports write them."""
 
 REQUIRED_UPLOAD_COLUMNS = ("username", "email_address")
-
-ParsedRow = FileRow
 
 
 class CsvRowReader(HeaderedRowReader):

@@ -14,12 +14,13 @@ import io
 from collections.abc import Iterable, Iterator, Sequence
 
 from import_service.domain.rows import FileRow
-from shared.files.columns import column_key
+from shared.files.columns import SECRET_COLUMNS, column_key
 from shared.files.csv_reader import UPLOAD_COLUMNS
 from shared.files.formula_cells import guard_formula
 
 CHUNK_CHARS = 64 * 1024
 """A chunk is yielded once about this many characters are buffered."""
+MAX_EXPORT_EXTRA_COLUMNS = 100
 
 _BYTE_ORDER_MARK = "\ufeff"
 
@@ -41,6 +42,29 @@ def failed_rows_csv(rows: Iterable[FileRow], extra_columns: Sequence[str]) -> It
         if buffer.tell() >= CHUNK_CHARS:
             yield _drain(buffer)
     yield _drain(buffer)
+
+
+class FailedRowsCsv:
+    """``service.ports.FailedRowsFile`` in the rollcall CSV upload format."""
+
+    def exportable(self, extra_columns: Sequence[str]) -> list[str]:
+        return exportable_columns(extra_columns)
+
+    def chunks(self, rows: Iterable[FileRow], extra_columns: Sequence[str]) -> Iterator[bytes]:
+        return failed_rows_csv(rows, extra_columns)
+
+
+def exportable_columns(names: Sequence[str]) -> list[str]:
+    """Extra columns that re-upload as extra columns (no clash with upload columns, secret columns
+    or each other), at most ``MAX_EXPORT_EXTRA_COLUMNS``."""
+    taken = {column_key(name) for name in UPLOAD_COLUMNS} | set(SECRET_COLUMNS)
+    kept: list[str] = []
+    for name in names:
+        key = column_key(name)
+        if key and key not in taken and len(kept) < MAX_EXPORT_EXTRA_COLUMNS:
+            taken.add(key)
+            kept.append(name)
+    return kept
 
 
 def _row_values(row: FileRow, extra_columns: Sequence[str]) -> tuple[str, ...]:

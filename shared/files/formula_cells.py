@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import re
 
-FORMULA_TRIGGERS = "=+-@\t\r"
 _NEEDS_GUARD = re.compile(r"'*[=+\-@\t\r]")
 _GUARDED = re.compile(r"'+[=+\-@\t\r]")
 

@@ -19,9 +19,8 @@ so only ``CsvRowReader`` reads them back.
 from __future__ import annotations
 
 from shared.files.columns import Cells, ColumnLayout, HeaderedRowReader
-from shared.files.records import FileFormatError
 
-__all__ = ["ONEROSTER_FIELD_BY_COLUMN", "FileFormatError", "OneRosterUsersReader"]
+__all__ = ["ONEROSTER_FIELD_BY_COLUMN", "OneRosterUsersReader"]
 
 ONEROSTER_FIELD_BY_COLUMN = {
     "username": "username",

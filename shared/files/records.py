@@ -27,7 +27,7 @@ import re
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from import_service.domain.rows import MAX_TRANSPORT_FIELD_CHARS, cap_transport_field
+from import_service.domain.rows import MAX_TRANSPORT_FIELD_CHARS, FileFormatError, cap_transport_field
 
 MAX_RECORD_CHARS = 131_072
 """Largest record (header or data row) accepted, in characters; far beyond any real student row."""
@@ -35,10 +35,6 @@ MAX_RECORD_CHARS = 131_072
 _START_FIELD, _IN_FIELD, _IN_QUOTED, _QUOTE_IN_QUOTED = range(4)
 _SPECIAL_CHAR = re.compile(r'[",\r\n]')
 _CR_LINE_END = re.compile(r"\r\n?")
-
-
-class FileFormatError(Exception):
-    """The file as a whole cannot be read: a header problem, an empty file, a record over the cap."""
 
 
 class Record(NamedTuple):

@@ -32,7 +32,6 @@ class Caller:
         return self.role is Role.ADMIN
 
 
-SYSTEM = Caller(client="system", role=Role.ADMIN)
 _current: ContextVar[Caller | None] = ContextVar("rollcall_caller", default=None)
 
 

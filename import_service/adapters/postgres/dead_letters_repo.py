@@ -38,6 +38,3 @@ class DeadLettersRepository:
             None if letter.school_id is None else storable(letter.school_id[:128]),
         )
         return bool(inserted)
-
-    async def count_for_job(self, job_id: str) -> int:
-        return int(await self._db.fetchval("SELECT count(*) FROM dead_letters WHERE job_id = $1", job_id))

@@ -12,7 +12,8 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 from import_service.adapters.postgres.storable import storable
-from import_service.adapters.postgres.stored_rows import extra_names, row_to_bytes, stored_row
+from import_service.adapters.postgres.stored_rows import extra_names, stored_row
+from import_service.adapters.wire import row_to_bytes
 from import_service.domain.jobs import Outcome, RecordedRow, RowResult
 from import_service.domain.rows import FileRow
 

@@ -9,10 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from import_service.adapters.wire import row_from_bytes, row_to_bytes
+from import_service.adapters.wire import row_from_bytes
 from import_service.domain.rows import FileRow
-
-__all__ = ["extra_names", "row_to_bytes", "stored_row"]
 
 
 def stored_row(row_number: int, row_pb: bytes | None, row_json: str | dict[str, Any] | None) -> FileRow:

@@ -9,9 +9,15 @@ import tracemalloc
 
 import pytest
 
-from import_service.domain.rows import MAX_TRANSPORT_FIELD_CHARS, FileFormat, FileRow, cap_transport_field
+from import_service.domain.rows import (
+    MAX_TRANSPORT_FIELD_CHARS,
+    FileFormat,
+    FileFormatError,
+    FileRow,
+    cap_transport_field,
+)
 from shared.files import row_reader_for
-from shared.files.csv_reader import CsvRowReader, FileFormatError
+from shared.files.csv_reader import CsvRowReader
 from shared.files.oneroster import OneRosterUsersReader
 from shared.files.records import MAX_RECORD_CHARS, RecordReader
 

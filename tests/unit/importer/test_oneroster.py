@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from import_service.domain.rows import FileRow
-from shared.files.oneroster import FileFormatError, OneRosterUsersReader
+from import_service.domain.rows import FileFormatError, FileRow
+from shared.files.oneroster import OneRosterUsersReader
 
 USERS_HEADER = (
     b"sourcedId,status,dateLastModified,enabledUser,orgSourcedIds,role,username,userIds,"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from import_service.adapters.postgres.stored_rows import extra_names, row_to_bytes, stored_row
+from import_service.adapters.postgres.stored_rows import extra_names, stored_row
+from import_service.adapters.wire import row_to_bytes
 from import_service.domain.rows import MAX_TRANSPORT_FIELD_CHARS, FileRow
 from shared.amqp.messages import row_from_proto
 from shared.proto.rollcall.identity.v1 import student_rows_pb2 as rows_pb
