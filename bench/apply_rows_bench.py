@@ -29,10 +29,12 @@ import asyncpg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import functools  # noqa: E402
+
 from bench.baseline import student, upsert_rate  # noqa: E402
-from identity_service.adapters.postgres.student_rows import student_rows_store_factory  # noqa: E402
-from identity_service.domain.import_rules import ImportMode, IncomingRow, RowOutcome  # noqa: E402
-from identity_service.service.student_rows import RowBatchRequest, apply_student_rows  # noqa: E402
+from identity_service.adapters.postgres.unit_of_work import PostgresUnitOfWork  # noqa: E402
+from identity_service.domain.student_file import ImportMode, IncomingRow, RowOutcome  # noqa: E402
+from identity_service.service.student_file import RowBatchRequest, apply_student_rows  # noqa: E402
 from shared.pg import migrate, with_database  # noqa: E402
 
 SERVER_URL = os.environ.get("ROLLCALL_BENCH_DATABASE_URL", "postgresql://root@127.0.0.1:5432/postgres")
@@ -64,7 +66,7 @@ async def apply_all(
     pool: asyncpg.Pool, school_id: str, rows: int, job_time: datetime, concurrency: int
 ) -> tuple[float, set[RowOutcome]]:
     """The rows as one job, 1000-row batches, ``concurrency`` batches in flight (as the import service)."""
-    factory = student_rows_store_factory(pool)
+    factory = functools.partial(PostgresUnitOfWork, pool)
     job_id = f"bench-{uuid.uuid4().hex[:8]}"
     outcomes: set[RowOutcome] = set()
     slots = asyncio.Semaphore(concurrency)

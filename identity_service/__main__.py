@@ -7,8 +7,7 @@ import asyncio
 import typer
 
 from identity_service.adapters.postgres import MIGRATION_LOCK_KEY, MIGRATIONS
-from identity_service.adapters.smtp.courier import run_courier
-from identity_service.bootstrap import build_identity
+from identity_service.bootstrap import build_courier, build_identity
 from shared import event_loop, pg
 from shared.grpc_kit.metrics import serve_metrics
 from shared.grpc_kit.server import install_signal_handlers
@@ -40,7 +39,7 @@ def courier() -> None:
     """Send queued mail through SMTP (and serve /metrics) until SIGTERM or SIGINT."""
     settings = load_settings()
     configure_logging(settings.log_level, service="identity-courier")
-    asyncio.run(run_courier(settings))
+    asyncio.run(_courier(settings))
 
 
 async def _migrate(settings: Settings) -> None:
@@ -62,6 +61,19 @@ async def _serve(settings: Settings) -> None:
         log.info("shutdown.started", grace_seconds=settings.shutdown_grace_seconds)
     finally:
         await identity.close(settings.shutdown_grace_seconds)
+
+
+async def _courier(settings: Settings) -> None:
+    """Send the outbox until SIGTERM/SIGINT, serving /metrics (emails sent/failed) on
+    ``courier_metrics_port``."""
+    serve_metrics(settings.courier_metrics_port)
+    pool = await pg.create_pool(settings.identity_database_url, min_size=1, max_size=2)
+    stop = asyncio.Event()
+    install_signal_handlers(stop)
+    try:
+        await build_courier(pool, settings).run(stop)
+    finally:
+        await pool.close()
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
-"""The one place where the identity service is wired: settings → pool, unit of work, servicer, server."""
+"""The one place where the identity service is wired: settings → pool, unit of work, servicer, server;
+and the courier: the same unit of work, the SMTP mailer, the outbox notices."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ import grpc
 
 from identity_service.adapters.grpc.access_rules import ACCESS_RULES, SERVICE_NAME
 from identity_service.adapters.grpc.servicer import IdentityServicer
-from identity_service.adapters.postgres.student_rows import student_rows_store_factory
+from identity_service.adapters.postgres.outbox_notices import PostgresMailNotices
 from identity_service.adapters.postgres.unit_of_work import PostgresUnitOfWork
+from identity_service.adapters.smtp.mailer import SmtpMailer
 from identity_service.domain.passwords import PasswordHasher
+from identity_service.service.courier import Courier, CourierConfig
 from identity_service.service.email_change import CodeSettings
 from identity_service.service.hashing import AsyncPasswordHasher
 from shared import pg
@@ -77,12 +80,23 @@ async def build_identity(settings: Settings, *, password_hasher: PasswordHasher 
     )
     new_uow = functools.partial(PostgresUnitOfWork, pool)
     codes = CodeSettings.from_hours(settings.code_lifetime_hours, settings.code_keys())
-    rows_store = student_rows_store_factory(pool)
     hasher = AsyncPasswordHasher(
         password_hasher,
         hash_slots=settings.password_hash_slots,
         sign_in_slots=settings.sign_in_slots,
         hash_nice=settings.password_hash_nice,
     )
-    servicer = IdentityServicer(new_uow, hasher, rows_store, codes)
+    servicer = IdentityServicer(new_uow, hasher, codes)
     return IdentityApp(settings, pool, servicer, hasher)
+
+
+def build_courier(pool: asyncpg.Pool, settings: Settings, config: CourierConfig | None = None) -> Courier:
+    """The courier on ``pool`` (the identity database), sending through the settings' SMTP server."""
+    tuning = config or CourierConfig()
+    return Courier(
+        functools.partial(PostgresUnitOfWork, pool),
+        SmtpMailer(settings, tuning.send_timeout),
+        PostgresMailNotices(settings.identity_database_url),
+        settings.code_keys(),
+        tuning,
+    )

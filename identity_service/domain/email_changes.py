@@ -1,7 +1,7 @@
 """Email changes (product rule 8) as values: the states of a change, what is stored, what is shown.
 
 A change is opened by staff (or a merge) without any code: the courier issues the code when it sends
-the code mail (``adapters/smtp/code_mail.py``), so a plain code never exists outside the courier's
+the code mail (``service/code_mail.py``), so a plain code never exists outside the courier's
 memory and the mail. Only ``codes.hash_code`` of the latest issued code is stored.
 """
 

@@ -2,7 +2,8 @@
 
 Pure builders: each returns ``(subject, body)``; the service layer wraps them in an ``OutgoingMail``
 and puts it in the outbox in the same transaction as the change it tells about, and the courier
-(adapters/smtp) sends it later. Every message names the school, so a student knows who is writing.
+(``service/courier.py``, through ``adapters/smtp``) sends it later. Every message names the school,
+so a student knows who is writing.
 No HTML, no links: a code mail carries the code and says where to type it.
 
 A code mail is written with ``CODE_PLACEHOLDER`` where the code goes: the courier issues the code

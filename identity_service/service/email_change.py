@@ -1,7 +1,7 @@
 """Email changes (product rule 8): staff open one, the student confirms it with the mailed code.
 
 Opening a change stores it WITHOUT a code and queues a code mail holding a placeholder; the courier
-issues the code when it sends the mail (``adapters/smtp/code_mail.py``). So no plain code is ever
+issues the code when it sends the mail (``service/code_mail.py``). So no plain code is ever
 written to the database or a log, and a code that was never delivered was never valid.
 
 Decisions (docs/email-changes.md): an address held by any user, the student included, is

@@ -1,15 +1,19 @@
-"""What the service layer needs from persistence: a unit of work holding its repositories.
+"""What the service layer needs from the world outside: one unit of work holding every repository
+(one class per table, or per feature for the student file), and the courier's mail ports.
 
-The PostgreSQL adapters implement these; unit tests may use in-memory fakes. A repository raises
+The PostgreSQL adapters implement the repositories (``adapters/postgres``), the SMTP adapter the
+mailer; the in-memory fakes of ``tests/unit/identity_service/fakes.py`` implement them all, and
+``tests/integration/identity_contract`` runs the same tests against both. A repository raises
 ``RollcallError(EMAIL_TAKEN / USERNAME_TAKEN)`` when a write would break a uniqueness rule: the
 database decides, so concurrent writers cannot both win.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from identity_service.domain.email_changes import (
@@ -18,9 +22,25 @@ from identity_service.domain.email_changes import (
     EmailChangeState,
     NewEmailChange,
 )
+from identity_service.domain.identity_keys import EmailIdentity
 from identity_service.domain.mail import OutgoingMail
+from identity_service.domain.student_file import RowResult, StoredStudent, Student
 from identity_service.domain.users import User, UserStatus, UserType
 from identity_service.service.models import AuditEvent, NewAuditEvent, School, StoredResponse
+
+
+@dataclass(frozen=True)
+class UserSearch:
+    """One page of a search: users of ``school_id`` whose names, email or username contain ``text``
+    (any case; empty: everyone), of these types and statuses (empty: any), by (last name, first name,
+    id); ``after`` is the ``search_cursor`` of the previous page's last user."""
+
+    school_id: str
+    text: str
+    user_types: Sequence[UserType]
+    statuses: Sequence[UserStatus]
+    after: tuple[Any, ...] | None
+    limit: int
 
 
 class Schools(Protocol):
@@ -64,18 +84,7 @@ class Users(Protocol):
         """Store a rehash of the same password unless the stored hash is no longer ``old_hash``."""
         ...
 
-    async def search(
-        self,
-        school_id: str,
-        text: str,
-        user_types: Sequence[UserType],
-        statuses: Sequence[UserStatus],
-        after: tuple[Any, ...] | None,
-        limit: int,
-    ) -> list[User]:
-        """Users of the school whose names, email or username contain ``text`` (any case), by
-        (last name, first name, id); ``after`` is the ``search_cursor`` of the previous page's last user."""
-        ...
+    async def search(self, search: UserSearch) -> list[User]: ...
 
     async def pending(self, school_id: str, after: tuple[Any, ...] | None, limit: int) -> list[User]:
         """PENDING students of the school, oldest first; ``after`` is (create_time, id) of the last one."""
@@ -89,6 +98,10 @@ class Users(Protocol):
 
 class Audit(Protocol):
     async def append(self, event: NewAuditEvent) -> None: ...
+
+    async def append_many(self, events: Sequence[NewAuditEvent]) -> None:
+        """Append the events in one go, in this order (ids grow in it)."""
+        ...
 
     async def list(
         self, school_id: str | None, user_id: str | None, before_id: int | None, limit: int
@@ -134,14 +147,69 @@ class EmailChanges(Protocol):
 
     async def set_state(self, change_id: str, state: EmailChangeState) -> bool: ...
 
+    async def get(self, change_id: str) -> EmailChangeRecord | None: ...
+
+    async def issue_code(self, change_id: str, code_hash: str) -> bool:
+        """Store the hash of a newly issued code on a change still PENDING and not expired; False when
+        it is closed or overdue (its code must not be sent)."""
+        ...
+
+    async def expire_overdue(self, limit: int = 1000) -> int:
+        """Close (EXPIRED) up to ``limit`` PENDING changes whose code has expired; returns how many."""
+        ...
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    """A claimed message, as the courier sees it. ``attempts`` counts the failed sends so far."""
+
+    id: int
+    created_at: datetime
+    to_address: str
+    subject: str
+    body: str
+    kind: str
+    school_id: str | None
+    user_id: str | None
+    attempts: int
+    email_change_id: str | None = None
+
 
 class Outbox(Protocol):
+    """The mail outbox: use cases enqueue in their transaction; the courier claims (a lease, so
+    couriers never hold one message at once), sends and settles. A SENT or ABANDONED message's body
+    is erased."""
+
     async def enqueue(self, mail: OutgoingMail) -> int:
         """Queue ``mail`` in this transaction; the courier sends it after commit."""
         ...
 
     async def discard_pending(self, user_id: str, kind: str) -> int:
         """Abandon the user's unsent mail of ``kind``."""
+        ...
+
+    async def claim_due(self, limit: int, lease_seconds: float) -> list[OutboxMessage]:
+        """Lease up to ``limit`` due PENDING messages nobody holds, for ``lease_seconds``; by id."""
+        ...
+
+    async def mark_sent(self, message_id: int) -> None: ...
+
+    async def mark_failed(
+        self, message_id: int, error: str, next_attempt_at: datetime, abandon: bool
+    ) -> None:
+        """Count a failed send; ``abandon`` gives the message up, else it is due at ``next_attempt_at``."""
+        ...
+
+    async def release(self, message_ids: Sequence[int]) -> None:
+        """Give back the leases of messages not tried."""
+        ...
+
+    async def abandon(self, message_id: int, reason: str) -> None:
+        """Give a message up without sending it (not a failed send)."""
+        ...
+
+    async def purge_finished(self, older_than: timedelta, limit: int = 10_000) -> int:
+        """Delete up to ``limit`` SENT or ABANDONED messages created more than ``older_than`` ago."""
         ...
 
 
@@ -151,6 +219,65 @@ class RateLimits(Protocol):
         ...
 
     async def clear(self, scope: str, subject: str) -> None: ...
+
+    async def purge(self, older_than: timedelta, limit: int = 10_000) -> int:
+        """Delete up to ``limit`` events older than ``older_than``; returns how many."""
+        ...
+
+
+class BatchConflict(Exception):
+    """A concurrent writer got in the way of a student-file batch: a username or email taken between
+    read and write, a deadlock, a serialization failure, or another call recorded the same rows first.
+    The transaction is rolled back; applying the whole batch again sees the new state."""
+
+
+class BatchRefused(Exception):
+    """The database refused a student-file batch's writes for something they hold (a constraint, a
+    value, a trigger), not because it is unreachable. Rolled back; applying the same rows again fails
+    again, so the batch is split until the row that causes it is alone (``sqlstate`` says what it was)."""
+
+    def __init__(self, sqlstate: str) -> None:
+        super().__init__(f"the database refused the batch (SQLSTATE {sqlstate})")
+        self.sqlstate = sqlstate
+
+
+class StudentFile(Protocol):
+    """The student file's persistence: the users a batch names and the outcomes of its rows. Every
+    method is one statement (one round trip), whatever the number of rows."""
+
+    async def recorded_outcomes(self, job_id: str, row_numbers: Sequence[int]) -> dict[int, RowResult]:
+        """The outcomes already recorded for these rows of the job, by row number."""
+        ...
+
+    async def students_named(
+        self,
+        school_id: str,
+        username_keys: Sequence[str],
+        emails: Sequence[EmailIdentity],
+        *,
+        lock: bool,
+    ) -> list[StoredStudent]:
+        """Users of the school whose username key is in ``username_keys``, users of any school whose
+        email key is one of ``emails``', and users whose address could be confused with one of them;
+        with ``lock``, locked FOR UPDATE in id order (the same order in every call, so concurrent
+        batches do not deadlock on them)."""
+        ...
+
+    async def record_outcomes(self, job_id: str, results: Sequence[RowResult]) -> None:
+        """Keep the outcomes; raises BatchConflict when any of these rows was recorded meanwhile."""
+        ...
+
+    async def park_keys(self, user_ids: Sequence[str]) -> None:
+        """Move the usernames and emails of these users aside, so the batch can hand keys around."""
+        ...
+
+    async def update_students(self, job_id: str, job_time: datetime, students: Sequence[Student]) -> None:
+        """Write the students' current values and import marks; bump version when ``changed``."""
+        ...
+
+    async def insert_students(self, job_id: str, job_time: datetime, students: Sequence[Student]) -> None:
+        """Insert new students (origin STUDENT_FILE) with their import marks (audit: ``Audit``)."""
+        ...
 
 
 class UnitOfWork(Protocol):
@@ -177,12 +304,57 @@ class UnitOfWork(Protocol):
     @property
     def rate_limits(self) -> RateLimits: ...
 
+    @property
+    def student_file(self) -> StudentFile: ...
+
 
 class UnitOfWorkFactory(Protocol):
-    """Opens a unit of work; ``read_only`` ones run their queries without a transaction (one round trip
-    each, for use cases that only read)."""
+    """Opens a unit of work (one transaction, committed on a clean exit, else rolled back).
 
-    def __call__(self, *, read_only: bool = False) -> AbstractAsyncContextManager[UnitOfWork]: ...
+    - ``read_only``: no transaction; each query is one round trip (use cases that only read);
+    - ``autocommit``: no transaction either, and each statement commits on its own (the courier's
+      bookkeeping: a claim, a SENT mark must hold whatever happens next);
+    - ``batch``: the database's refusals leave it as ``BatchConflict`` (a unique or exclusion
+      violation, a deadlock, a serialization failure) or ``BatchRefused`` (anything else but an
+      outage), rolled back; an unreachable database is raised as it is (the caller answers
+      UNAVAILABLE)."""
+
+    def __call__(
+        self, *, read_only: bool = False, autocommit: bool = False, batch: bool = False
+    ) -> AbstractAsyncContextManager[UnitOfWork]: ...
+
+
+class Mailer(Protocol):
+    """Sends one mail (the SMTP adapter)."""
+
+    def where(self) -> Mapping[str, object]:
+        """Where it sends, for the logs (no secret)."""
+        ...
+
+    async def send(self, message: OutboxMessage) -> None:
+        """Hand ``message`` to the mail server; ``SendFailed`` when it could not."""
+        ...
+
+
+class SendFailed(Exception):
+    """A mail was not handed over. ``error`` holds no address or code; ``permanent`` when retrying
+    cannot help (a malformed header, a recipient refused with 5xx)."""
+
+    def __init__(self, error: str, *, permanent: bool) -> None:
+        super().__init__(error)
+        self.error = error
+        self.permanent = permanent
+
+
+class MailNotices(Protocol):
+    """Wake-ups when a use case commits a mail (PostgreSQL's NOTIFY outbox)."""
+
+    async def listen(self, wake: Callable[[], None]) -> None:
+        """Call ``wake`` on every notice from now on; reconnects when the listener was lost, and only
+        logs when it cannot (the courier then polls)."""
+        ...
+
+    async def close(self) -> None: ...
 
 
 def search_cursor(user: User) -> tuple[Any, ...]:

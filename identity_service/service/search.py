@@ -11,7 +11,7 @@ from identity_service.service import access, paging
 from identity_service.service.idempotency import read
 from identity_service.service.inputs import enum_list, required_id
 from identity_service.service.models import Page
-from identity_service.service.ports import UnitOfWork, UnitOfWorkFactory, search_cursor
+from identity_service.service.ports import UnitOfWork, UnitOfWorkFactory, UserSearch, search_cursor
 from shared.grpc_kit.auth import Caller
 
 PAGE_KIND = "search"
@@ -42,7 +42,7 @@ async def search_users(
 
     async def run(uow: UnitOfWork) -> Page[User]:
         await access.school_for_staff(uow, caller, school)
-        rows = await uow.users.search(school, text, types, wanted, page.after, page.size + 1)
+        rows = await uow.users.search(UserSearch(school, text, types, wanted, page.after, page.size + 1))
         return paging.paginate(PAGE_KIND, rows, page.size, search_cursor)
 
     return await read(new_uow, run)

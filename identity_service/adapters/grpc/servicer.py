@@ -1,7 +1,7 @@
 """IdentityService over gRPC: each RPC turns its request into plain values, calls one use case and
 turns the result into the reply. Roles are checked by the interceptor (``access_rules``); errors are
-``RollcallError`` and become statuses there. ApplyStudentRows is still the generated base class's,
-which answers UNIMPLEMENTED."""
+``RollcallError`` and become statuses there. ApplyStudentRows (the student file) is converted by
+``student_file_convert`` and applied by ``service.student_file``, like any other RPC."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import grpc
 from google.protobuf import empty_pb2
 
 from identity_service.adapters.grpc import converters as to
-from identity_service.adapters.grpc.student_rows_convert import request_from_proto, response_to_proto
+from identity_service.adapters.grpc.student_file_convert import request_from_proto, response_to_proto
 from identity_service.service import (
     accounts,
     audit_trail,
@@ -27,8 +27,7 @@ from identity_service.service import (
 from identity_service.service.email_change import CodeSettings
 from identity_service.service.hashing import AsyncPasswordHasher
 from identity_service.service.ports import UnitOfWorkFactory
-from identity_service.service.student_rows import apply_student_rows
-from identity_service.service.student_rows_ports import StudentRowsStoreFactory
+from identity_service.service.student_file import apply_student_rows
 from shared.grpc_kit.auth import current_caller
 from shared.proto.rollcall.identity.v1 import identity_service_pb2 as pb
 from shared.proto.rollcall.identity.v1 import identity_service_pb2_grpc as pb_grpc
@@ -42,12 +41,10 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         self,
         new_uow: UnitOfWorkFactory,
         hasher: AsyncPasswordHasher,
-        rows_store: StudentRowsStoreFactory,
         codes: CodeSettings | None = None,
     ) -> None:
         self._uow = new_uow
         self._hasher = hasher
-        self._rows_store = rows_store
         self._codes = codes or CodeSettings()
 
     async def CreateSchool(self, request: pb.CreateSchoolRequest, context: Context) -> res.School:
@@ -225,4 +222,4 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
         self, request: pb.ApplyStudentRowsRequest, context: Context
     ) -> pb.ApplyStudentRowsResponse:
         batch = request_from_proto(request)
-        return response_to_proto(await apply_student_rows(self._rows_store, batch, current_caller().client))
+        return response_to_proto(await apply_student_rows(self._uow, batch, current_caller().client))

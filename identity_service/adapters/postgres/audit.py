@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
@@ -10,6 +11,12 @@ import asyncpg
 from identity_service.service.models import AuditEvent, NewAuditEvent
 
 _COLUMNS = "id, time, actor_id, client, action, user_id, school_id, details"
+# A batch of events in one statement (the student file's); ids are given in the events' order.
+_APPEND_MANY = """INSERT INTO audit_events (actor_id, client, action, user_id, school_id, details)
+    SELECT v.actor_id, v.client, v.action, v.user_id, v.school_id, v.details::jsonb
+    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::uuid[], $6::text[]) WITH ORDINALITY
+        AS v(actor_id, client, action, user_id, school_id, details, n)
+    ORDER BY v.n"""
 
 
 class PostgresAudit:
@@ -26,6 +33,19 @@ class PostgresAudit:
             event.user_id,
             event.school_id,
             json.dumps(event.details, default=str),
+        )
+
+    async def append_many(self, events: Sequence[NewAuditEvent]) -> None:
+        if not events:
+            return
+        await self._conn.execute(
+            _APPEND_MANY,
+            [e.actor_id for e in events],
+            [e.client for e in events],
+            [e.action for e in events],
+            [e.user_id for e in events],
+            [e.school_id for e in events],
+            [json.dumps(e.details, default=str) for e in events],
         )
 
     async def list(

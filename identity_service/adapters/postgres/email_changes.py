@@ -1,6 +1,6 @@
 """SQL of email changes (product rule 8): the one PENDING change per user, its tries and its end.
 
-Every method takes the connection of the caller's transaction. ``new_email_key`` is always
+One class, bound to the unit of work's connection (``ports.EmailChanges``). ``new_email_key`` is always
 ``identity_keys.email_key(new_email)``, the same key the users' unique email index is built on.
 """
 
@@ -18,55 +18,38 @@ from identity_service.domain.email_changes import (
 )
 from identity_service.domain.identity_keys import email_key
 
-__all__ = [
-    "AttemptCount",
-    "EmailChangeRecord",
-    "EmailChangeRepository",
-    "EmailChangeState",
-    "NewEmailChange",
-    "PostgresEmailChanges",
-]
-
 # A constant, never input: the f-strings below interpolate only this list.
 _COLUMNS = """id, user_id, new_email, new_email_key, code_hash, state, attempts, max_attempts,
     file_updates_disabled, requested_by, client, create_time, expire_time, close_time"""
+_PENDING = f"SELECT {_COLUMNS} FROM email_changes WHERE user_id = $1 AND state = 'PENDING'"
 
 
-class EmailChangeRepository:
-    """Persistence of ``email_changes``. Holds no state; one instance serves every connection."""
+class PostgresEmailChanges:
+    """The ``email_changes`` table on one unit of work's connection (``ports.EmailChanges``)."""
 
-    async def get_pending_for_update(
-        self, conn: asyncpg.Connection, user_id: str
-    ) -> EmailChangeRecord | None:
-        """The user's PENDING change, row-locked until the transaction ends; None when there is none."""
-        row = await conn.fetchrow(
-            f"SELECT {_COLUMNS} FROM email_changes WHERE user_id = $1 AND state = 'PENDING' FOR UPDATE",
-            user_id,
-        )
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+
+    async def pending(self, user_id: str, *, for_update: bool = False) -> EmailChangeRecord | None:
+        """The user's PENDING change (row-locked until the transaction ends with ``for_update``)."""
+        query = _PENDING + " FOR UPDATE" if for_update else _PENDING
+        row = await self._conn.fetchrow(query, user_id)
         return _record(row) if row else None
 
-    async def get_pending(self, conn: asyncpg.Connection, user_id: str) -> EmailChangeRecord | None:
-        """The user's PENDING change (no lock); None when there is none."""
-        row = await conn.fetchrow(
-            f"SELECT {_COLUMNS} FROM email_changes WHERE user_id = $1 AND state = 'PENDING'",
-            user_id,
-        )
-        return _record(row) if row else None
-
-    async def latest(self, conn: asyncpg.Connection, user_id: str) -> EmailChangeRecord | None:
+    async def latest(self, user_id: str) -> EmailChangeRecord | None:
         """The user's most recent change, whatever its state; None when the user never had one."""
-        row = await conn.fetchrow(
+        row = await self._conn.fetchrow(
             f"""SELECT {_COLUMNS} FROM email_changes WHERE user_id = $1
                 ORDER BY create_time DESC, (state = 'PENDING') DESC LIMIT 1""",
             user_id,
         )
         return _record(row) if row else None
 
-    async def issue_code(self, conn: asyncpg.Connection, change_id: str, code_hash: str) -> bool:
+    async def issue_code(self, change_id: str, code_hash: str) -> bool:
         """Store the hash of a newly issued code on a change that is still PENDING and not expired,
         replacing any earlier code (the attempt count stays); False when the change is closed or
         overdue, so its code must not be sent."""
-        status = await conn.execute(
+        status = await self._conn.execute(
             """UPDATE email_changes SET code_hash = $2
                WHERE id = $1 AND state = 'PENDING' AND expire_time > now()""",
             change_id,
@@ -74,15 +57,15 @@ class EmailChangeRepository:
         )
         return bool(status == "UPDATE 1")
 
-    async def get(self, conn: asyncpg.Connection, change_id: str) -> EmailChangeRecord | None:
-        row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM email_changes WHERE id = $1", change_id)
+    async def get(self, change_id: str) -> EmailChangeRecord | None:
+        row = await self._conn.fetchrow(f"SELECT {_COLUMNS} FROM email_changes WHERE id = $1", change_id)
         return _record(row) if row else None
 
-    async def insert(self, conn: asyncpg.Connection, change: NewEmailChange) -> EmailChangeRecord:
+    async def open(self, change: NewEmailChange) -> EmailChangeRecord:
         """Insert a PENDING change. Close the user's previous one first (``close_pending``): a second
         PENDING change for one user violates ``email_changes_one_pending``
         (``asyncpg.UniqueViolationError``)."""
-        row = await conn.fetchrow(
+        row = await self._conn.fetchrow(
             f"""INSERT INTO email_changes (id, user_id, new_email, new_email_key, code_hash, state,
                     max_attempts, file_updates_disabled, requested_by, client, expire_time)
                 VALUES ($1, $2, $3, $10, $4, 'PENDING', $5, $6, $7, $8, $9)
@@ -101,13 +84,11 @@ class EmailChangeRepository:
         assert row is not None
         return _record(row)
 
-    async def close_pending(
-        self, conn: asyncpg.Connection, user_id: str, state: EmailChangeState
-    ) -> EmailChangeRecord | None:
+    async def close_pending(self, user_id: str, state: EmailChangeState) -> EmailChangeRecord | None:
         """Close the user's PENDING change in ``state`` (CANCELLED when replaced or cancelled, EXPIRED,
         LOCKED); returns the closed change, or None when nothing was pending."""
         _require_final(state)
-        row = await conn.fetchrow(
+        row = await self._conn.fetchrow(
             f"""UPDATE email_changes SET state = $2, close_time = now()
                 WHERE user_id = $1 AND state = 'PENDING'
                 RETURNING {_COLUMNS}""",
@@ -116,7 +97,7 @@ class EmailChangeRepository:
         )
         return _record(row) if row else None
 
-    async def count_attempt(self, conn: asyncpg.Connection, change_id: str) -> AttemptCount | None:
+    async def count_attempt(self, change_id: str) -> AttemptCount | None:
         """Count one confirmation try BEFORE the code is checked; None when no try is left (or the
         change is no longer PENDING).
 
@@ -124,7 +105,7 @@ class EmailChangeRepository:
         previous one left, so the count never passes ``max_attempts`` however many race. Call it in a
         transaction that commits even when the code then turns out wrong, or the try is forgotten.
         """
-        row = await conn.fetchrow(
+        row = await self._conn.fetchrow(
             """UPDATE email_changes SET attempts = attempts + 1
                WHERE id = $1 AND state = 'PENDING' AND attempts < max_attempts
                RETURNING attempts, max_attempts""",
@@ -132,27 +113,27 @@ class EmailChangeRepository:
         )
         return AttemptCount(row["attempts"], row["max_attempts"]) if row else None
 
-    async def set_state(self, conn: asyncpg.Connection, change_id: str, state: EmailChangeState) -> bool:
+    async def set_state(self, change_id: str, state: EmailChangeState) -> bool:
         """Move a PENDING change to a final ``state``; False when it was not PENDING any more."""
         _require_final(state)
-        status = await conn.execute(
+        status = await self._conn.execute(
             "UPDATE email_changes SET state = $2, close_time = now() WHERE id = $1 AND state = 'PENDING'",
             change_id,
             str(state),
         )
         return bool(status == "UPDATE 1")
 
-    async def pending_user_ids_for_address(self, conn: asyncpg.Connection, new_email: str) -> list[str]:
+    async def pending_user_ids_for_address(self, new_email: str) -> list[str]:
         """Users with a PENDING change to ``new_email`` (compared by key)."""
-        rows = await conn.fetch(
+        rows = await self._conn.fetch(
             "SELECT user_id FROM email_changes WHERE new_email_key = $1 AND state = 'PENDING'",
             email_key(new_email),
         )
         return [str(r["user_id"]) for r in rows]
 
-    async def expire_overdue(self, conn: asyncpg.Connection, limit: int = 1000) -> int:
+    async def expire_overdue(self, limit: int = 1000) -> int:
         """Close PENDING changes whose code has expired (housekeeping); returns how many."""
-        status = await conn.execute(
+        status = await self._conn.execute(
             """UPDATE email_changes SET state = 'EXPIRED', close_time = now()
                WHERE id IN (SELECT id FROM email_changes
                             WHERE state = 'PENDING' AND expire_time <= now()
@@ -160,34 +141,6 @@ class EmailChangeRepository:
             limit,
         )
         return int(status.split()[-1])
-
-
-class PostgresEmailChanges:
-    """The email-change repository bound to one unit of work's connection (``ports.EmailChanges``)."""
-
-    def __init__(self, conn: asyncpg.Connection, repo: EmailChangeRepository | None = None) -> None:
-        self._conn = conn
-        self._repo = repo or EmailChangeRepository()
-
-    async def pending(self, user_id: str, *, for_update: bool = False) -> EmailChangeRecord | None:
-        if for_update:
-            return await self._repo.get_pending_for_update(self._conn, user_id)
-        return await self._repo.get_pending(self._conn, user_id)
-
-    async def latest(self, user_id: str) -> EmailChangeRecord | None:
-        return await self._repo.latest(self._conn, user_id)
-
-    async def open(self, change: NewEmailChange) -> EmailChangeRecord:
-        return await self._repo.insert(self._conn, change)
-
-    async def close_pending(self, user_id: str, state: EmailChangeState) -> EmailChangeRecord | None:
-        return await self._repo.close_pending(self._conn, user_id, state)
-
-    async def count_attempt(self, change_id: str) -> AttemptCount | None:
-        return await self._repo.count_attempt(self._conn, change_id)
-
-    async def set_state(self, change_id: str, state: EmailChangeState) -> bool:
-        return await self._repo.set_state(self._conn, change_id, state)
 
 
 def _require_final(state: EmailChangeState) -> None:

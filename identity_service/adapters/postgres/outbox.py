@@ -10,13 +10,13 @@ its code, only ``mail.CODE_PLACEHOLDER``, and names its change (``email_change_i
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeAlias
 
 import asyncpg
 
 from identity_service.domain.mail import OutgoingMail
+from identity_service.service.ports import OutboxMessage
 
 NOTIFY_CHANNEL = "outbox"
 ERROR_MAX = 500
@@ -40,29 +40,17 @@ _CLAIMED_COLUMNS = ", ".join(
 )
 
 
-@dataclass(frozen=True)
-class OutboxMessage:
-    """A claimed message, as the courier sees it. ``attempts`` counts the failed sends so far."""
+class PostgresOutbox:
+    """The ``outbox_messages`` table on one unit of work's connection (``ports.Outbox``); the courier
+    uses an autocommit unit of work, so each of its calls commits on its own."""
 
-    id: int
-    created_at: datetime
-    to_address: str
-    subject: str
-    body: str
-    kind: str
-    school_id: str | None
-    user_id: str | None
-    attempts: int
-    email_change_id: str | None = None
+    def __init__(self, conn: Executor) -> None:
+        self._conn = conn  # a pool works too for every method but ``enqueue`` (one transaction)
 
-
-class OutboxRepository:
-    """Persistence of ``outbox_messages``. Holds no state; one instance serves every connection."""
-
-    async def enqueue(self, conn: asyncpg.Connection, mail: OutgoingMail) -> int:
+    async def enqueue(self, mail: OutgoingMail) -> int:
         """Add ``mail``, due now, in the caller's transaction; returns its id. A ``NOTIFY outbox``
         goes with it: PostgreSQL delivers it at commit (not at all on rollback), waking couriers."""
-        message_id = await conn.fetchval(
+        message_id = await self._conn.fetchval(
             """INSERT INTO outbox_messages
                    (to_address, subject, body, kind, school_id, user_id, email_change_id)
                VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id""",
@@ -74,13 +62,13 @@ class OutboxRepository:
             mail.user_id,
             mail.email_change_id,
         )
-        await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
+        await self._conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
         return int(message_id)
 
-    async def claim_due(self, db: Executor, limit: int, lease_seconds: float) -> list[OutboxMessage]:
+    async def claim_due(self, limit: int, lease_seconds: float) -> list[OutboxMessage]:
         """Lease up to ``limit`` PENDING messages that are due and not leased by anyone, oldest due
         first, for ``lease_seconds``; returns them."""
-        rows = await db.fetch(
+        rows = await self._conn.fetch(
             f"""WITH due AS (
                     SELECT id FROM outbox_messages
                     WHERE status = 'PENDING' AND next_attempt_at <= now()
@@ -98,9 +86,9 @@ class OutboxRepository:
         messages.sort(key=lambda m: m.id)
         return messages
 
-    async def mark_sent(self, db: Executor, message_id: int) -> None:
+    async def mark_sent(self, message_id: int) -> None:
         """The server accepted the message: it is never sent again; its body is erased."""
-        await db.execute(
+        await self._conn.execute(
             """UPDATE outbox_messages
                SET status = 'SENT', sent_at = now(), body = '', locked_until = NULL, last_error = NULL
                WHERE id = $1 AND status = 'PENDING'""",
@@ -108,12 +96,12 @@ class OutboxRepository:
         )
 
     async def mark_failed(
-        self, db: Executor, message_id: int, error: str, next_attempt_at: datetime, abandon: bool
+        self, message_id: int, error: str, next_attempt_at: datetime, abandon: bool
     ) -> None:
         """Count a failed send. ``error`` must hold no address or code (``courier.describe_error``).
         With ``abandon`` the message is given up (ABANDONED, body erased), else retried at
         ``next_attempt_at``."""
-        await db.execute(
+        await self._conn.execute(
             """UPDATE outbox_messages
                SET attempts = attempts + 1, last_error = left($2, $5), next_attempt_at = $3,
                    locked_until = NULL,
@@ -127,20 +115,20 @@ class OutboxRepository:
             ERROR_MAX,
         )
 
-    async def release(self, db: Executor, message_ids: Sequence[int]) -> None:
+    async def release(self, message_ids: Sequence[int]) -> None:
         """Give back leases on messages not tried (a courier stopping), so others take them now."""
         if message_ids:
-            await db.execute(
+            await self._conn.execute(
                 "UPDATE outbox_messages SET locked_until = NULL WHERE id = ANY($1::bigint[]) "
                 "AND status = 'PENDING'",
                 list(message_ids),
             )
 
-    async def discard_pending(self, conn: asyncpg.Connection, user_id: str, kind: str) -> int:
+    async def discard_pending(self, user_id: str, kind: str) -> int:
         """Abandon the user's unsent messages of ``kind`` (e.g. the code mail of a change that was
         replaced or cancelled, so an outdated code is never delivered); returns how many.
         A message a courier is sending right now may still go out."""
-        status = await conn.execute(
+        status = await self._conn.execute(
             """UPDATE outbox_messages
                SET status = 'ABANDONED', body = '', locked_until = NULL, last_error = 'discarded'
                WHERE user_id = $1 AND kind = $2 AND status = 'PENDING'""",
@@ -149,10 +137,10 @@ class OutboxRepository:
         )
         return int(status.split()[-1])
 
-    async def abandon(self, db: Executor, message_id: int, reason: str) -> None:
+    async def abandon(self, message_id: int, reason: str) -> None:
         """Give up a message without sending it (e.g. the code mail of a change that closed meanwhile);
         ``reason`` holds no address or code. Does not count as a failed send."""
-        await db.execute(
+        await self._conn.execute(
             """UPDATE outbox_messages
                SET status = 'ABANDONED', body = '', locked_until = NULL, last_error = left($2, $3)
                WHERE id = $1 AND status = 'PENDING'""",
@@ -161,9 +149,9 @@ class OutboxRepository:
             ERROR_MAX,
         )
 
-    async def purge_finished(self, db: Executor, older_than: timedelta, limit: int = 10_000) -> int:
+    async def purge_finished(self, older_than: timedelta, limit: int = 10_000) -> int:
         """Delete up to ``limit`` SENT or ABANDONED messages created more than ``older_than`` ago."""
-        status = await db.execute(
+        status = await self._conn.execute(
             """DELETE FROM outbox_messages WHERE id IN (
                    SELECT id FROM outbox_messages
                    WHERE status <> 'PENDING' AND created_at < now() - $1::interval LIMIT $2)""",
@@ -186,17 +174,3 @@ def _message(row: Any) -> OutboxMessage:
         attempts=row["attempts"],
         email_change_id=str(row["email_change_id"]) if row["email_change_id"] else None,
     )
-
-
-class PostgresOutbox:
-    """The outbox bound to one unit of work's connection (``ports.Outbox``)."""
-
-    def __init__(self, conn: asyncpg.Connection, repo: OutboxRepository | None = None) -> None:
-        self._conn = conn
-        self._repo = repo or OutboxRepository()
-
-    async def enqueue(self, mail: OutgoingMail) -> int:
-        return await self._repo.enqueue(self._conn, mail)
-
-    async def discard_pending(self, user_id: str, kind: str) -> int:
-        return await self._repo.discard_pending(self._conn, user_id, kind)

@@ -24,36 +24,32 @@ def rate_key(scope: str, subject: str) -> str:
     return f"{scope}:{subject}"[:KEY_MAX]
 
 
-class RateLimiter:
-    """Counts events per key in a sliding window. Holds no state; one instance serves every connection."""
+class PostgresRateLimits:
+    """The ``rate_events`` table on one unit of work's connection (``ports.RateLimits``); an event is
+    counted under ``rate_key(scope, subject)``."""
 
-    async def hit(self, conn: asyncpg.Connection, key: str, window: timedelta, limit: int) -> bool:
-        """Record one event for ``key`` if fewer than ``limit`` happened within ``window``: True when
-        recorded (allowed), False when over the limit (nothing recorded)."""
-        async with conn.transaction():
-            await self._lock(conn, key)
-            if await self._count(conn, key, window) >= limit:
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+
+    async def hit(self, scope: str, subject: str, window: timedelta, limit: int) -> bool:
+        """Record one event if fewer than ``limit`` happened within ``window``: True when recorded
+        (allowed), False when over the limit (nothing recorded)."""
+        key = rate_key(scope, subject)
+        async with self._conn.transaction():
+            await self._lock(key)
+            if await self._count(key, window) >= limit:
                 return False
-            await conn.execute("INSERT INTO rate_events (key) VALUES ($1)", key)
+            await self._conn.execute("INSERT INTO rate_events (key) VALUES ($1)", key)
             return True
 
-    async def is_limited(self, conn: asyncpg.Connection, key: str, window: timedelta, limit: int) -> bool:
-        """True when ``limit`` or more events of ``key`` happened within ``window`` (records nothing).
-        For counting only failures: check with this first, ``record`` when the attempt fails."""
-        return await self._count(conn, key, window) >= limit
+    async def clear(self, scope: str, subject: str) -> None:
+        """Forget every event of the subject (e.g. after a successful sign-in)."""
+        await self._conn.execute("DELETE FROM rate_events WHERE key = $1", rate_key(scope, subject))
 
-    async def record(self, conn: asyncpg.Connection, key: str) -> None:
-        """Record one event for ``key`` unconditionally (e.g. a failed sign-in)."""
-        await conn.execute("INSERT INTO rate_events (key) VALUES ($1)", key)
-
-    async def clear(self, conn: asyncpg.Connection, key: str) -> None:
-        """Forget every event of ``key`` (e.g. after a successful sign-in)."""
-        await conn.execute("DELETE FROM rate_events WHERE key = $1", key)
-
-    async def purge(self, conn: asyncpg.Connection, older_than: timedelta, limit: int = 10_000) -> int:
+    async def purge(self, older_than: timedelta, limit: int = 10_000) -> int:
         """Delete up to ``limit`` events older than ``older_than`` (longer than any window in use);
         returns how many were deleted."""
-        status = await conn.execute(
+        status = await self._conn.execute(
             """DELETE FROM rate_events WHERE ctid IN (
                    SELECT ctid FROM rate_events
                    WHERE created_at < clock_timestamp() - $1::interval LIMIT $2)""",
@@ -62,28 +58,14 @@ class RateLimiter:
         )
         return int(status.split()[-1])
 
-    async def _lock(self, conn: asyncpg.Connection, key: str) -> None:
-        await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", LOCK_NAMESPACE, key)
+    async def _lock(self, key: str) -> None:
+        await self._conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", LOCK_NAMESPACE, key)
 
-    async def _count(self, conn: asyncpg.Connection, key: str, window: timedelta) -> int:
-        count = await conn.fetchval(
+    async def _count(self, key: str, window: timedelta) -> int:
+        count = await self._conn.fetchval(
             """SELECT count(*) FROM rate_events
                WHERE key = $1 AND created_at > clock_timestamp() - $2::interval""",
             key,
             window,
         )
         return int(count)
-
-
-class PostgresRateLimits:
-    """The rate limiter bound to one unit of work's connection (``ports.RateLimits``)."""
-
-    def __init__(self, conn: asyncpg.Connection, limiter: RateLimiter | None = None) -> None:
-        self._conn = conn
-        self._limiter = limiter or RateLimiter()
-
-    async def hit(self, scope: str, subject: str, window: timedelta, limit: int) -> bool:
-        return await self._limiter.hit(self._conn, rate_key(scope, subject), window, limit)
-
-    async def clear(self, scope: str, subject: str) -> None:
-        await self._limiter.clear(self._conn, rate_key(scope, subject))

@@ -1,4 +1,8 @@
-"""One asyncpg transaction per use case, with the repositories bound to its connection."""
+"""The one unit of work: a pool connection, one transaction, every repository bound to it.
+
+Every identity use case (RPCs, ApplyStudentRows, the courier) opens it through the service layer's
+``UnitOfWorkFactory`` (``ports``); this is the only place a transaction is started or ended.
+"""
 
 from __future__ import annotations
 
@@ -13,17 +17,28 @@ from identity_service.adapters.postgres.idempotency import PostgresIdempotency
 from identity_service.adapters.postgres.outbox import PostgresOutbox
 from identity_service.adapters.postgres.rate_limits import PostgresRateLimits
 from identity_service.adapters.postgres.schools import PostgresSchools
+from identity_service.adapters.postgres.student_file import PostgresStudentFile
 from identity_service.adapters.postgres.users import PostgresUsers
+from identity_service.service.ports import BatchConflict, BatchRefused
 from shared.grpc_kit.metrics import DB_POOL_IN_USE
+from shared.pg import is_unreachable
 
 ACQUIRE_TIMEOUT_SECONDS = 10.0
+_CONFLICTS = (
+    asyncpg.UniqueViolationError,
+    asyncpg.ExclusionViolationError,
+    asyncpg.DeadlockDetectedError,
+    asyncpg.SerializationError,
+)
 
 
 class PostgresUnitOfWork:
     """``async with PostgresUnitOfWork(pool) as uow``: commits on a clean exit, else rolls back.
 
-    With ``read_only=True`` no transaction is opened: a use case that only reads pays no BEGIN/COMMIT
-    round trips (its repositories must then not write)."""
+    With ``read_only=True`` or ``autocommit=True`` no transaction is opened: a use case that only reads
+    pays no BEGIN/COMMIT round trips, and the courier's bookkeeping commits statement by statement.
+    With ``batch=True`` a refusal of the database (in a statement or at commit) leaves as
+    ``BatchConflict`` / ``BatchRefused`` (``ports.UnitOfWorkFactory``), an outage as it is."""
 
     schools: PostgresSchools
     users: PostgresUsers
@@ -32,10 +47,14 @@ class PostgresUnitOfWork:
     email_changes: PostgresEmailChanges
     outbox: PostgresOutbox
     rate_limits: PostgresRateLimits
+    student_file: PostgresStudentFile
 
-    def __init__(self, pool: asyncpg.Pool, *, read_only: bool = False) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, *, read_only: bool = False, autocommit: bool = False, batch: bool = False
+    ) -> None:
         self._pool = pool
-        self._read_only = read_only
+        self._in_transaction = not (read_only or autocommit)
+        self._batch = batch
         self._conn: asyncpg.Connection | None = None
         self._transaction: asyncpg.transaction.Transaction | None = None
 
@@ -43,11 +62,12 @@ class PostgresUnitOfWork:
         conn = await self._pool.acquire(timeout=ACQUIRE_TIMEOUT_SECONDS)
         DB_POOL_IN_USE.labels("identity").inc()
         try:
-            if not self._read_only:
+            if self._in_transaction:
                 self._transaction = conn.transaction()
                 await self._transaction.start()
-        except BaseException:
+        except BaseException as error:
             await self._release(conn)
+            self._raise_translated(error)
             raise
         self._conn = conn
         self.schools = PostgresSchools(conn)
@@ -57,6 +77,7 @@ class PostgresUnitOfWork:
         self.email_changes = PostgresEmailChanges(conn)
         self.outbox = PostgresOutbox(conn)
         self.rate_limits = PostgresRateLimits(conn)
+        self.student_file = PostgresStudentFile(conn)
         return self
 
     @property
@@ -73,12 +94,27 @@ class PostgresUnitOfWork:
         conn, self._conn = self._conn, None
         try:
             if self._transaction is not None and kind is None:
-                await self._transaction.commit()
+                try:
+                    await self._transaction.commit()
+                except BaseException as failure:
+                    self._raise_translated(failure)
+                    raise
             elif self._transaction is not None:
                 with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
                     await self._transaction.rollback()  # a broken connection is discarded by the pool
         finally:
             await self._release(conn)
+        if error is not None:
+            self._raise_translated(error)
+
+    def _raise_translated(self, error: BaseException) -> None:
+        """In a batch unit of work, raise what a refusal of the database means; else return."""
+        if not self._batch or not isinstance(error, asyncpg.PostgresError):
+            return
+        if isinstance(error, _CONFLICTS):
+            raise BatchConflict(f"{type(error).__name__}: {error}") from error
+        if not is_unreachable(error):
+            raise BatchRefused(str(getattr(error, "sqlstate", "") or "?")) from error
 
     async def _release(self, conn: asyncpg.Connection) -> None:
         DB_POOL_IN_USE.labels("identity").dec()

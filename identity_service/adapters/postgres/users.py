@@ -1,4 +1,5 @@
-"""The users table: writes and point reads. Listings live in ``user_queries``.
+"""The users table: writes, point reads and listings (search, the pending queue, duplicate
+candidates with pg_trgm). The student file's set-wise reads and writes are ``student_file``'s.
 
 Uniqueness (email across all users, username per school) is enforced by unique indexes only; an insert
 or update that would break it raises EMAIL_TAKEN / USERNAME_TAKEN, so concurrent writers never both win.
@@ -6,16 +7,21 @@ or update that would break it raises EMAIL_TAKEN / USERNAME_TAKEN, so concurrent
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
 
-from identity_service.adapters.postgres import user_queries
-from identity_service.adapters.postgres.rows import USER_COLUMNS, taken, to_user
+from identity_service.adapters.postgres.user_rows import USER_COLUMNS, taken, to_user
 from identity_service.domain.identity_keys import EmailIdentity, email_key, username_key
-from identity_service.domain.users import User, UserStatus, UserType
+from identity_service.domain.users import User, UserStatus
+from identity_service.service.ports import UserSearch
 from shared.errors import Reason, not_found
+
+SIMILARITY_THRESHOLD = 0.3
+# The two columns of the users_trgm index (migration 0021): search matches either, duplicates the name.
+_NAME = "lower(first_name || ' ' || last_name)"
+_CONTACT = "lower(email || ' ' || coalesce(username, ''))"
+_LOCAL_PART = "lower(left(email, length(email) - strpos(reverse(email), '@')))"
 
 # Statements are assembled from module constants only (S608); every value is a $n parameter.
 # The key columns (email_key, username_key, email_skeleton, email_plain) are computed by
@@ -37,6 +43,26 @@ _CHANGE_EMAIL = f"""UPDATE users SET email = $2, email_key = $4, email_skeleton 
         email_verified = true, password_hash = coalesce($3, password_hash), update_time = now(),
         version = version + 1
     WHERE id = $1 RETURNING {USER_COLUMNS}"""
+_PENDING_FIRST = f"""SELECT {USER_COLUMNS} FROM users WHERE school_id = $1 AND status = 'PENDING'
+    ORDER BY create_time, id LIMIT $2"""
+_PENDING_AFTER = f"""SELECT {USER_COLUMNS} FROM users
+    WHERE school_id = $1 AND status = 'PENDING' AND (create_time, id) > ($2, $3::uuid)
+    ORDER BY create_time, id LIMIT $4"""
+_CANDIDATES = f"""WITH me AS (
+        SELECT lower($3 || ' ' || $4) AS name, lower($3) AS first, lower($4) AS last,
+               lower(left($5, length($5) - strpos(reverse($5), '@'))) AS local_part,
+               lower($6) AS auth)
+    SELECT {USER_COLUMNS}, similarity({_NAME}, me.name) AS name_similarity
+    FROM users, me
+    WHERE school_id = $1 AND user_type = 'STUDENT' AND id <> $2
+      AND ({_NAME} % me.name
+           OR (me.first || me.last <> '' AND lower(first_name) = me.first AND lower(last_name) = me.last)
+           OR (me.local_part <> '' AND {_LOCAL_PART} = me.local_part)
+           OR (me.auth <> '' AND lower(auth_identifier) = me.auth))
+    ORDER BY name_similarity DESC, id
+    LIMIT $7"""
+
+
 _UPDATE = "UPDATE users SET {assignment}, update_time = now(), version = version + 1 WHERE id = $1 RETURNING "
 
 
@@ -118,23 +144,54 @@ class PostgresUsers:
     async def delete(self, user_id: str) -> None:
         await self._conn.execute("DELETE FROM users WHERE id = $1", user_id)
 
-    async def search(
-        self,
-        school_id: str,
-        text: str,
-        user_types: Sequence[UserType],
-        statuses: Sequence[UserStatus],
-        after: tuple[Any, ...] | None,
-        limit: int,
-    ) -> list[User]:
-        rows = await user_queries.search(self._conn, school_id, text, user_types, statuses, after, limit)
-        return [to_user(row) for row in rows]
+    async def search(self, search: UserSearch) -> list[User]:
+        args: list[Any] = [search.school_id]
+        conditions = ["school_id = $1"]
+
+        def where(template: str, *values: Any) -> None:
+            numbers = [f"${len(args) + i + 1}" for i in range(len(values))]
+            args.extend(values)
+            conditions.append(template.format(*numbers))
+
+        if search.text:
+            where(f"({_NAME} LIKE lower({{0}}) OR {_CONTACT} LIKE lower({{0}}))", like_pattern(search.text))
+        if search.user_types:
+            where("user_type = ANY({}::text[])", [t.value for t in search.user_types])
+        if search.statuses:
+            where("status = ANY({}::text[])", [s.value for s in search.statuses])
+        if search.after is not None:
+            where(
+                "(lower(last_name), lower(first_name), id) > (lower({}), lower({}), {}::uuid)", *search.after
+            )
+        args.append(search.limit)
+        sql = f"""SELECT {USER_COLUMNS} FROM users WHERE {" AND ".join(conditions)}
+                  ORDER BY lower(last_name), lower(first_name), id LIMIT ${len(args)}"""
+        return [to_user(row) for row in await self._conn.fetch(sql, *args)]
 
     async def pending(self, school_id: str, after: tuple[Any, ...] | None, limit: int) -> list[User]:
-        return [to_user(row) for row in await user_queries.pending(self._conn, school_id, after, limit)]
+        if after is None:
+            rows = await self._conn.fetch(_PENDING_FIRST, school_id, limit)
+        else:
+            rows = await self._conn.fetch(_PENDING_AFTER, school_id, after[0], after[1], limit)
+        return [to_user(row) for row in rows]
 
     async def duplicate_candidates(self, user: User, limit: int) -> list[tuple[User, float]]:
-        rows = await user_queries.duplicate_candidates(self._conn, user, limit)
+        """Other students of the school whose names are similar (trigram ≥ 0.3) or equal, or whose email
+        local part or auth identifier is the same; each with the trigram similarity of the names."""
+        async with self._conn.transaction():  # the threshold is transaction-local (a savepoint in a uow)
+            await self._conn.execute(
+                "SELECT set_config('pg_trgm.similarity_threshold', $1, true)", str(SIMILARITY_THRESHOLD)
+            )
+            rows = await self._conn.fetch(
+                _CANDIDATES,
+                user.school_id,
+                user.id,
+                user.first_name,
+                user.last_name,
+                user.email,
+                user.auth_identifier.strip(),
+                limit,
+            )
         return [(to_user(row), float(row["name_similarity"])) for row in rows]
 
     async def _update(self, user_id: str, assignment: str, value: object) -> User:
@@ -148,6 +205,12 @@ class PostgresUsers:
         if row is None:
             raise not_found(Reason.USER_NOT_FOUND, "user")
         return to_user(row)
+
+
+def like_pattern(text: str) -> str:
+    """``text`` as a LIKE pattern matching it anywhere, its wildcards taken literally."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
 
 
 def _email_columns(email: str) -> tuple[str, str, bool]:

@@ -1,1 +1,1 @@
-"""Outgoing mail: the courier that drains the database outbox into an SMTP server."""
+"""Outgoing mail: sends one mail through SMTP (the courier, ``service/courier.py``, drives it)."""

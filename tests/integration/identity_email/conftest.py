@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from identity_service.adapters.smtp.courier import Courier
-from identity_service.bootstrap import IdentityApp
+from identity_service.bootstrap import IdentityApp, build_courier
+from identity_service.service.courier import Courier
 from shared.settings import Settings
 from tests.infra import IDENTITY_MIGRATIONS, migrated_database
 from tests.integration.identity.identity_support import (
@@ -74,4 +74,4 @@ async def campus(identity: IdentityClient) -> Campus:
 @pytest.fixture(scope="session")
 def courier(email_app: IdentityApp, email_settings: Settings) -> Courier:
     """The courier of the service, sending to ``mail_server``; tests drive it (``deliver``) or run it."""
-    return Courier(email_app.pool, email_settings, COURIER_CONFIG)
+    return build_courier(email_app.pool, email_settings, COURIER_CONFIG)

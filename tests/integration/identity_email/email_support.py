@@ -11,7 +11,7 @@ from typing import Any
 
 import asyncpg
 
-from identity_service.adapters.smtp.courier import Courier, CourierConfig
+from identity_service.service.courier import Courier, CourierConfig
 from shared.proto.rollcall.identity.v1 import identity_service_pb2 as pb
 from shared.proto.rollcall.identity.v1 import resources_pb2 as res
 from tests.integration.identity.identity_support import Campus, IdentityClient, unique

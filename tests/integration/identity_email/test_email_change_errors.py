@@ -7,7 +7,7 @@ import uuid
 
 import grpc
 
-from identity_service.adapters.smtp.courier import Courier
+from identity_service.service.courier import Courier
 from shared.proto.rollcall.identity.v1 import identity_service_pb2 as pb
 from shared.proto.rollcall.identity.v1 import resources_pb2 as res
 from tests.integration.identity.identity_support import (

@@ -13,10 +13,10 @@ import grpc
 import pytest
 
 from identity_service.adapters.postgres.unit_of_work import PostgresUnitOfWork
-from identity_service.adapters.smtp.courier import Courier
 from identity_service.bootstrap import IdentityApp
 from identity_service.domain.identity_keys import email_key
 from identity_service.domain.mail import OutgoingMail
+from identity_service.service.courier import Courier
 from identity_service.service.email_change import CodeSettings
 from identity_service.service.merge import merge_pending_student
 from shared.grpc_kit.auth import Caller

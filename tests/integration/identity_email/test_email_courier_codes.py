@@ -5,8 +5,8 @@ from __future__ import annotations
 import grpc
 from structlog.testing import capture_logs
 
-from identity_service.adapters.smtp.courier import Courier
-from identity_service.bootstrap import IdentityApp
+from identity_service.bootstrap import IdentityApp, build_courier
+from identity_service.service.courier import Courier
 from shared.settings import Settings
 from tests.integration.identity.identity_support import Campus, IdentityClient, refused
 from tests.integration.identity_email.email_support import (
@@ -39,7 +39,7 @@ async def test_smtp_down_then_back_sends_each_code_once_with_a_fresh_code(
 ) -> None:
     await deliver(courier)  # nothing of other tests left for the courier below
     down = SmtpServer()  # nothing listens on its port yet
-    outage = Courier(
+    outage = build_courier(
         email_app.pool, email_settings.model_copy(update={"smtp_port": down.port}), COURIER_CONFIG
     )
     students = [await identity.new_student(campus) for _ in range(3)]
@@ -122,7 +122,7 @@ async def test_a_code_mailed_under_the_previous_key_still_confirms(
     address = personal()
     await request_change(identity, campus, student, address)
     rotated = email_settings.model_copy(update={"code_secret": list(reversed(CODE_SECRETS))})
-    await deliver(Courier(email_app.pool, rotated, COURIER_CONFIG))
+    await deliver(build_courier(email_app.pool, rotated, COURIER_CONFIG))
     [mail] = mails_to(mail_server, address)
     assert (await confirm(identity, student.id, code_in(mail))).email == address
     await refused(

@@ -13,9 +13,14 @@ import pytest
 from prometheus_client import REGISTRY
 from structlog.testing import capture_logs
 
-from identity_service.adapters.postgres.outbox import Executor, OutboxMessage, OutboxRepository
-from identity_service.adapters.smtp.courier import Courier, CourierConfig
+from identity_service.adapters.postgres.outbox import PostgresOutbox
+from identity_service.adapters.postgres.outbox_notices import PostgresMailNotices
+from identity_service.adapters.postgres.unit_of_work import PostgresUnitOfWork
+from identity_service.adapters.smtp.mailer import SmtpMailer
+from identity_service.bootstrap import build_courier
 from identity_service.domain.mail import MailKind, OutgoingMail
+from identity_service.service.courier import Courier, CourierConfig
+from identity_service.service.ports import OutboxMessage, UnitOfWork
 from tests.integration.identity_mail.mail_helpers import (
     REFUSED_DOMAIN,
     SmtpServer,
@@ -25,7 +30,6 @@ from tests.integration.identity_mail.mail_helpers import (
 )
 
 CONFIG = CourierConfig(poll_interval=0.05, batch_size=5, send_timeout=5, lease_seconds=30, max_attempts=4)
-OUTBOX = OutboxRepository()
 
 
 def mail(n: int, to: str | None = None) -> OutgoingMail:
@@ -42,7 +46,7 @@ def mail(n: int, to: str | None = None) -> OutgoingMail:
 
 async def enqueue(pool: asyncpg.Pool, mails: Sequence[OutgoingMail]) -> list[int]:
     async with pool.acquire() as conn, conn.transaction():
-        return [await OUTBOX.enqueue(conn, m) for m in mails]
+        return [await PostgresOutbox(conn).enqueue(m) for m in mails]
 
 
 async def count(pool: asyncpg.Pool, status: str) -> int:
@@ -74,7 +78,7 @@ async def test_courier_sends_each_mail_once_with_headers_and_erases_bodies(
 ) -> None:
     before = sent_metric(MailKind.EMAIL_CHANGE_NOTICE)
     ids = await enqueue(pool, [mail(n) for n in range(12)])
-    courier = Courier(pool, mail_settings(mail_db_url, smtp.port), CONFIG)
+    courier = build_courier(pool, mail_settings(mail_db_url, smtp.port), CONFIG)
     with capture_logs() as logs:
         async with running(courier):
             await wait_for(lambda: _count_is(pool, "SENT", 12), what="12 SENT")
@@ -101,7 +105,7 @@ async def test_courier_wakes_on_notify_without_waiting_for_the_poll(
     pool: asyncpg.Pool, mail_db_url: str, smtp: SmtpServer
 ) -> None:
     slow_poll = CourierConfig(poll_interval=60, send_timeout=5, lease_seconds=30)
-    courier = Courier(pool, mail_settings(mail_db_url, smtp.port), slow_poll)
+    courier = build_courier(pool, mail_settings(mail_db_url, smtp.port), slow_poll)
     async with running(courier):
         await wait_for(lambda: _listening(pool), what="the courier to LISTEN")
         await enqueue(pool, [mail(1)])
@@ -113,7 +117,7 @@ async def test_smtp_down_keeps_mail_pending_then_sends_each_once_when_back(
     pool: asyncpg.Pool, mail_db_url: str
 ) -> None:
     server = SmtpServer()  # not started: nothing listens on its port yet
-    courier = Courier(pool, mail_settings(mail_db_url, server.port), CONFIG)
+    courier = build_courier(pool, mail_settings(mail_db_url, server.port), CONFIG)
     await enqueue(pool, [mail(n) for n in range(3)])
 
     assert await courier.run_once() == 3
@@ -159,7 +163,7 @@ async def test_two_couriers_at_once_never_send_one_mail_twice(
     settings = mail_settings(mail_db_url, smtp.port)
     pools = [await asyncpg.create_pool(mail_db_url, min_size=1, max_size=2) for _ in range(3)]
     try:
-        couriers = [Courier(p, settings, CONFIG) for p in pools]
+        couriers = [build_courier(p, settings, CONFIG) for p in pools]
         with capture_logs() as logs:
             async with running(couriers[0]), running(couriers[1]), running(couriers[2]):
                 await wait_for(lambda: _count_is(pool, "SENT", total), timeout=60, what="all SENT")
@@ -172,25 +176,33 @@ async def test_two_couriers_at_once_never_send_one_mail_twice(
     assert len([e for e in logs if e["event"] == "email.sent"]) == total
 
 
-class FlakyOutbox(OutboxRepository):
-    """An outbox whose first two claims fail as if the database had gone away."""
+class FlakyOutbox:
+    """A unit-of-work factory whose outbox's first two claims fail as if the database had gone away."""
 
-    def __init__(self) -> None:
+    def __init__(self, pool: asyncpg.Pool) -> None:
         self.failures_left = 2
+        self._pool = pool
 
-    async def claim_due(self, db: Executor, limit: int, lease_seconds: float) -> list[OutboxMessage]:
-        if self.failures_left:
-            self.failures_left -= 1
-            raise ConnectionResetError("database went away")
-        return await super().claim_due(db, limit, lease_seconds)
+    @asynccontextmanager
+    async def __call__(self, **options: bool) -> AsyncIterator[UnitOfWork]:
+        async with PostgresUnitOfWork(self._pool, **options) as uow:
+            if self.failures_left:
+                uow.outbox.claim_due = self._claim_fails  # type: ignore[method-assign]
+            yield uow
+
+    async def _claim_fails(self, limit: int, lease_seconds: float) -> list[OutboxMessage]:
+        self.failures_left -= 1
+        raise ConnectionResetError("database went away")
 
 
 async def test_the_courier_keeps_running_through_database_errors(
     pool: asyncpg.Pool, mail_db_url: str, smtp: SmtpServer
 ) -> None:
     await enqueue(pool, [mail(1)])
-    outbox = FlakyOutbox()
-    courier = Courier(pool, mail_settings(mail_db_url, smtp.port), CONFIG, outbox=outbox)
+    outbox = FlakyOutbox(pool)
+    settings = mail_settings(mail_db_url, smtp.port)
+    mailer, notices = SmtpMailer(settings, CONFIG.send_timeout), PostgresMailNotices(mail_db_url)
+    courier = Courier(outbox, mailer, notices, settings.code_keys(), CONFIG)
     with capture_logs() as logs:
         async with running(courier):
             await wait_for(lambda: _count_is(pool, "SENT", 1), what="the mail sent after the errors")
@@ -199,7 +211,7 @@ async def test_the_courier_keeps_running_through_database_errors(
 
 
 async def test_mail_is_abandoned_after_the_bounded_attempts(pool: asyncpg.Pool, mail_db_url: str) -> None:
-    courier = Courier(pool, mail_settings(mail_db_url, free_port()), CONFIG)
+    courier = build_courier(pool, mail_settings(mail_db_url, free_port()), CONFIG)
     await enqueue(pool, [mail(1)])
     for attempt in range(1, CONFIG.max_attempts + 1):
         assert await courier.run_once() == 1, f"attempt {attempt}"
@@ -213,7 +225,7 @@ async def test_mail_is_abandoned_after_the_bounded_attempts(pool: asyncpg.Pool, 
 async def test_permanently_refused_recipient_is_abandoned_at_once(
     pool: asyncpg.Pool, mail_db_url: str, smtp: SmtpServer
 ) -> None:
-    courier = Courier(pool, mail_settings(mail_db_url, smtp.port), CONFIG)
+    courier = build_courier(pool, mail_settings(mail_db_url, smtp.port), CONFIG)
     await enqueue(pool, [mail(1, to=f"gone@{REFUSED_DOMAIN}"), mail(2)])
     with capture_logs() as logs:
         assert await courier.run_once() == 2
@@ -228,7 +240,7 @@ async def test_permanently_refused_recipient_is_abandoned_at_once(
 async def test_a_mail_that_cannot_be_composed_is_abandoned_at_once(
     pool: asyncpg.Pool, mail_db_url: str, smtp: SmtpServer
 ) -> None:
-    courier = Courier(pool, mail_settings(mail_db_url, smtp.port), CONFIG)
+    courier = build_courier(pool, mail_settings(mail_db_url, smtp.port), CONFIG)
     await enqueue(pool, [mail(1, to="ann@uni.example\nBcc: all@uni.example")])
     assert await courier.run_once() == 1
     row = await pool.fetchrow("SELECT status, attempts, last_error FROM outbox_messages")
@@ -239,20 +251,20 @@ async def test_a_mail_that_cannot_be_composed_is_abandoned_at_once(
 
 async def test_a_lease_keeps_other_couriers_off_until_released_or_run_out(pool: asyncpg.Pool) -> None:
     [message_id] = await enqueue(pool, [mail(1)])
-    [claimed] = await OUTBOX.claim_due(pool, 10, lease_seconds=30)
+    [claimed] = await PostgresOutbox(pool).claim_due(10, lease_seconds=30)
     assert claimed.id == message_id and claimed.body.startswith("Your code")
-    assert await OUTBOX.claim_due(pool, 10, lease_seconds=30) == []
-    await OUTBOX.release(pool, [message_id])
-    assert [m.id for m in await OUTBOX.claim_due(pool, 10, lease_seconds=30)] == [message_id]
+    assert await PostgresOutbox(pool).claim_due(10, lease_seconds=30) == []
+    await PostgresOutbox(pool).release([message_id])
+    assert [m.id for m in await PostgresOutbox(pool).claim_due(10, lease_seconds=30)] == [message_id]
     await pool.execute("UPDATE outbox_messages SET locked_until = now() - interval '1 second'")
-    assert [m.id for m in await OUTBOX.claim_due(pool, 10, lease_seconds=30)] == [message_id]
+    assert [m.id for m in await PostgresOutbox(pool).claim_due(10, lease_seconds=30)] == [message_id]
 
 
 async def test_discard_pending_abandons_the_users_unsent_mail_of_a_kind(pool: asyncpg.Pool) -> None:
     old, other = mail(1), mail(2)
     await enqueue(pool, [old, other])
     async with pool.acquire() as conn:
-        assert await OUTBOX.discard_pending(conn, str(old.user_id), MailKind.EMAIL_CHANGE_NOTICE) == 1
+        assert await PostgresOutbox(conn).discard_pending(str(old.user_id), MailKind.EMAIL_CHANGE_NOTICE) == 1
     rows = {
         r["user_id"]: r for r in await pool.fetch("SELECT user_id::text, status, body FROM outbox_messages")
     }
@@ -266,17 +278,17 @@ async def test_a_stopping_courier_gives_back_the_mail_it_did_not_try(
     await enqueue(pool, [mail(n) for n in range(3)])
     stop = asyncio.Event()
     stop.set()
-    courier = Courier(pool, mail_settings(mail_db_url, smtp.port), CONFIG)
+    courier = build_courier(pool, mail_settings(mail_db_url, smtp.port), CONFIG)
     assert await courier.run_once(stop) == 3
     assert smtp.collector.messages == []
-    assert len(await OUTBOX.claim_due(pool, 10, lease_seconds=30)) == 3
+    assert len(await PostgresOutbox(pool).claim_due(10, lease_seconds=30)) == 3
 
 
 async def test_purge_finished_deletes_only_old_sent_or_abandoned_mail(pool: asyncpg.Pool) -> None:
     sent, pending = await enqueue(pool, [mail(1), mail(2)])
-    await OUTBOX.mark_sent(pool, sent)
+    await PostgresOutbox(pool).mark_sent(sent)
     await pool.execute("UPDATE outbox_messages SET created_at = now() - interval '40 days'")
-    assert await OUTBOX.purge_finished(pool, timedelta(days=30)) == 1
+    assert await PostgresOutbox(pool).purge_finished(timedelta(days=30)) == 1
     assert [r["id"] for r in await pool.fetch("SELECT id FROM outbox_messages")] == [pending]
 
 
@@ -284,7 +296,7 @@ async def test_enqueue_in_a_rolled_back_transaction_leaves_nothing(pool: asyncpg
     async with pool.acquire() as conn:
         with pytest.raises(RuntimeError):
             async with conn.transaction():
-                await OUTBOX.enqueue(conn, mail(1))
+                await PostgresOutbox(conn).enqueue(mail(1))
                 raise RuntimeError("use case failed")
     assert await pool.fetchval("SELECT count(*) FROM outbox_messages") == 0
 

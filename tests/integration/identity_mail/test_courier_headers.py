@@ -15,13 +15,13 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 
-from identity_service.adapters.postgres.outbox import OutboxRepository
-from identity_service.adapters.smtp.courier import Courier, CourierConfig
+from identity_service.adapters.postgres.outbox import PostgresOutbox
+from identity_service.bootstrap import build_courier
 from identity_service.domain.mail import CODE_PLACEHOLDER, MailKind, OutgoingMail, change_notice, code_message
+from identity_service.service.courier import Courier, CourierConfig
 from tests.integration.identity_mail.mail_helpers import SmtpServer, mail_settings, wait_for
 
 CONFIG = CourierConfig(poll_interval=0.05, batch_size=5, send_timeout=5, lease_seconds=30, max_attempts=2)
-OUTBOX = OutboxRepository()
 STANDARD_HEADERS = {
     "from",
     "to",
@@ -45,7 +45,7 @@ HOSTILE_NAMES = [
 
 async def enqueue(pool: asyncpg.Pool, mail: OutgoingMail) -> int:
     async with pool.acquire() as conn, conn.transaction():
-        return await OUTBOX.enqueue(conn, mail)
+        return await PostgresOutbox(conn).enqueue(mail)
 
 
 def notice(to: str, subject: str, body: str = "Hello\n") -> OutgoingMail:
@@ -87,7 +87,7 @@ async def test_the_envelope_names_exactly_the_stored_address(
 ) -> None:
     to = f"ann.lee.{uuid.uuid4().hex[:6]}@uni.example"
     await enqueue(pool, notice(to, "Northfield University: your account"))
-    courier = Courier(pool, mail_settings(mail_db_url, smtp.port), CONFIG)
+    courier = build_courier(pool, mail_settings(mail_db_url, smtp.port), CONFIG)
     async with running(courier):
         await wait_for(lambda: _settled(pool, 1), what="the mail sent")
 
@@ -102,7 +102,7 @@ async def test_a_stored_address_list_is_never_sent_to(
     """A row whose address is header text naming several recipients: abandoned, nobody gets it."""
     await enqueue(pool, notice("ann@uni.example, attacker@evil.example", "Hi"))
     await enqueue(pool, notice("Ann <ann@uni.example>, attacker@evil.example", "Hi"))
-    courier = Courier(pool, mail_settings(mail_db_url, smtp.port), CONFIG)
+    courier = build_courier(pool, mail_settings(mail_db_url, smtp.port), CONFIG)
     async with running(courier):
         await wait_for(lambda: _settled(pool, 2), what="both mails settled")
 
@@ -124,7 +124,7 @@ async def test_hostile_school_and_person_names_add_no_header(
         mails.append(notice(f"raw{n}@uni.example", name.replace("\x00", "")))
     for mail in mails:
         await enqueue(pool, mail)
-    courier = Courier(pool, mail_settings(mail_db_url, smtp.port), CONFIG)
+    courier = build_courier(pool, mail_settings(mail_db_url, smtp.port), CONFIG)
     async with running(courier):
         await wait_for(lambda: _settled(pool, len(mails)), what="every mail settled")
 
@@ -152,7 +152,7 @@ async def test_a_code_mail_from_a_hostile_school_reads_back_as_typed(
     name = HOSTILE_NAMES[0]
     subject, _ = code_message(name, "new@personal.example", CODE_PLACEHOLDER, 24)
     await enqueue(pool, notice("ann@uni.example", subject))
-    courier = Courier(pool, mail_settings(mail_db_url, smtp.port), CONFIG)
+    courier = build_courier(pool, mail_settings(mail_db_url, smtp.port), CONFIG)
     async with running(courier):
         await wait_for(lambda: _settled(pool, 1), what="the mail sent")
 

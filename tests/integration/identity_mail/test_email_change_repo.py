@@ -1,4 +1,4 @@
-"""EmailChangeRepository against real PostgreSQL: one PENDING change per user, bounded tries."""
+"""PostgresEmailChanges against real PostgreSQL: one PENDING change per user, bounded tries."""
 
 from __future__ import annotations
 
@@ -9,15 +9,9 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from identity_service.adapters.postgres.email_changes import (
-    AttemptCount,
-    EmailChangeRepository,
-    EmailChangeState,
-    NewEmailChange,
-)
+from identity_service.adapters.postgres.email_changes import PostgresEmailChanges
+from identity_service.domain.email_changes import AttemptCount, EmailChangeState, NewEmailChange
 from tests.integration.identity_mail.mail_helpers import make_student
-
-REPO = EmailChangeRepository()
 
 
 def new_change(
@@ -38,8 +32,8 @@ def new_change(
 async def test_insert_then_get_pending_for_update(pool: asyncpg.Pool) -> None:
     user_id = await make_student(pool)
     async with pool.acquire() as conn, conn.transaction():
-        inserted = await REPO.insert(conn, new_change(user_id, file_updates_disabled=True))
-        pending = await REPO.get_pending_for_update(conn, user_id)
+        inserted = await PostgresEmailChanges(conn).open(new_change(user_id, file_updates_disabled=True))
+        pending = await PostgresEmailChanges(conn).pending(user_id, for_update=True)
     assert pending == inserted
     assert inserted.state is EmailChangeState.PENDING
     assert inserted.new_email == "Ann.Lee@Personal.example"
@@ -47,26 +41,28 @@ async def test_insert_then_get_pending_for_update(pool: asyncpg.Pool) -> None:
     assert (inserted.attempts, inserted.max_attempts, inserted.file_updates_disabled) == (0, 5, True)
     assert inserted.close_time is None and inserted.client == "platform"
     async with pool.acquire() as conn:
-        assert await REPO.pending_user_ids_for_address(conn, "ANN.LEE@personal.example") == [user_id]
-        assert await REPO.get_pending_for_update(conn, str(uuid.uuid4())) is None
+        changes = PostgresEmailChanges(conn)
+        assert await changes.pending_user_ids_for_address("ANN.LEE@personal.example") == [user_id]
+        assert await PostgresEmailChanges(conn).pending(str(uuid.uuid4()), for_update=True) is None
 
 
 async def test_a_user_has_at_most_one_pending_change(pool: asyncpg.Pool) -> None:
     user_id = await make_student(pool)
     async with pool.acquire() as conn:
-        first = await REPO.insert(conn, new_change(user_id))
+        first = await PostgresEmailChanges(conn).open(new_change(user_id))
         with pytest.raises(asyncpg.UniqueViolationError):
-            await REPO.insert(conn, new_change(user_id, "other@personal.example"))
+            await PostgresEmailChanges(conn).open(new_change(user_id, "other@personal.example"))
         async with conn.transaction():  # how a new request replaces the old one
-            closed = await REPO.close_pending(conn, user_id, EmailChangeState.CANCELLED)
-            second = await REPO.insert(conn, new_change(user_id, "other@personal.example"))
+            closed = await PostgresEmailChanges(conn).close_pending(user_id, EmailChangeState.CANCELLED)
+            second = await PostgresEmailChanges(conn).open(new_change(user_id, "other@personal.example"))
         assert closed is not None and closed.id == first.id
         assert closed.state is EmailChangeState.CANCELLED and closed.close_time is not None
-        pending = await REPO.get_pending_for_update(conn, user_id)
+        pending = await PostgresEmailChanges(conn).pending(user_id, for_update=True)
         assert pending is not None and pending.id == second.id
-        assert await REPO.close_pending(conn, str(uuid.uuid4()), EmailChangeState.CANCELLED) is None
+        changes = PostgresEmailChanges(conn)
+        assert await changes.close_pending(str(uuid.uuid4()), EmailChangeState.CANCELLED) is None
         with pytest.raises(ValueError):
-            await REPO.close_pending(conn, user_id, EmailChangeState.PENDING)
+            await PostgresEmailChanges(conn).close_pending(user_id, EmailChangeState.PENDING)
 
 
 async def test_concurrent_pending_inserts_for_one_user_leave_one(pool: asyncpg.Pool) -> None:
@@ -75,7 +71,7 @@ async def test_concurrent_pending_inserts_for_one_user_leave_one(pool: asyncpg.P
     async def attempt(n: int) -> bool:
         try:
             async with pool.acquire() as conn:
-                await REPO.insert(conn, new_change(user_id, f"n{n}@personal.example"))
+                await PostgresEmailChanges(conn).open(new_change(user_id, f"n{n}@personal.example"))
             return True
         except asyncpg.UniqueViolationError:
             return False
@@ -88,14 +84,14 @@ async def test_concurrent_pending_inserts_for_one_user_leave_one(pool: asyncpg.P
 async def test_twenty_concurrent_tries_never_pass_max_attempts(pool: asyncpg.Pool) -> None:
     user_id = await make_student(pool)
     async with pool.acquire() as conn:
-        change = await REPO.insert(conn, new_change(user_id))
+        change = await PostgresEmailChanges(conn).open(new_change(user_id))
     start = asyncio.Event()
 
     async def one_try() -> AttemptCount | None:
         async with pool.acquire() as conn:
             await start.wait()
             async with conn.transaction():
-                counted = await REPO.count_attempt(conn, change.id)
+                counted = await PostgresEmailChanges(conn).count_attempt(change.id)
                 await asyncio.sleep(0.01)  # hold the row lock a little, as a code check would
                 return counted
 
@@ -111,34 +107,34 @@ async def test_twenty_concurrent_tries_never_pass_max_attempts(pool: asyncpg.Poo
 async def test_set_state_closes_only_a_pending_change_and_stops_tries(pool: asyncpg.Pool) -> None:
     user_id = await make_student(pool)
     async with pool.acquire() as conn:
-        change = await REPO.insert(conn, new_change(user_id))
-        assert await REPO.count_attempt(conn, change.id) == AttemptCount(1, 5)
-        assert await REPO.set_state(conn, change.id, EmailChangeState.LOCKED) is True
-        assert await REPO.set_state(conn, change.id, EmailChangeState.CONFIRMED) is False
-        assert await REPO.count_attempt(conn, change.id) is None
-        stored = await REPO.get(conn, change.id)
+        change = await PostgresEmailChanges(conn).open(new_change(user_id))
+        assert await PostgresEmailChanges(conn).count_attempt(change.id) == AttemptCount(1, 5)
+        assert await PostgresEmailChanges(conn).set_state(change.id, EmailChangeState.LOCKED) is True
+        assert await PostgresEmailChanges(conn).set_state(change.id, EmailChangeState.CONFIRMED) is False
+        assert await PostgresEmailChanges(conn).count_attempt(change.id) is None
+        stored = await PostgresEmailChanges(conn).get(change.id)
         assert stored is not None and stored.state is EmailChangeState.LOCKED and stored.close_time
-        assert await REPO.get_pending_for_update(conn, user_id) is None
+        assert await PostgresEmailChanges(conn).pending(user_id, for_update=True) is None
 
 
 async def test_expire_overdue_and_cascade_on_user_delete(pool: asyncpg.Pool) -> None:
     user_id = await make_student(pool)
     async with pool.acquire() as conn:
-        change = await REPO.insert(conn, new_change(user_id))
+        change = await PostgresEmailChanges(conn).open(new_change(user_id))
         await conn.execute(
             "UPDATE email_changes SET expire_time = now() - interval '1 minute' WHERE id = $1", change.id
         )
-        assert await REPO.expire_overdue(conn) >= 1
-        stored = await REPO.get(conn, change.id)
+        assert await PostgresEmailChanges(conn).expire_overdue() >= 1
+        stored = await PostgresEmailChanges(conn).get(change.id)
         assert stored is not None and stored.state is EmailChangeState.EXPIRED
         await conn.execute("DELETE FROM users WHERE id = $1", user_id)
-        assert await REPO.get(conn, change.id) is None
+        assert await PostgresEmailChanges(conn).get(change.id) is None
 
 
 async def test_schema_refuses_an_unknown_state(pool: asyncpg.Pool) -> None:
     user_id = await make_student(pool)
     async with pool.acquire() as conn:
-        change = await REPO.insert(conn, new_change(user_id))
+        change = await PostgresEmailChanges(conn).open(new_change(user_id))
     with pytest.raises(asyncpg.CheckViolationError):
         await pool.execute(
             "UPDATE email_changes SET state = 'DONE', close_time = now() WHERE id = $1", change.id

@@ -1,14 +1,15 @@
-"""A pool on the session's identity database, the student-rows store on it, and a fresh school per test."""
+"""A pool on the session's identity database, the unit of work on it, and a fresh school per test."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
 
-from identity_service.adapters.postgres.student_rows import student_rows_store_factory
-from identity_service.service.student_rows_ports import StudentRowsStoreFactory
+from identity_service.adapters.postgres.unit_of_work import PostgresUnitOfWork
+from identity_service.service.ports import UnitOfWorkFactory
 from tests.integration.identity_rows.rows_support import Campus, new_campus
 
 
@@ -21,10 +22,10 @@ async def rows_db(identity_db_url: str) -> AsyncIterator[asyncpg.Pool]:
 
 
 @pytest.fixture(scope="session")
-def rows_factory(rows_db: asyncpg.Pool) -> StudentRowsStoreFactory:
-    return student_rows_store_factory(rows_db)
+def rows_factory(rows_db: asyncpg.Pool) -> UnitOfWorkFactory:
+    return functools.partial(PostgresUnitOfWork, rows_db)
 
 
 @pytest.fixture
-async def campus(rows_db: asyncpg.Pool, rows_factory: StudentRowsStoreFactory) -> Campus:
+async def campus(rows_db: asyncpg.Pool, rows_factory: UnitOfWorkFactory) -> Campus:
     return await new_campus(rows_db, rows_factory)

@@ -11,10 +11,9 @@ from typing import Any
 import asyncpg
 
 from identity_service.domain.identity_keys import EmailIdentity, username_key
-from identity_service.domain.import_rules import ImportMode, IncomingRow
-from identity_service.service.row_batch import RowResult
-from identity_service.service.student_rows import RowBatchRequest, apply_student_rows
-from identity_service.service.student_rows_ports import StudentRowsStoreFactory
+from identity_service.domain.student_file import ImportMode, IncomingRow, RowResult
+from identity_service.service.ports import UnitOfWorkFactory
+from identity_service.service.student_file import RowBatchRequest, apply_student_rows
 
 CLIENT = "importer"
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
@@ -32,10 +31,10 @@ def row(
 
 @dataclass
 class Campus:
-    """A school of its own (unique email domain) plus the pool and store factory to work on it."""
+    """A school of its own (unique email domain) plus the pool and unit-of-work factory to work on it."""
 
     db: asyncpg.Pool
-    factory: StudentRowsStoreFactory
+    factory: UnitOfWorkFactory
     school_id: str
     domain: str
 
@@ -122,7 +121,7 @@ class Campus:
         }
 
 
-async def new_campus(db: asyncpg.Pool, factory: StudentRowsStoreFactory) -> Campus:
+async def new_campus(db: asyncpg.Pool, factory: UnitOfWorkFactory) -> Campus:
     school_id = str(uuid.uuid4())
     domain = f"{unique('u')}.edu"
     await db.execute(

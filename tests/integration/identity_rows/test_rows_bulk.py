@@ -5,13 +5,16 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
 from typing import Any
 
 import asyncpg
 
-from identity_service.adapters.postgres.student_rows import PostgresStudentRowsStore
-from identity_service.domain.import_rules import ImportMode, RowOutcome
-from identity_service.service.student_rows import RowBatchRequest, apply_student_rows
+from identity_service.adapters.postgres.audit import PostgresAudit
+from identity_service.adapters.postgres.schools import PostgresSchools
+from identity_service.adapters.postgres.student_file import PostgresStudentFile
+from identity_service.domain.student_file import ImportMode, RowOutcome
+from identity_service.service.student_file import RowBatchRequest, apply_student_rows
 from tests.integration.identity_rows.rows_support import CLIENT, Campus, later, row, unique
 
 
@@ -38,11 +41,15 @@ async def _counted_apply(campus: Campus, request: RowBatchRequest) -> tuple[list
     counter: list[CountingConnection] = []
 
     @contextlib.asynccontextmanager
-    async def factory() -> AsyncIterator[PostgresStudentRowsStore]:
+    async def factory(**_: bool) -> AsyncIterator[Any]:
         async with campus.db.acquire() as conn, conn.transaction():
             counting = CountingConnection(conn)
             counter.append(counting)
-            yield PostgresStudentRowsStore(counting)  # type: ignore[arg-type]
+            yield SimpleNamespace(  # the repositories ApplyStudentRows uses, on the counting connection
+                schools=PostgresSchools(counting),  # type: ignore[arg-type]
+                student_file=PostgresStudentFile(counting),  # type: ignore[arg-type]
+                audit=PostgresAudit(counting),  # type: ignore[arg-type]
+            )
 
     results = await apply_student_rows(factory, request, CLIENT)
     assert len(counter) == 1, "one transaction, no retry"

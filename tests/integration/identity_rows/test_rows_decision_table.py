@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from identity_service.domain.import_rules import SENSITIVE_FIELDS_MESSAGE, ImportMode, RowOutcome, RowReason
+from identity_service.domain.student_file import SENSITIVE_FIELDS_MESSAGE, ImportMode, RowOutcome, RowReason
 from shared.errors import Reason, RollcallError
 from tests.integration.identity_rows.rows_support import CLIENT, Campus, new_campus, row, unique
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from identity_service.domain.import_rules import ImportMode, IncomingRow, RowOutcome
+from identity_service.domain.student_file import ImportMode, IncomingRow, RowOutcome
 from tests.integration.identity_rows.rows_support import Campus, essence, row, unique
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-from identity_service.domain.import_rules import ImportMode, RowOutcome, RowReason
+from identity_service.domain.student_file import ImportMode, RowOutcome, RowReason
 from tests.integration.identity_rows.rows_support import Campus, later, row, unique
 
 

@@ -12,7 +12,7 @@ from identity_service.domain.fields import (
     NAME_MAX,
     USERNAME_MAX,
 )
-from identity_service.domain.import_rules import (
+from identity_service.domain.student_file import (
     IncomingRow,
     RowDecision,
     RowOutcome,

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from identity_service.domain.import_rules import (
+from identity_service.domain.student_file import (
     SENSITIVE_FIELDS_MESSAGE,
     Holder,
     ImportContext,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import aiosmtplib
 import pytest
 
-from identity_service.adapters.smtp.courier import CourierConfig, describe_error, is_permanent, retry_delay
+from identity_service.adapters.smtp.mailer import describe_error, is_permanent
+from identity_service.service.courier import CourierConfig, retry_delay
 
 
 def test_retry_delay_doubles_then_caps_with_jitter() -> None:

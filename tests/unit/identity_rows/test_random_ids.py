@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from identity_service.service.row_batch import _RandomIds
+from identity_service.domain.student_file import _RandomIds
 
 
 def test_ids_are_distinct_version_4_uuids_across_refills() -> None:

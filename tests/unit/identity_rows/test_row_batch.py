@@ -6,22 +6,21 @@ import itertools
 from datetime import UTC, datetime, timedelta
 
 from identity_service.domain.identity_keys import EmailIdentity, username_key
-from identity_service.domain.import_rules import (
+from identity_service.domain.student_file import (
+    CREATED_ACTION,
+    SUPERSEDED_MESSAGE,
+    UPDATED_ACTION,
     Holder,
     ImportContext,
+    ImportMark,
     ImportMode,
+    RowBatch,
     RowOutcome,
     RowReason,
+    StoredStudent,
     ValidRow,
 )
 from identity_service.domain.users import UserStatus, UserType
-from identity_service.service.row_batch import (
-    SUPERSEDED_MESSAGE,
-    UPDATED_ACTION,
-    ImportMark,
-    RowBatch,
-    StoredStudent,
-)
 
 SCHOOL = "11111111-1111-1111-1111-111111111111"
 OTHER = "22222222-2222-2222-2222-222222222222"
@@ -75,8 +74,20 @@ def test_a_student_created_by_an_early_row_is_updated_by_a_later_one() -> None:
     writes = rows.writes()
     assert [s.holder.first_name for s in writes.creates] == ["B"] and writes.updates == []
     assert writes.creates[0].mark == ImportMark(T0, "job", 9)
-    # the creation's audit event is written by the insert itself; the update's travels separately
-    assert [(a.action, a.details["row_number"]) for a in writes.audit] == [(UPDATED_ACTION, 9)]
+    # both events go through the audit port: the creation's (the student as inserted) first
+    assert [(a.action, a.details["row_number"]) for a in writes.audit] == [
+        (CREATED_ACTION, 9),
+        (UPDATED_ACTION, 9),
+    ]
+    assert writes.audit[0].details == {
+        "username": [None, "ann"],
+        "email": [None, "ann@u.edu"],
+        "first_name": [None, "B"],
+        "status": [None, "ACTIVE"],
+        "origin": [None, "STUDENT_FILE"],
+        "job_id": "job",
+        "row_number": 9,
+    }
 
 
 def test_a_row_before_the_stored_mark_is_superseded_and_writes_nothing() -> None:

@@ -7,9 +7,8 @@ from datetime import UTC, datetime
 import pytest
 from google.protobuf import timestamp_pb2
 
-from identity_service.adapters.grpc.student_rows_convert import request_from_proto, response_to_proto
-from identity_service.domain.import_rules import ImportMode, RowOutcome, RowReason
-from identity_service.service.row_batch import RowResult
+from identity_service.adapters.grpc.student_file_convert import request_from_proto, response_to_proto
+from identity_service.domain.student_file import ImportMode, RowOutcome, RowReason, RowResult
 from shared.errors import RollcallError
 from shared.proto.rollcall.identity.v1 import identity_service_pb2 as pb
 from shared.proto.rollcall.identity.v1 import student_rows_pb2 as rows_pb

@@ -1,19 +1,26 @@
-"""apply_student_rows on an in-memory store: result order, replay, dry run, retries."""
+"""apply_student_rows on an in-memory unit of work: result order, replay, dry run, retries."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from identity_service.domain.import_rules import ImportMode, IncomingRow, RowOutcome, RowReason
-from identity_service.service import student_rows
-from identity_service.service.row_batch import RowResult, StoredStudent
-from identity_service.service.student_rows import RowBatchRequest, apply_student_rows
-from identity_service.service.student_rows_ports import BatchConflict, BatchRefused
+from identity_service.domain.student_file import (
+    ImportMode,
+    IncomingRow,
+    RowOutcome,
+    RowReason,
+    RowResult,
+    StoredStudent,
+)
+from identity_service.service import student_file
+from identity_service.service.ports import BatchConflict, BatchRefused
+from identity_service.service.student_file import RowBatchRequest, apply_student_rows
 from shared.errors import Reason, RollcallError
 
 SCHOOL = "11111111-1111-1111-1111-111111111111"
@@ -28,9 +35,9 @@ class FakeStore:
         self.calls: list[str] = []
         self.locked: list[bool] = []
 
-    async def school_exists(self, school_id: str) -> bool:
+    async def get(self, school_id: str) -> object | None:  # uow.schools
         self.calls.append("school")
-        return school_id == SCHOOL
+        return object() if school_id == SCHOOL else None
 
     async def recorded_outcomes(self, job_id: str, row_numbers: Sequence[int]) -> dict[int, RowResult]:
         self.calls.append("recorded")
@@ -50,15 +57,17 @@ class FakeStore:
     async def insert_students(self, *args: Any, **kwargs: Any) -> None:
         self.calls.append("insert")
 
-    async def append_audit(self, *args: Any) -> None:
+    async def append_many(self, *args: Any) -> None:  # uow.audit
         self.calls.append("audit")
 
     def factory(self) -> Any:
-        @contextlib.asynccontextmanager
-        async def open_store() -> AsyncIterator[FakeStore]:
-            yield self
+        """A unit-of-work factory whose schools, student file and audit are this store."""
 
-        return open_store
+        @contextlib.asynccontextmanager
+        async def open_uow(**_: bool) -> AsyncIterator[Any]:
+            yield SimpleNamespace(schools=self, student_file=self, audit=self)
+
+        return open_uow
 
 
 def _request(rows: list[IncomingRow], dry_run: bool = False, school: str = SCHOOL) -> RowBatchRequest:
@@ -77,7 +86,7 @@ async def test_one_result_per_row_in_request_order_with_few_calls() -> None:
         (2, RowOutcome.CREATED),
     ]
     assert results[1].reason is RowReason.INVALID_ROW
-    assert store.calls == ["school", "recorded", "named", "record", "insert"]  # creations audit in the insert
+    assert store.calls == ["school", "recorded", "named", "record", "insert", "audit"]  # audit port, bulk
     assert store.locked == [True]
 
 
@@ -105,7 +114,7 @@ async def test_an_unknown_school_is_refused() -> None:
 async def test_conflicts_are_retried_then_the_rows_fail_alone_never_unavailable(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(student_rows, "RETRY_PAUSE_SECONDS", 0.0)
+    monkeypatch.setattr(student_file, "RETRY_PAUSE_SECONDS", 0.0)
     store = FakeStore(conflicts=2)
     results = await apply_student_rows(store.factory(), _request(ROWS), "importer")
     assert len(results) == 3 and store.calls.count("record") == 3
@@ -113,7 +122,7 @@ async def test_conflicts_are_retried_then_the_rows_fail_alone_never_unavailable(
     results = await apply_student_rows(store.factory(), _request(ROWS), "importer")
     assert [r.row_number for r in results] == [3, 1, 2]
     assert [(r.outcome, r.reason) for r in results] == [(RowOutcome.FAILED, RowReason.IDENTITY_CONFLICT)] * 3
-    assert results[0].message == student_rows.CONFLICT_MESSAGE
+    assert results[0].message == student_file.CONFLICT_MESSAGE
 
 
 class PoisonStore(FakeStore):

@@ -1,6 +1,6 @@
 """ApplyStudentRows request/response ↔ service values, with the checks of the request's shape.
 
-The servicer method is ``response_to_proto(await apply_student_rows(factory, request_from_proto(request),
+The servicer method is ``response_to_proto(await apply_student_rows(new_uow, request_from_proto(request),
 current_caller().client))``. The rows' contents are checked by the decision table (a bad row is a FAILED
 row, not a refused call); here only the envelope is: school id, job id, mode, 1..1000 rows with
 distinct row numbers of 1 or more.
@@ -14,10 +14,9 @@ from types import MappingProxyType
 
 from identity_service.adapters.grpc.converters import domain_enum
 from identity_service.domain.fields import Violations, unreadable_character_problem
-from identity_service.domain.import_rules import ImportMode, IncomingRow, RowOutcome
+from identity_service.domain.student_file import ImportMode, IncomingRow, RowOutcome, RowResult
 from identity_service.service.inputs import required_id
-from identity_service.service.row_batch import RowResult
-from identity_service.service.student_rows import RowBatchRequest
+from identity_service.service.student_file import RowBatchRequest
 from shared.proto.rollcall.identity.v1 import identity_service_pb2 as pb
 from shared.proto.rollcall.identity.v1 import student_rows_pb2 as rows_pb
 

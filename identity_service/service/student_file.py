@@ -1,12 +1,13 @@
-"""ApplyStudentRows: a batch of up to 1000 student-file rows in a few round trips, not one per row.
+"""The student file's use case (ApplyStudentRows): a batch of up to 1000 rows in a few round trips.
 
 1. every row is checked with the pure ``validate_row`` (FAILED INVALID_ROW otherwise);
-2. in one transaction: the school must exist; rows of the job already applied return their recorded
-   outcome and are not applied again (a redelivered message, a retried call); every user any other
-   row names is loaded in one query (locked, in id order, unless dry run);
-3. the rows go through ``RowBatch`` (the decision table plus the ordering guard) in ascending row
-   number;
-4. the outcomes, the students and the audit events are written set-wise, one statement each.
+2. in one unit of work (``batch=True``): the school must exist; rows of the job already applied
+   return their recorded outcome and are not applied again (a redelivered message, a retried call);
+   every user any other row names is loaded in one query (locked, in id order, unless dry run);
+3. the rows go through ``RowBatch`` (``domain/student_file.py``: the decision table plus the ordering
+   guard) in ascending row number;
+4. the outcomes and the students are written set-wise through ``uow.student_file``, the audit
+   events of every created and updated student through ``uow.audit.append_many``, one statement each.
 
 A concurrent writer that takes a username or email between the read and the write (or a deadlock)
 rolls the batch back and it is applied again from the start: the re-read sees the new holder, so the
@@ -27,23 +28,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from identity_service.domain.import_rules import (
+from identity_service.domain.student_file import (
+    BatchWrites,
     ImportContext,
     ImportMode,
     IncomingRow,
+    RowBatch,
     RowDecision,
     RowOutcome,
     RowReason,
+    RowResult,
     ValidRow,
     validate_row,
 )
-from identity_service.service.row_batch import BatchWrites, RowBatch, RowResult
-from identity_service.service.student_rows_ports import (
-    BatchConflict,
-    BatchRefused,
-    StudentRowsStore,
-    StudentRowsStoreFactory,
-)
+from identity_service.service.models import NewAuditEvent
+from identity_service.service.ports import BatchConflict, BatchRefused, UnitOfWork, UnitOfWorkFactory
 from shared.errors import Reason, RollcallError, invalid
 
 MAX_ATTEMPTS = 5
@@ -71,7 +70,7 @@ class RowBatchRequest:
 
 
 async def apply_student_rows(
-    store_factory: StudentRowsStoreFactory, request: RowBatchRequest, caller_client: str
+    new_uow: UnitOfWorkFactory, request: RowBatchRequest, caller_client: str
 ) -> list[RowResult]:
     """One result per row of ``request``, in its order."""
     if len({row.row_number for row in request.rows}) != len(request.rows):
@@ -80,39 +79,39 @@ async def apply_student_rows(
         if row.row_number > ROW_NUMBER_MAX:
             raise invalid(f"rows[{index}].row_number", f"must be at most {ROW_NUMBER_MAX}")
     checked = [validate_row(row) for row in request.rows]
-    return await _apply_isolating(store_factory, request, checked, caller_client)
+    return await _apply_isolating(new_uow, request, checked, caller_client)
 
 
 async def _apply_isolating(
-    store_factory: StudentRowsStoreFactory,
+    new_uow: UnitOfWorkFactory,
     request: RowBatchRequest,
     checked: Sequence[ValidRow | RowDecision],
     client: str,
 ) -> list[RowResult]:
     """``checked``'s results; a batch that cannot be written is split until its bad rows are alone."""
     try:
-        return await _apply_retrying(store_factory, request, checked, client)
+        return await _apply_retrying(new_uow, request, checked, client)
     except (BatchConflict, BatchRefused) as error:
         if len(checked) == 1:
-            return [await _fail_alone(store_factory, request, checked[0], error)]
+            return [await _fail_alone(new_uow, request, checked[0], error)]
         by_number = sorted(checked, key=lambda row: row.row_number)
         half = len(by_number) // 2
-        results = await _apply_isolating(store_factory, request, by_number[:half], client)
-        results += await _apply_isolating(store_factory, request, by_number[half:], client)
+        results = await _apply_isolating(new_uow, request, by_number[:half], client)
+        results += await _apply_isolating(new_uow, request, by_number[half:], client)
         found = {result.row_number: result for result in results}
         return [found[row.row_number] for row in checked]
 
 
 async def _apply_retrying(
-    store_factory: StudentRowsStoreFactory,
+    new_uow: UnitOfWorkFactory,
     request: RowBatchRequest,
     checked: Sequence[ValidRow | RowDecision],
     client: str,
 ) -> list[RowResult]:
     for attempt in range(MAX_ATTEMPTS):
         try:
-            async with store_factory() as store:
-                return await _apply(store, request, checked, client)
+            async with new_uow(batch=True) as uow:
+                return await _apply(uow, request, checked, client)
         except BatchConflict:
             if attempt + 1 == MAX_ATTEMPTS:
                 raise
@@ -121,7 +120,7 @@ async def _apply_retrying(
 
 
 async def _fail_alone(
-    store_factory: StudentRowsStoreFactory,
+    new_uow: UnitOfWorkFactory,
     request: RowBatchRequest,
     row: ValidRow | RowDecision,
     error: BatchConflict | BatchRefused,
@@ -134,11 +133,11 @@ async def _fail_alone(
         return failed
     for _ in range(MAX_ATTEMPTS):
         try:
-            async with store_factory() as store:
-                recorded = await store.recorded_outcomes(request.job_id, [row.row_number])
+            async with new_uow(batch=True) as uow:
+                recorded = await uow.student_file.recorded_outcomes(request.job_id, [row.row_number])
                 if row.row_number in recorded:
                     return recorded[row.row_number]
-                await store.record_outcomes(request.job_id, [failed])
+                await uow.student_file.record_outcomes(request.job_id, [failed])
                 return failed
         except BatchConflict:
             continue  # recorded by another call meanwhile: read it
@@ -146,29 +145,31 @@ async def _fail_alone(
 
 
 async def _apply(
-    store: StudentRowsStore,
+    uow: UnitOfWork,
     request: RowBatchRequest,
     checked: Sequence[ValidRow | RowDecision],
     client: str,
 ) -> list[RowResult]:
-    if not await store.school_exists(request.school_id):
+    if await uow.schools.get(request.school_id) is None:
         raise RollcallError(Reason.SCHOOL_NOT_FOUND, f"school {request.school_id} not found")
-    recorded = await store.recorded_outcomes(request.job_id, [row.row_number for row in checked])
+    recorded = await uow.student_file.recorded_outcomes(request.job_id, [row.row_number for row in checked])
     fresh = [row for row in checked if row.row_number not in recorded]
     valid = sorted((row for row in fresh if isinstance(row, ValidRow)), key=_row_number)
-    batch = await _load(store, request, valid)
+    batch = await _load(uow, request, valid)
     decided = {row.row_number: RowResult.of(row) for row in fresh if isinstance(row, RowDecision)}
     decided.update((row.row_number, batch.apply(row)) for row in valid)
     results = [recorded.get(row.row_number) or decided[row.row_number] for row in checked]
     if not request.dry_run and fresh:
-        await store.record_outcomes(request.job_id, [r for r in results if r.row_number not in recorded])
-        await _write(store, request, batch.writes(), client)
+        await uow.student_file.record_outcomes(
+            request.job_id, [r for r in results if r.row_number not in recorded]
+        )
+        await _write(uow, request, batch.writes(), client)
     return results
 
 
-async def _load(store: StudentRowsStore, request: RowBatchRequest, valid: Sequence[ValidRow]) -> RowBatch:
+async def _load(uow: UnitOfWork, request: RowBatchRequest, valid: Sequence[ValidRow]) -> RowBatch:
     stored = (
-        await store.students_named(
+        await uow.student_file.students_named(
             request.school_id,
             list({row.username_key for row in valid}),
             list({row.email_key: row.email_identity for row in valid}.values()),
@@ -180,16 +181,19 @@ async def _load(store: StudentRowsStore, request: RowBatchRequest, valid: Sequen
     return RowBatch(request.context, request.job_id, request.job_time, stored)
 
 
-async def _write(store: StudentRowsStore, request: RowBatchRequest, writes: BatchWrites, client: str) -> None:
-    """Updates before inserts (a new student may take an address an update gave up)."""
+async def _write(uow: UnitOfWork, request: RowBatchRequest, writes: BatchWrites, client: str) -> None:
+    """Updates before inserts (a new student may take an address an update gave up), audit last."""
+    rows = uow.student_file
     if writes.park:
-        await store.park_keys(writes.park)
+        await rows.park_keys(writes.park)
     if writes.updates:
-        await store.update_students(request.job_id, request.job_time, writes.updates)
+        await rows.update_students(request.job_id, request.job_time, writes.updates)
     if writes.creates:
-        await store.insert_students(request.job_id, request.job_time, writes.creates, client=client)
+        await rows.insert_students(request.job_id, request.job_time, writes.creates)
     if writes.audit:
-        await store.append_audit(request.school_id, client, writes.audit)
+        school = request.school_id
+        events = [NewAuditEvent(None, client, e.action, e.user_id, school, e.details) for e in writes.audit]
+        await uow.audit.append_many(events)
 
 
 def _row_number(row: ValidRow) -> int:

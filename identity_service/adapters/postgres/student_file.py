@@ -1,49 +1,30 @@
-"""The SQL of ApplyStudentRows: one statement per step, every row set passed as arrays to unnest().
-
-``student_rows_store_factory(pool)`` gives ``async with factory() as store``: one transaction on a
-pool connection, committed on a clean exit. A unique or exclusion violation, a deadlock or a
-serialization failure leaves it as ``BatchConflict`` (rolled back), so the service applies the batch
-again; any other refusal of the database (not an outage) as ``BatchRefused``.
+"""The SQL of the student file (ApplyStudentRows): one statement per step, every row set passed as
+arrays to unnest(). A repository of the unit of work (``uow.student_file``), which opens the
+transaction and, for a batch, turns the database's refusals into ``BatchConflict`` / ``BatchRefused``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
 from identity_service.domain.identity_keys import EmailIdentity, username_key
-from identity_service.domain.import_rules import Holder, RowOutcome, RowReason
-from identity_service.domain.users import UserStatus, UserType
-from identity_service.service.row_batch import (
-    CREATED_ACTION,
-    AuditEntry,
+from identity_service.domain.student_file import (
+    Holder,
     ImportMark,
+    RowOutcome,
+    RowReason,
     RowResult,
     StoredStudent,
     Student,
+    row_of,
 )
-from identity_service.service.student_rows_ports import (
-    BatchConflict,
-    BatchRefused,
-    StudentRowsStoreFactory,
-)
-from shared.grpc_kit.metrics import DB_POOL_IN_USE
-from shared.pg import is_unreachable
+from identity_service.domain.users import UserStatus, UserType
+from identity_service.service.ports import BatchConflict
 
-ACQUIRE_TIMEOUT_SECONDS = 10.0
-_CONFLICTS = (
-    asyncpg.UniqueViolationError,
-    asyncpg.ExclusionViolationError,
-    asyncpg.DeadlockDetectedError,
-    asyncpg.SerializationError,
-)
-
-_SCHOOL_EXISTS = "SELECT EXISTS (SELECT 1 FROM schools WHERE id = $1)"
 # asyncpg's prepared statements end up on a generic plan, which may read the job's recorded rows by
 # job_id alone; the row-number range bounds that read to the batch's span whatever the plan.
 _RECORDED = """SELECT row_number, outcome, approved, user_id, reason, message FROM import_row_outcomes
@@ -97,48 +78,24 @@ _UPDATE = """UPDATE users u SET username = v.username, email = v.email, first_na
         AS v(id, username, email, first_name, last_name, auth_identifier, status, row_number, changed,
              email_key, email_skeleton, email_plain, username_key)
     WHERE u.id = v.id"""
-# New students and their audit events in one statement: the database builds each event's details
-# ({field: [null, value]} for the fields set, with the job and row) from the rows it inserted.
-_INSERT = """WITH inserted AS (
-    INSERT INTO users (id, user_type, status, school_id, username, email, first_name, last_name,
+# New students (their audit events go through the audit port, in the same transaction).
+_INSERT = """INSERT INTO users (id, user_type, status, school_id, username, email, first_name, last_name,
         auth_identifier, origin, last_import_job_time, last_import_job_id, last_import_row,
         email_key, email_skeleton, email_plain, username_key)
     SELECT v.id, 'STUDENT', v.status, v.school_id, v.username, v.email, v.first_name, v.last_name,
         v.auth_identifier, 'STUDENT_FILE', $1, $2, v.row_number,
         v.email_key, v.email_skeleton, v.email_plain, v.username_key
     FROM unnest($3::uuid[], $4::text[], $5::uuid[], $6::text[], $7::text[], $8::text[], $9::text[],
-                $10::text[], $11::bigint[], $14::text[], $15::text[], $16::bool[], $17::text[])
+                $10::text[], $11::bigint[], $12::text[], $13::text[], $14::bool[], $15::text[])
         AS v(id, status, school_id, username, email, first_name, last_name, auth_identifier, row_number,
-             email_key, email_skeleton, email_plain, username_key)
-    RETURNING id, school_id, username, email, first_name, last_name, auth_identifier, status, origin,
-        last_import_row)
-INSERT INTO audit_events (client, action, user_id, school_id, details)
-SELECT $12, $13, i.id, i.school_id, jsonb_strip_nulls(jsonb_build_object(
-        'username', CASE WHEN i.username <> '' THEN jsonb_build_array(NULL, i.username) END,
-        'email', jsonb_build_array(NULL, i.email),
-        'first_name', CASE WHEN i.first_name <> '' THEN jsonb_build_array(NULL, i.first_name) END,
-        'last_name', CASE WHEN i.last_name <> '' THEN jsonb_build_array(NULL, i.last_name) END,
-        'auth_identifier', CASE WHEN i.auth_identifier <> ''
-                                THEN jsonb_build_array(NULL, i.auth_identifier) END,
-        'status', jsonb_build_array(NULL, i.status),
-        'origin', jsonb_build_array(NULL, i.origin),
-        'job_id', $2::text,
-        'row_number', i.last_import_row))
-FROM inserted i ORDER BY i.last_import_row"""
-_AUDIT = """INSERT INTO audit_events (client, action, user_id, school_id, details)
-    SELECT $1, v.action, v.user_id, $2, v.details::jsonb
-    FROM unnest($3::text[], $4::uuid[], $5::text[]) WITH ORDINALITY AS v(action, user_id, details, n)
-    ORDER BY v.n"""
+             email_key, email_skeleton, email_plain, username_key)"""
 
 
-class PostgresStudentRowsStore:
-    """Implements ``StudentRowsStore`` on the transaction's connection."""
+class PostgresStudentFile:
+    """``ports.StudentFile`` on the unit of work's connection."""
 
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn
-
-    async def school_exists(self, school_id: str) -> bool:
-        return bool(await self._conn.fetchval(_SCHOOL_EXISTS, school_id))
 
     async def recorded_outcomes(self, job_id: str, row_numbers: Sequence[int]) -> dict[int, RowResult]:
         if not row_numbers:
@@ -190,14 +147,12 @@ class PostgresStudentRowsStore:
             job_id,
             *_columns(holders),
             [h.status.value for h in holders],
-            [_row_of(s) for s in students],
+            [row_of(s) for s in students],
             [s.changed for s in students],
             *_keys(students),
         )
 
-    async def insert_students(
-        self, job_id: str, job_time: datetime, students: Sequence[Student], *, client: str
-    ) -> None:
+    async def insert_students(self, job_id: str, job_time: datetime, students: Sequence[Student]) -> None:
         ordered = sorted(students, key=lambda s: s.email_identity.key)  # one lock order for all batches
         holders = [s.holder for s in ordered]
         ids, usernames, emails, first_names, last_names, auth_identifiers = _columns(holders)
@@ -213,50 +168,9 @@ class PostgresStudentRowsStore:
             first_names,
             last_names,
             auth_identifiers,
-            [_row_of(s) for s in ordered],
-            client,
-            CREATED_ACTION,
+            [row_of(s) for s in ordered],
             *_keys(ordered),
         )
-
-    async def append_audit(self, school_id: str, client: str, entries: Sequence[AuditEntry]) -> None:
-        await self._conn.execute(
-            _AUDIT,
-            client,
-            school_id,
-            [e.action for e in entries],
-            [e.user_id for e in entries],
-            [json.dumps(e.details, default=str) for e in entries],
-        )
-
-
-def student_rows_store_factory(pool: asyncpg.Pool) -> StudentRowsStoreFactory:
-    """``async with factory() as store``: one transaction, committed on a clean exit."""
-
-    @contextlib.asynccontextmanager
-    async def open_store() -> AsyncIterator[PostgresStudentRowsStore]:
-        async with _transaction(pool) as conn:
-            yield PostgresStudentRowsStore(conn)
-
-    return open_store
-
-
-@contextlib.asynccontextmanager
-async def _transaction(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
-    conn = await pool.acquire(timeout=ACQUIRE_TIMEOUT_SECONDS)
-    DB_POOL_IN_USE.labels("identity").inc()
-    try:
-        async with conn.transaction():
-            yield conn
-    except _CONFLICTS as error:
-        raise BatchConflict(f"{type(error).__name__}: {error}") from error
-    except asyncpg.PostgresError as error:
-        if is_unreachable(error):
-            raise
-        raise BatchRefused(str(getattr(error, "sqlstate", "") or "?")) from error
-    finally:
-        DB_POOL_IN_USE.labels("identity").dec()
-        await pool.release(conn)
 
 
 def _columns(holders: Sequence[Holder]) -> tuple[list[Any], ...]:
@@ -279,11 +193,6 @@ def _keys(students: Sequence[Student]) -> tuple[list[Any], ...]:
         [i.plain for i in identities],
         [None if s.holder.username is None else username_key(s.holder.username) for s in students],
     )
-
-
-def _row_of(student: Student) -> int:
-    assert student.mark is not None, "a written student carries the mark of its row"
-    return student.mark.row_number
 
 
 def _count(status: str) -> int:
