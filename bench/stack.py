@@ -1,4 +1,7 @@
-"""A scratch rollcall for benchmarks: own databases, own queue prefix, both services as processes."""
+"""A scratch rollcall for benchmarks: own databases, own queue prefix, both services as processes.
+
+The databases, free ports and queue teardown are ``tests/process_stack.py``'s (one implementation);
+what is the bench's own is several identity replicas behind one address and quiet logs."""
 
 from __future__ import annotations
 
@@ -6,7 +9,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,23 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aio_pika
-import asyncpg
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from shared.pg import with_database
+from tests.process_stack import delete_topology, drop_database, free_port, recreate_database
 
 BIN = Path(sys.executable).parent
 PG_URL = os.environ.get("ROLLCALL_TEST_DATABASE_URL", "postgresql://localhost:5432/postgres")
 AMQP_URL = os.environ.get("ROLLCALL_TEST_AMQP_URL", "amqp://guest:guest@localhost:5672/")
 TOKENS = {"admin": "bench-admin-token-0001", "importer": "bench-importer-token-1"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -51,24 +45,6 @@ class Stack:
 
     def pids(self) -> dict[str, int]:
         return {"import": self.processes[0].pid, "identity": self.processes[1].pid}
-
-
-async def recreate_database(name: str) -> str:
-    conn = await asyncpg.connect(PG_URL)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    return with_database(PG_URL, name)
-
-
-async def drop_database(name: str) -> None:
-    conn = await asyncpg.connect(PG_URL)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
 
 
 async def wait_serving(addr: str, timeout: float = 60.0) -> None:
@@ -97,8 +73,8 @@ async def running_stack(
     env = dict(os.environ)
     env.update(
         {
-            "ROLLCALL_IDENTITY_DATABASE_URL": await recreate_database(identity_db),
-            "ROLLCALL_IMPORT_DATABASE_URL": await recreate_database(import_db),
+            "ROLLCALL_IDENTITY_DATABASE_URL": await recreate_database(PG_URL, identity_db),
+            "ROLLCALL_IMPORT_DATABASE_URL": await recreate_database(PG_URL, import_db),
             "ROLLCALL_AMQP_URL": AMQP_URL,
             "ROLLCALL_AMQP_PREFIX": tag,
             "ROLLCALL_IDENTITY_PORT": str(id_port),
@@ -146,18 +122,6 @@ async def running_stack(
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
-        await _delete_topology(tag)
-        await drop_database(identity_db)
-        await drop_database(import_db)
-
-
-async def _delete_topology(prefix: str) -> None:
-    connection = await aio_pika.connect(AMQP_URL)
-    async with connection:
-        channel = await connection.channel()
-        for queue in (f"{prefix}.import.rows", f"{prefix}.import.dead"):
-            with contextlib.suppress(Exception):
-                await channel.queue_delete(queue, if_unused=False, if_empty=False)
-        for exchange in (f"{prefix}.import", f"{prefix}.import.dead"):
-            with contextlib.suppress(Exception):
-                await channel.exchange_delete(exchange)
+        await delete_topology(AMQP_URL, tag)
+        await drop_database(PG_URL, identity_db)
+        await drop_database(PG_URL, import_db)

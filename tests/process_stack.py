@@ -353,7 +353,7 @@ class ProcessStack:
                 await channel.close()
 
 
-async def _recreate_database(server_url: str, name: str) -> str:
+async def recreate_database(server_url: str, name: str) -> str:
     conn = await asyncpg.connect(server_url)
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -363,7 +363,7 @@ async def _recreate_database(server_url: str, name: str) -> str:
     return with_database(server_url, name)
 
 
-async def _drop_database(server_url: str, name: str) -> None:
+async def drop_database(server_url: str, name: str) -> None:
     conn = await asyncpg.connect(server_url, timeout=10)
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -371,7 +371,7 @@ async def _drop_database(server_url: str, name: str) -> None:
         await conn.close()
 
 
-async def _delete_topology(amqp_url: str, prefix: str) -> None:
+async def delete_topology(amqp_url: str, prefix: str) -> None:
     names = Topology(prefix)
     connection = await aio_pika.connect(amqp_url, timeout=10)
     async with connection:
@@ -414,8 +414,8 @@ async def process_stack(
     log_dir = Path(tempfile.mkdtemp(prefix=f"{prefix}_logs_"))
     env = {
         **os.environ,
-        "ROLLCALL_IDENTITY_DATABASE_URL": await _recreate_database(pg_server_url, identity_name),
-        "ROLLCALL_IMPORT_DATABASE_URL": await _recreate_database(pg_server_url, import_name),
+        "ROLLCALL_IDENTITY_DATABASE_URL": await recreate_database(pg_server_url, identity_name),
+        "ROLLCALL_IMPORT_DATABASE_URL": await recreate_database(pg_server_url, import_name),
         "ROLLCALL_AMQP_URL": amqp_url,
         "ROLLCALL_AMQP_PREFIX": prefix,
         "ROLLCALL_IDENTITY_PORT": str(identity_port),
@@ -477,10 +477,10 @@ async def process_stack(
             await service.stop(signal.SIGTERM, timeout=20)
             service.close_log()
         with contextlib.suppress(Exception):
-            await _delete_topology(amqp_url, prefix)
+            await delete_topology(amqp_url, prefix)
         for name in (identity_name, import_name):
             with contextlib.suppress(Exception):
-                await _drop_database(pg_server_url, name)
+                await drop_database(pg_server_url, name)
         if failed or os.environ.get("ROLLCALL_TEST_KEEP_LOGS"):
             sys.stderr.write(f"\nservice logs kept in {log_dir}\n")
         else:

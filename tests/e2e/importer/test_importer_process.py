@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -33,14 +32,9 @@ from tests.integration.importer.importer_support import (
     student_rows,
     unique,
 )
+from tests.process_stack import free_port
 
 ROOT = Path(__file__).resolve().parents[3]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture
@@ -68,7 +62,7 @@ async def process_env(
         "ROLLCALL_IMPORT_TOKEN": IMPORTER_TOKEN,
         "ROLLCALL_TOKENS": TOKEN_SPEC,
         "ROLLCALL_CONNECTORS": f"{amqp_user(amqp_url)}:*",
-        "ROLLCALL_IMPORT_PORT": str(_free_port()),
+        "ROLLCALL_IMPORT_PORT": str(free_port()),
         "ROLLCALL_IMPORT_METRICS_PORT": "0",
         "ROLLCALL_SHUTDOWN_GRACE_SECONDS": "5",
     }
