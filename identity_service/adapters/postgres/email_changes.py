@@ -123,14 +123,6 @@ class PostgresEmailChanges:
         )
         return bool(status == "UPDATE 1")
 
-    async def pending_user_ids_for_address(self, new_email: str) -> list[str]:
-        """Users with a PENDING change to ``new_email`` (compared by key)."""
-        rows = await self._conn.fetch(
-            "SELECT user_id FROM email_changes WHERE new_email_key = $1 AND state = 'PENDING'",
-            email_key(new_email),
-        )
-        return [str(r["user_id"]) for r in rows]
-
     async def expire_overdue(self, limit: int = 1000) -> int:
         """Close PENDING changes whose code has expired (housekeeping); returns how many."""
         status = await self._conn.execute(

@@ -149,6 +149,12 @@ async def not_found(call: Awaitable[Any], reason: str) -> None:
     await refused(call, grpc.StatusCode.NOT_FOUND, reason)
 
 
+def service_settings(db_url: str, **overrides: Any) -> Settings:
+    """Settings of an identity service for the tests: its database, the test tokens, no metrics port."""
+    base: dict[str, Any] = {"tokens": TOKEN_SPEC, "identity_metrics_port": 0, "shutdown_grace_seconds": 1}
+    return Settings(identity_database_url=db_url, **(base | overrides))
+
+
 @contextlib.asynccontextmanager
 async def running_identity(settings: Settings) -> AsyncIterator[IdentityApp]:
     """The identity service started in-process on a free port, argon2id at test-sized costs."""

@@ -13,11 +13,10 @@ from identity_service.service.courier import Courier
 from shared.settings import Settings
 from tests.infra import IDENTITY_MIGRATIONS, migrated_database
 from tests.integration.identity.identity_support import (
-    TOKEN_SPEC,
-    Campus,
     IdentityClient,
     identity_client,
     running_identity,
+    service_settings,
 )
 from tests.integration.identity_email.email_support import CODE_SECRETS, COURIER_CONFIG
 from tests.integration.identity_mail.mail_helpers import SmtpServer
@@ -40,12 +39,9 @@ def mail_server() -> Iterator[SmtpServer]:
 
 @pytest.fixture(scope="session")
 def email_settings(email_db_url: str, mail_server: SmtpServer) -> Settings:
-    return Settings(
-        identity_database_url=email_db_url,
-        tokens=TOKEN_SPEC,
-        identity_metrics_port=0,
+    return service_settings(
+        email_db_url,
         db_pool_max=30,
-        shutdown_grace_seconds=1,
         smtp_host="127.0.0.1",
         smtp_port=mail_server.port,
         mail_from="careers@rollcall.example",
@@ -64,11 +60,6 @@ async def email_app(email_settings: Settings) -> AsyncIterator[IdentityApp]:
 async def identity(email_app: IdentityApp, email_db_url: str) -> AsyncIterator[IdentityClient]:
     async with identity_client(email_app, email_db_url) as client:
         yield client
-
-
-@pytest.fixture
-async def campus(identity: IdentityClient) -> Campus:
-    return await identity.new_campus()
 
 
 @pytest.fixture(scope="session")

@@ -41,8 +41,6 @@ async def test_insert_then_get_pending_for_update(pool: asyncpg.Pool) -> None:
     assert (inserted.attempts, inserted.max_attempts, inserted.file_updates_disabled) == (0, 5, True)
     assert inserted.close_time is None and inserted.client == "platform"
     async with pool.acquire() as conn:
-        changes = PostgresEmailChanges(conn)
-        assert await changes.pending_user_ids_for_address("ANN.LEE@personal.example") == [user_id]
         assert await PostgresEmailChanges(conn).pending(str(uuid.uuid4()), for_update=True) is None
 
 
