@@ -998,3 +998,31 @@ class ListAuditEventsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListAuditEventsResponse: _TypeAlias = ListAuditEventsResponse  # noqa: Y015
+
+@_typing.final
+class ResolveSsoSignInRequest(_message.Message):
+    """Request of ResolveSsoSignIn."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCHOOL_ID_FIELD_NUMBER: _builtins.int
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    school_id: _builtins.str
+    """The school whose identity provider signed the person in (it must have SSO enabled)."""
+    subject: _builtins.str
+    """The identity provider's subject: compared with the users' auth identifiers by their key (case
+    folded, like usernames).
+    """
+    def __init__(
+        self,
+        *,
+        school_id: _builtins.str = ...,
+        subject: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["school_id", b"school_id", "subject", b"subject"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResolveSsoSignInRequest: _TypeAlias = ResolveSsoSignInRequest  # noqa: Y015

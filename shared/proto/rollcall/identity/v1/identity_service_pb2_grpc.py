@@ -144,6 +144,11 @@ class IdentityServiceStub:
                 request_serializer=rollcall_dot_identity_dot_v1_dot_identity__service__pb2.ListAuditEventsRequest.SerializeToString,
                 response_deserializer=rollcall_dot_identity_dot_v1_dot_identity__service__pb2.ListAuditEventsResponse.FromString,
                 _registered_method=True)
+        self.ResolveSsoSignIn = channel.unary_unary(
+                '/rollcall.identity.v1.IdentityService/ResolveSsoSignIn',
+                request_serializer=rollcall_dot_identity_dot_v1_dot_identity__service__pb2.ResolveSsoSignInRequest.SerializeToString,
+                response_deserializer=rollcall_dot_identity_dot_v1_dot_resources__pb2.User.FromString,
+                _registered_method=True)
 
 
 class IdentityServiceServicer:
@@ -299,6 +304,13 @@ class IdentityServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ResolveSsoSignIn(self, request, context):
+        """The ACTIVE student or staff member of a school whose auth identifier is an SSO subject (platform).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IdentityServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -406,6 +418,11 @@ def add_IdentityServiceServicer_to_server(servicer, server):
                     servicer.ListAuditEvents,
                     request_deserializer=rollcall_dot_identity_dot_v1_dot_identity__service__pb2.ListAuditEventsRequest.FromString,
                     response_serializer=rollcall_dot_identity_dot_v1_dot_identity__service__pb2.ListAuditEventsResponse.SerializeToString,
+            ),
+            'ResolveSsoSignIn': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResolveSsoSignIn,
+                    request_deserializer=rollcall_dot_identity_dot_v1_dot_identity__service__pb2.ResolveSsoSignInRequest.FromString,
+                    response_serializer=rollcall_dot_identity_dot_v1_dot_resources__pb2.User.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -978,6 +995,33 @@ class IdentityService:
             '/rollcall.identity.v1.IdentityService/ListAuditEvents',
             rollcall_dot_identity_dot_v1_dot_identity__service__pb2.ListAuditEventsRequest.SerializeToString,
             rollcall_dot_identity_dot_v1_dot_identity__service__pb2.ListAuditEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResolveSsoSignIn(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rollcall.identity.v1.IdentityService/ResolveSsoSignIn',
+            rollcall_dot_identity_dot_v1_dot_identity__service__pb2.ResolveSsoSignInRequest.SerializeToString,
+            rollcall_dot_identity_dot_v1_dot_resources__pb2.User.FromString,
             options,
             channel_credentials,
             insecure,

@@ -80,6 +80,8 @@ class IdentityServiceStub:
     """Applies a batch of student-file rows (the import decision table). importer, admin."""
     ListAuditEvents: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.ListAuditEventsRequest, _identity_service_pb2.ListAuditEventsResponse]
     """Reads the audit trail of a school or one user, newest first. Staff, admin."""
+    ResolveSsoSignIn: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.ResolveSsoSignInRequest, _resources_pb2.User]
+    """The ACTIVE student or staff member of a school whose auth identifier is an SSO subject (platform)."""
 
 @_typing.type_check_only
 class IdentityServiceAsyncStub(IdentityServiceStub):
@@ -131,6 +133,8 @@ class IdentityServiceAsyncStub(IdentityServiceStub):
     """Applies a batch of student-file rows (the import decision table). importer, admin."""
     ListAuditEvents: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.ListAuditEventsRequest, _identity_service_pb2.ListAuditEventsResponse]  # type: ignore[assignment]
     """Reads the audit trail of a school or one user, newest first. Staff, admin."""
+    ResolveSsoSignIn: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.ResolveSsoSignInRequest, _resources_pb2.User]  # type: ignore[assignment]
+    """The ACTIVE student or staff member of a school whose auth identifier is an SSO subject (platform)."""
 
 class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
     """Owns every user, keeps each email unique across user types, runs the pending-student queue and
@@ -305,5 +309,13 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_identity_service_pb2.ListAuditEventsResponse, _abc.Awaitable[_identity_service_pb2.ListAuditEventsResponse]]:
         """Reads the audit trail of a school or one user, newest first. Staff, admin."""
+
+    @_abc_1.abstractmethod
+    def ResolveSsoSignIn(
+        self,
+        request: _identity_service_pb2.ResolveSsoSignInRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_resources_pb2.User, _abc.Awaitable[_resources_pb2.User]]:
+        """The ACTIVE student or staff member of a school whose auth identifier is an SSO subject (platform)."""
 
 def add_IdentityServiceServicer_to_server(servicer: IdentityServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -62,6 +62,11 @@ class _UserStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_UserStatus
     """A usable account."""
     USER_STATUS_DECLINED: _UserStatus.ValueType  # 3
     """Declined by staff: unusable, its email still taken until the account is deleted."""
+    USER_STATUS_ARCHIVED: _UserStatus.ValueType  # 4
+    """A student archived by a student file (an explicit status=archived row, or a full-roster sweep):
+    cannot sign in, keeps its email (still taken), still found by search; a later file row naming
+    the student restores it to ACTIVE.
+    """
 
 class UserStatus(_UserStatus, metaclass=_UserStatusEnumTypeWrapper):
     """Where a user stands in its life cycle."""
@@ -74,6 +79,11 @@ USER_STATUS_ACTIVE: UserStatus.ValueType  # 2
 """A usable account."""
 USER_STATUS_DECLINED: UserStatus.ValueType  # 3
 """Declined by staff: unusable, its email still taken until the account is deleted."""
+USER_STATUS_ARCHIVED: UserStatus.ValueType  # 4
+"""A student archived by a student file (an explicit status=archived row, or a full-roster sweep):
+cannot sign in, keeps its email (still taken), still found by search; a later file row naming
+the student restores it to ACTIVE.
+"""
 Global___UserStatus: _TypeAlias = UserStatus  # noqa: Y015
 
 class _UserOrigin:

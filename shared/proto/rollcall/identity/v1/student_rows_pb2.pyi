@@ -61,6 +61,8 @@ class _RowOutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RowOutcome
     """The row was not applied on purpose (see reason)."""
     ROW_OUTCOME_FAILED: _RowOutcome.ValueType  # 5
     """The row could not be applied (see reason and message)."""
+    ROW_OUTCOME_ARCHIVED: _RowOutcome.ValueType  # 6
+    """An ACTIVE student was archived by an explicit status=archived row."""
 
 class RowOutcome(_RowOutcome, metaclass=_RowOutcomeEnumTypeWrapper):
     """What happened to one row."""
@@ -77,6 +79,8 @@ ROW_OUTCOME_SKIPPED: RowOutcome.ValueType  # 4
 """The row was not applied on purpose (see reason)."""
 ROW_OUTCOME_FAILED: RowOutcome.ValueType  # 5
 """The row could not be applied (see reason and message)."""
+ROW_OUTCOME_ARCHIVED: RowOutcome.ValueType  # 6
+"""An ACTIVE student was archived by an explicit status=archived row."""
 Global___RowOutcome: _TypeAlias = RowOutcome  # noqa: Y015
 
 @_typing.final
@@ -112,6 +116,7 @@ class StudentRow(_message.Message):
     LAST_NAME_FIELD_NUMBER: _builtins.int
     AUTH_IDENTIFIER_FIELD_NUMBER: _builtins.int
     EXTRA_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
     row_number: _builtins.int
     """The row's number in its file, counting the first data row as 1."""
     username: _builtins.str
@@ -124,6 +129,10 @@ class StudentRow(_message.Message):
     """Family name; blank leaves the stored value as it is."""
     auth_identifier: _builtins.str
     """SSO / SIS identifier (sensitive field); blank leaves the stored value as it is."""
+    status: _builtins.str
+    """The student's status in the file: empty or "active" (an ordinary row; restores an ARCHIVED
+    student), or "archived" (archives that ACTIVE student). Anything else fails the row (INVALID_ROW).
+    """
     @_builtins.property
     def extra(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Other columns of the file, kept as they came."""
@@ -138,10 +147,11 @@ class StudentRow(_message.Message):
         last_name: _builtins.str = ...,
         auth_identifier: _builtins.str = ...,
         extra: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        status: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["auth_identifier", b"auth_identifier", "email_address", b"email_address", "extra", b"extra", "first_name", b"first_name", "last_name", b"last_name", "row_number", b"row_number", "username", b"username"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auth_identifier", b"auth_identifier", "email_address", b"email_address", "extra", b"extra", "first_name", b"first_name", "last_name", b"last_name", "row_number", b"row_number", "status", b"status", "username", b"username"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -81,6 +81,7 @@ class ImportCounts(_message.Message):
     SKIPPED_FIELD_NUMBER: _builtins.int
     FAILED_FIELD_NUMBER: _builtins.int
     APPROVED_FIELD_NUMBER: _builtins.int
+    ARCHIVED_FIELD_NUMBER: _builtins.int
     created: _builtins.int
     """Rows that created a student."""
     updated: _builtins.int
@@ -93,6 +94,8 @@ class ImportCounts(_message.Message):
     """Rows that failed."""
     approved: _builtins.int
     """Rows that approved a pending student (also counted as updated or unchanged)."""
+    archived: _builtins.int
+    """Rows that archived a student (ROW_OUTCOME_ARCHIVED: an explicit status=archived row)."""
     def __init__(
         self,
         *,
@@ -102,10 +105,11 @@ class ImportCounts(_message.Message):
         skipped: _builtins.int = ...,
         failed: _builtins.int = ...,
         approved: _builtins.int = ...,
+        archived: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["approved", b"approved", "created", b"created", "failed", b"failed", "skipped", b"skipped", "unchanged", b"unchanged", "updated", b"updated"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approved", b"approved", "archived", b"archived", "created", b"created", "failed", b"failed", "skipped", b"skipped", "unchanged", b"unchanged", "updated", b"updated"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
