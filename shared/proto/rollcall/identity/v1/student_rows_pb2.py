@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'rollcall/identity/v1/student_rows.proto\x12\x14rollcall.identity.v1\"\x83\x02\n\nStudentRow\x12\x12\n\nrow_number\x18\x01 \x01(\x03\x12\x10\n\x08username\x18\x02 \x01(\t\x12\x15\n\remail_address\x18\x03 \x01(\t\x12\x12\n\nfirst_name\x18\x04 \x01(\t\x12\x11\n\tlast_name\x18\x05 \x01(\t\x12\x17\n\x0f\x61uth_identifier\x18\x06 \x01(\t\x12:\n\x05\x65xtra\x18\x07 \x03(\x0b\x32+.rollcall.identity.v1.StudentRow.ExtraEntry\x12\x0e\n\x06status\x18\x08 \x01(\t\x1a,\n\nExtraEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x96\x01\n\tRowResult\x12\x12\n\nrow_number\x18\x01 \x01(\x03\x12\x31\n\x07outcome\x18\x02 \x01(\x0e\x32 .rollcall.identity.v1.RowOutcome\x12\x10\n\x08\x61pproved\x18\x03 \x01(\x08\x12\x0f\n\x07user_id\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x0f\n\x07message\x18\x06 \x01(\t*d\n\nImportMode\x12\x1b\n\x17IMPORT_MODE_UNSPECIFIED\x10\x00\x12\x1c\n\x18IMPORT_MODE_ONGOING_SYNC\x10\x01\x12\x1b\n\x17IMPORT_MODE_MANUAL_FILE\x10\x02*\xc1\x01\n\nRowOutcome\x12\x1b\n\x17ROW_OUTCOME_UNSPECIFIED\x10\x00\x12\x17\n\x13ROW_OUTCOME_CREATED\x10\x01\x12\x17\n\x13ROW_OUTCOME_UPDATED\x10\x02\x12\x19\n\x15ROW_OUTCOME_UNCHANGED\x10\x03\x12\x17\n\x13ROW_OUTCOME_SKIPPED\x10\x04\x12\x16\n\x12ROW_OUTCOME_FAILED\x10\x05\x12\x18\n\x14ROW_OUTCOME_ARCHIVED\x10\x06\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'rollcall/identity/v1/student_rows.proto\x12\x14rollcall.identity.v1\"\x83\x02\n\nStudentRow\x12\x12\n\nrow_number\x18\x01 \x01(\x03\x12\x10\n\x08username\x18\x02 \x01(\t\x12\x15\n\remail_address\x18\x03 \x01(\t\x12\x12\n\nfirst_name\x18\x04 \x01(\t\x12\x11\n\tlast_name\x18\x05 \x01(\t\x12\x17\n\x0f\x61uth_identifier\x18\x06 \x01(\t\x12:\n\x05\x65xtra\x18\x07 \x03(\x0b\x32+.rollcall.identity.v1.StudentRow.ExtraEntry\x12\x0e\n\x06status\x18\x08 \x01(\t\x1a,\n\nExtraEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xca\x01\n\tRowResult\x12\x12\n\nrow_number\x18\x01 \x01(\x03\x12\x31\n\x07outcome\x18\x02 \x01(\x0e\x32 .rollcall.identity.v1.RowOutcome\x12\x10\n\x08\x61pproved\x18\x03 \x01(\x08\x12\x0f\n\x07user_id\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x0f\n\x07message\x18\x06 \x01(\t\x12\x32\n\x07\x63hanges\x18\x07 \x03(\x0b\x32!.rollcall.identity.v1.FieldChange\"B\n\x0b\x46ieldChange\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x11\n\told_value\x18\x02 \x01(\t\x12\x11\n\tnew_value\x18\x03 \x01(\t*d\n\nImportMode\x12\x1b\n\x17IMPORT_MODE_UNSPECIFIED\x10\x00\x12\x1c\n\x18IMPORT_MODE_ONGOING_SYNC\x10\x01\x12\x1b\n\x17IMPORT_MODE_MANUAL_FILE\x10\x02*\xc1\x01\n\nRowOutcome\x12\x1b\n\x17ROW_OUTCOME_UNSPECIFIED\x10\x00\x12\x17\n\x13ROW_OUTCOME_CREATED\x10\x01\x12\x17\n\x13ROW_OUTCOME_UPDATED\x10\x02\x12\x19\n\x15ROW_OUTCOME_UNCHANGED\x10\x03\x12\x17\n\x13ROW_OUTCOME_SKIPPED\x10\x04\x12\x16\n\x12ROW_OUTCOME_FAILED\x10\x05\x12\x18\n\x14ROW_OUTCOME_ARCHIVED\x10\x06\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,14 +33,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_STUDENTROW_EXTRAENTRY']._loaded_options = None
   _globals['_STUDENTROW_EXTRAENTRY']._serialized_options = b'8\001'
-  _globals['_IMPORTMODE']._serialized_start=480
-  _globals['_IMPORTMODE']._serialized_end=580
-  _globals['_ROWOUTCOME']._serialized_start=583
-  _globals['_ROWOUTCOME']._serialized_end=776
+  _globals['_IMPORTMODE']._serialized_start=600
+  _globals['_IMPORTMODE']._serialized_end=700
+  _globals['_ROWOUTCOME']._serialized_start=703
+  _globals['_ROWOUTCOME']._serialized_end=896
   _globals['_STUDENTROW']._serialized_start=66
   _globals['_STUDENTROW']._serialized_end=325
   _globals['_STUDENTROW_EXTRAENTRY']._serialized_start=281
   _globals['_STUDENTROW_EXTRAENTRY']._serialized_end=325
   _globals['_ROWRESULT']._serialized_start=328
-  _globals['_ROWRESULT']._serialized_end=478
+  _globals['_ROWRESULT']._serialized_end=530
+  _globals['_FIELDCHANGE']._serialized_start=532
+  _globals['_FIELDCHANGE']._serialized_end=598
 # @@protoc_insertion_point(module_scope)

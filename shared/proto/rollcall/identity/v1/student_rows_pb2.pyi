@@ -169,6 +169,7 @@ class RowResult(_message.Message):
     USER_ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
+    CHANGES_FIELD_NUMBER: _builtins.int
     row_number: _builtins.int
     """The row's number, as sent."""
     outcome: Global___RowOutcome.ValueType
@@ -183,6 +184,12 @@ class RowResult(_message.Message):
     """
     message: _builtins.str
     """Human-readable explanation naming the field concerned; never contains secrets."""
+    @_builtins.property
+    def changes(self) -> _containers.RepeatedCompositeFieldContainer[Global___FieldChange]:
+        """What the row changed (or, in a dry run, would change), one entry per field: every field a
+        CREATED row set (old_value empty), exactly the fields an UPDATED row changes; none otherwise.
+        """
+
     def __init__(
         self,
         *,
@@ -192,11 +199,45 @@ class RowResult(_message.Message):
         user_id: _builtins.str = ...,
         reason: _builtins.str = ...,
         message: _builtins.str = ...,
+        changes: _abc.Iterable[Global___FieldChange] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["approved", b"approved", "message", b"message", "outcome", b"outcome", "reason", b"reason", "row_number", b"row_number", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approved", b"approved", "changes", b"changes", "message", b"message", "outcome", b"outcome", "reason", b"reason", "row_number", b"row_number", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RowResult: _TypeAlias = RowResult  # noqa: Y015
+
+@_typing.final
+class FieldChange(_message.Message):
+    """One field a row changed: `field` is a StudentRow field name (`username`, `email_address`,
+    `first_name`, `last_name`, `auth_identifier`) or `status` (a UserStatus name without its prefix,
+    such as `PENDING` → `ACTIVE` for an approval).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FIELD_FIELD_NUMBER: _builtins.int
+    OLD_VALUE_FIELD_NUMBER: _builtins.int
+    NEW_VALUE_FIELD_NUMBER: _builtins.int
+    field: _builtins.str
+    """The field's name."""
+    old_value: _builtins.str
+    """Its value before the row (empty for a created student)."""
+    new_value: _builtins.str
+    """Its value after the row."""
+    def __init__(
+        self,
+        *,
+        field: _builtins.str = ...,
+        old_value: _builtins.str = ...,
+        new_value: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["field", b"field", "new_value", b"new_value", "old_value", b"old_value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FieldChange: _TypeAlias = FieldChange  # noqa: Y015

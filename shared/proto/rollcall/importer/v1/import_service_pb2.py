@@ -26,51 +26,55 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from shared.proto.rollcall.identity.v1 import student_rows_pb2 as rollcall_dot_identity_dot_v1_dot_student__rows__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)rollcall/importer/v1/import_service.proto\x12\x14rollcall.importer.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\'rollcall/identity/v1/student_rows.proto\"\x88\x01\n\x0cImportCounts\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x03\x12\x0f\n\x07updated\x18\x02 \x01(\x03\x12\x11\n\tunchanged\x18\x03 \x01(\x03\x12\x0f\n\x07skipped\x18\x04 \x01(\x03\x12\x0e\n\x06\x66\x61iled\x18\x05 \x01(\x03\x12\x10\n\x08\x61pproved\x18\x06 \x01(\x03\x12\x10\n\x08\x61rchived\x18\x07 \x01(\x03\"\xcb\x03\n\tImportJob\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x15\n\rparent_job_id\x18\x02 \x01(\t\x12\x11\n\tschool_id\x18\x03 \x01(\t\x12.\n\x04mode\x18\x04 \x01(\x0e\x32 .rollcall.identity.v1.ImportMode\x12\x1f\n\x17sensitive_fields_update\x18\x05 \x01(\x08\x12\x0f\n\x07\x64ry_run\x18\x06 \x01(\x08\x12\x13\n\x0bsource_name\x18\x07 \x01(\t\x12\x33\n\x05state\x18\x08 \x01(\x0e\x32$.rollcall.importer.v1.ImportJobState\x12\x12\n\ntotal_rows\x18\t \x01(\x03\x12\x15\n\rrows_received\x18\n \x01(\x03\x12\x32\n\x06\x63ounts\x18\x0b \x01(\x0b\x32\".rollcall.importer.v1.ImportCounts\x12\x15\n\rdead_lettered\x18\x0c \x01(\x03\x12/\n\x0b\x63reate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rcomplete_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc8\x01\n\nFileHeader\x12\x11\n\tschool_id\x18\x01 \x01(\t\x12.\n\x04mode\x18\x02 \x01(\x0e\x32 .rollcall.identity.v1.ImportMode\x12\x1f\n\x17sensitive_fields_update\x18\x03 \x01(\x08\x12\x0f\n\x07\x64ry_run\x18\x04 \x01(\x08\x12\x13\n\x0bsource_name\x18\x05 \x01(\t\x12\x30\n\x06\x66ormat\x18\x06 \x01(\x0e\x32 .rollcall.importer.v1.FileFormat\"c\n\x11SubmitFileRequest\x12\x32\n\x06header\x18\x01 \x01(\x0b\x32 .rollcall.importer.v1.FileHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\t\n\x07payload\"%\n\x13GetImportJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"Q\n\x15ListImportJobsRequest\x12\x11\n\tschool_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"`\n\x16ListImportJobsResponse\x12-\n\x04jobs\x18\x01 \x03(\x0b\x32\x1f.rollcall.importer.v1.ImportJob\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\'\n\x15WatchImportJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\x82\x01\n\x15ListRowResultsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x32\n\x08outcomes\x18\x02 \x03(\x0e\x32 .rollcall.identity.v1.RowOutcome\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"\xc5\x01\n\tRowRecord\x12\x12\n\nrow_number\x18\x01 \x01(\x03\x12\x31\n\x07outcome\x18\x02 \x01(\x0e\x32 .rollcall.identity.v1.RowOutcome\x12\x10\n\x08\x61pproved\x18\x03 \x01(\x08\x12\x0f\n\x07user_id\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x0f\n\x07message\x18\x06 \x01(\t\x12-\n\x03row\x18\x07 \x01(\x0b\x32 .rollcall.identity.v1.StudentRow\"c\n\x16ListRowResultsResponse\x12\x30\n\x07results\x18\x01 \x03(\x0b\x32\x1f.rollcall.importer.v1.RowRecord\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\")\n\x17\x45xportFailedRowsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"-\n\x18\x45xportFailedRowsResponse\x12\x11\n\tcsv_chunk\x18\x01 \x01(\x0c\"]\n\x16RetryFailedRowsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x1f\n\x17sensitive_fields_update\x18\x02 \x01(\x08\x12\x12\n\nrequest_id\x18\x03 \x01(\t\":\n\x08RowChunk\x12.\n\x04rows\x18\x01 \x03(\x0b\x32 .rollcall.identity.v1.StudentRow\"\x1c\n\x06JobEnd\x12\x12\n\ntotal_rows\x18\x01 \x01(\x03\"\xa5\x02\n\rImportMessage\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\tschool_id\x18\x02 \x01(\t\x12.\n\x04mode\x18\x03 \x01(\x0e\x32 .rollcall.identity.v1.ImportMode\x12\x1f\n\x17sensitive_fields_update\x18\x04 \x01(\x08\x12\x0f\n\x07\x64ry_run\x18\x05 \x01(\x08\x12\x13\n\x0bsource_name\x18\x06 \x01(\t\x12.\n\x04rows\x18\x07 \x01(\x0b\x32\x1e.rollcall.importer.v1.RowChunkH\x00\x12+\n\x03\x65nd\x18\x08 \x01(\x0b\x32\x1c.rollcall.importer.v1.JobEndH\x00\x12\x15\n\rparent_job_id\x18\t \x01(\tB\x06\n\x04\x62ody*r\n\x0eImportJobState\x12 \n\x1cIMPORT_JOB_STATE_UNSPECIFIED\x10\x00\x12\x1e\n\x1aIMPORT_JOB_STATE_RECEIVING\x10\x01\x12\x1e\n\x1aIMPORT_JOB_STATE_COMPLETED\x10\x02*_\n\nFileFormat\x12\x1b\n\x17\x46ILE_FORMAT_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x46ILE_FORMAT_CSV\x10\x01\x12\x1f\n\x1b\x46ILE_FORMAT_ONEROSTER_USERS\x10\x02\x32\xd8\x05\n\rImportService\x12X\n\nSubmitFile\x12\'.rollcall.importer.v1.SubmitFileRequest\x1a\x1f.rollcall.importer.v1.ImportJob(\x01\x12Z\n\x0cGetImportJob\x12).rollcall.importer.v1.GetImportJobRequest\x1a\x1f.rollcall.importer.v1.ImportJob\x12k\n\x0eListImportJobs\x12+.rollcall.importer.v1.ListImportJobsRequest\x1a,.rollcall.importer.v1.ListImportJobsResponse\x12`\n\x0eWatchImportJob\x12+.rollcall.importer.v1.WatchImportJobRequest\x1a\x1f.rollcall.importer.v1.ImportJob0\x01\x12k\n\x0eListRowResults\x12+.rollcall.importer.v1.ListRowResultsRequest\x1a,.rollcall.importer.v1.ListRowResultsResponse\x12s\n\x10\x45xportFailedRows\x12-.rollcall.importer.v1.ExportFailedRowsRequest\x1a..rollcall.importer.v1.ExportFailedRowsResponse0\x01\x12`\n\x0fRetryFailedRows\x12,.rollcall.importer.v1.RetryFailedRowsRequest\x1a\x1f.rollcall.importer.v1.ImportJobb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)rollcall/importer/v1/import_service.proto\x12\x14rollcall.importer.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\'rollcall/identity/v1/student_rows.proto\"\x8a\x02\n\x0cImportCounts\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x03\x12\x0f\n\x07updated\x18\x02 \x01(\x03\x12\x11\n\tunchanged\x18\x03 \x01(\x03\x12\x0f\n\x07skipped\x18\x04 \x01(\x03\x12\x0e\n\x06\x66\x61iled\x18\x05 \x01(\x03\x12\x10\n\x08\x61pproved\x18\x06 \x01(\x03\x12\x10\n\x08\x61rchived\x18\x07 \x01(\x03\x12K\n\rfield_changes\x18\x08 \x03(\x0b\x32\x34.rollcall.importer.v1.ImportCounts.FieldChangesEntry\x1a\x33\n\x11\x46ieldChangesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\xcb\x03\n\tImportJob\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x15\n\rparent_job_id\x18\x02 \x01(\t\x12\x11\n\tschool_id\x18\x03 \x01(\t\x12.\n\x04mode\x18\x04 \x01(\x0e\x32 .rollcall.identity.v1.ImportMode\x12\x1f\n\x17sensitive_fields_update\x18\x05 \x01(\x08\x12\x0f\n\x07\x64ry_run\x18\x06 \x01(\x08\x12\x13\n\x0bsource_name\x18\x07 \x01(\t\x12\x33\n\x05state\x18\x08 \x01(\x0e\x32$.rollcall.importer.v1.ImportJobState\x12\x12\n\ntotal_rows\x18\t \x01(\x03\x12\x15\n\rrows_received\x18\n \x01(\x03\x12\x32\n\x06\x63ounts\x18\x0b \x01(\x0b\x32\".rollcall.importer.v1.ImportCounts\x12\x15\n\rdead_lettered\x18\x0c \x01(\x03\x12/\n\x0b\x63reate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rcomplete_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc8\x01\n\nFileHeader\x12\x11\n\tschool_id\x18\x01 \x01(\t\x12.\n\x04mode\x18\x02 \x01(\x0e\x32 .rollcall.identity.v1.ImportMode\x12\x1f\n\x17sensitive_fields_update\x18\x03 \x01(\x08\x12\x0f\n\x07\x64ry_run\x18\x04 \x01(\x08\x12\x13\n\x0bsource_name\x18\x05 \x01(\t\x12\x30\n\x06\x66ormat\x18\x06 \x01(\x0e\x32 .rollcall.importer.v1.FileFormat\"c\n\x11SubmitFileRequest\x12\x32\n\x06header\x18\x01 \x01(\x0b\x32 .rollcall.importer.v1.FileHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\t\n\x07payload\"%\n\x13GetImportJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"Q\n\x15ListImportJobsRequest\x12\x11\n\tschool_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"`\n\x16ListImportJobsResponse\x12-\n\x04jobs\x18\x01 \x03(\x0b\x32\x1f.rollcall.importer.v1.ImportJob\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\'\n\x15WatchImportJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\x82\x01\n\x15ListRowResultsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x32\n\x08outcomes\x18\x02 \x03(\x0e\x32 .rollcall.identity.v1.RowOutcome\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"\xf9\x01\n\tRowRecord\x12\x12\n\nrow_number\x18\x01 \x01(\x03\x12\x31\n\x07outcome\x18\x02 \x01(\x0e\x32 .rollcall.identity.v1.RowOutcome\x12\x10\n\x08\x61pproved\x18\x03 \x01(\x08\x12\x0f\n\x07user_id\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x0f\n\x07message\x18\x06 \x01(\t\x12-\n\x03row\x18\x07 \x01(\x0b\x32 .rollcall.identity.v1.StudentRow\x12\x32\n\x07\x63hanges\x18\x08 \x03(\x0b\x32!.rollcall.identity.v1.FieldChange\"c\n\x16ListRowResultsResponse\x12\x30\n\x07results\x18\x01 \x03(\x0b\x32\x1f.rollcall.importer.v1.RowRecord\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\")\n\x17\x45xportFailedRowsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"-\n\x18\x45xportFailedRowsResponse\x12\x11\n\tcsv_chunk\x18\x01 \x01(\x0c\"]\n\x16RetryFailedRowsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x1f\n\x17sensitive_fields_update\x18\x02 \x01(\x08\x12\x12\n\nrequest_id\x18\x03 \x01(\t\":\n\x08RowChunk\x12.\n\x04rows\x18\x01 \x03(\x0b\x32 .rollcall.identity.v1.StudentRow\"\x1c\n\x06JobEnd\x12\x12\n\ntotal_rows\x18\x01 \x01(\x03\"\xa5\x02\n\rImportMessage\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\tschool_id\x18\x02 \x01(\t\x12.\n\x04mode\x18\x03 \x01(\x0e\x32 .rollcall.identity.v1.ImportMode\x12\x1f\n\x17sensitive_fields_update\x18\x04 \x01(\x08\x12\x0f\n\x07\x64ry_run\x18\x05 \x01(\x08\x12\x13\n\x0bsource_name\x18\x06 \x01(\t\x12.\n\x04rows\x18\x07 \x01(\x0b\x32\x1e.rollcall.importer.v1.RowChunkH\x00\x12+\n\x03\x65nd\x18\x08 \x01(\x0b\x32\x1c.rollcall.importer.v1.JobEndH\x00\x12\x15\n\rparent_job_id\x18\t \x01(\tB\x06\n\x04\x62ody*r\n\x0eImportJobState\x12 \n\x1cIMPORT_JOB_STATE_UNSPECIFIED\x10\x00\x12\x1e\n\x1aIMPORT_JOB_STATE_RECEIVING\x10\x01\x12\x1e\n\x1aIMPORT_JOB_STATE_COMPLETED\x10\x02*_\n\nFileFormat\x12\x1b\n\x17\x46ILE_FORMAT_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x46ILE_FORMAT_CSV\x10\x01\x12\x1f\n\x1b\x46ILE_FORMAT_ONEROSTER_USERS\x10\x02\x32\xd8\x05\n\rImportService\x12X\n\nSubmitFile\x12\'.rollcall.importer.v1.SubmitFileRequest\x1a\x1f.rollcall.importer.v1.ImportJob(\x01\x12Z\n\x0cGetImportJob\x12).rollcall.importer.v1.GetImportJobRequest\x1a\x1f.rollcall.importer.v1.ImportJob\x12k\n\x0eListImportJobs\x12+.rollcall.importer.v1.ListImportJobsRequest\x1a,.rollcall.importer.v1.ListImportJobsResponse\x12`\n\x0eWatchImportJob\x12+.rollcall.importer.v1.WatchImportJobRequest\x1a\x1f.rollcall.importer.v1.ImportJob0\x01\x12k\n\x0eListRowResults\x12+.rollcall.importer.v1.ListRowResultsRequest\x1a,.rollcall.importer.v1.ListRowResultsResponse\x12s\n\x10\x45xportFailedRows\x12-.rollcall.importer.v1.ExportFailedRowsRequest\x1a..rollcall.importer.v1.ExportFailedRowsResponse0\x01\x12`\n\x0fRetryFailedRows\x12,.rollcall.importer.v1.RetryFailedRowsRequest\x1a\x1f.rollcall.importer.v1.ImportJobb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'rollcall.importer.v1.import_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_IMPORTJOBSTATE']._serialized_start=2312
-  _globals['_IMPORTJOBSTATE']._serialized_end=2426
-  _globals['_FILEFORMAT']._serialized_start=2428
-  _globals['_FILEFORMAT']._serialized_end=2523
+  _globals['_IMPORTCOUNTS_FIELDCHANGESENTRY']._loaded_options = None
+  _globals['_IMPORTCOUNTS_FIELDCHANGESENTRY']._serialized_options = b'8\001'
+  _globals['_IMPORTJOBSTATE']._serialized_start=2494
+  _globals['_IMPORTJOBSTATE']._serialized_end=2608
+  _globals['_FILEFORMAT']._serialized_start=2610
+  _globals['_FILEFORMAT']._serialized_end=2705
   _globals['_IMPORTCOUNTS']._serialized_start=142
-  _globals['_IMPORTCOUNTS']._serialized_end=278
-  _globals['_IMPORTJOB']._serialized_start=281
-  _globals['_IMPORTJOB']._serialized_end=740
-  _globals['_FILEHEADER']._serialized_start=743
-  _globals['_FILEHEADER']._serialized_end=943
-  _globals['_SUBMITFILEREQUEST']._serialized_start=945
-  _globals['_SUBMITFILEREQUEST']._serialized_end=1044
-  _globals['_GETIMPORTJOBREQUEST']._serialized_start=1046
-  _globals['_GETIMPORTJOBREQUEST']._serialized_end=1083
-  _globals['_LISTIMPORTJOBSREQUEST']._serialized_start=1085
-  _globals['_LISTIMPORTJOBSREQUEST']._serialized_end=1166
-  _globals['_LISTIMPORTJOBSRESPONSE']._serialized_start=1168
-  _globals['_LISTIMPORTJOBSRESPONSE']._serialized_end=1264
-  _globals['_WATCHIMPORTJOBREQUEST']._serialized_start=1266
-  _globals['_WATCHIMPORTJOBREQUEST']._serialized_end=1305
-  _globals['_LISTROWRESULTSREQUEST']._serialized_start=1308
-  _globals['_LISTROWRESULTSREQUEST']._serialized_end=1438
-  _globals['_ROWRECORD']._serialized_start=1441
-  _globals['_ROWRECORD']._serialized_end=1638
-  _globals['_LISTROWRESULTSRESPONSE']._serialized_start=1640
-  _globals['_LISTROWRESULTSRESPONSE']._serialized_end=1739
-  _globals['_EXPORTFAILEDROWSREQUEST']._serialized_start=1741
-  _globals['_EXPORTFAILEDROWSREQUEST']._serialized_end=1782
-  _globals['_EXPORTFAILEDROWSRESPONSE']._serialized_start=1784
-  _globals['_EXPORTFAILEDROWSRESPONSE']._serialized_end=1829
-  _globals['_RETRYFAILEDROWSREQUEST']._serialized_start=1831
-  _globals['_RETRYFAILEDROWSREQUEST']._serialized_end=1924
-  _globals['_ROWCHUNK']._serialized_start=1926
-  _globals['_ROWCHUNK']._serialized_end=1984
-  _globals['_JOBEND']._serialized_start=1986
-  _globals['_JOBEND']._serialized_end=2014
-  _globals['_IMPORTMESSAGE']._serialized_start=2017
-  _globals['_IMPORTMESSAGE']._serialized_end=2310
-  _globals['_IMPORTSERVICE']._serialized_start=2526
-  _globals['_IMPORTSERVICE']._serialized_end=3254
+  _globals['_IMPORTCOUNTS']._serialized_end=408
+  _globals['_IMPORTCOUNTS_FIELDCHANGESENTRY']._serialized_start=357
+  _globals['_IMPORTCOUNTS_FIELDCHANGESENTRY']._serialized_end=408
+  _globals['_IMPORTJOB']._serialized_start=411
+  _globals['_IMPORTJOB']._serialized_end=870
+  _globals['_FILEHEADER']._serialized_start=873
+  _globals['_FILEHEADER']._serialized_end=1073
+  _globals['_SUBMITFILEREQUEST']._serialized_start=1075
+  _globals['_SUBMITFILEREQUEST']._serialized_end=1174
+  _globals['_GETIMPORTJOBREQUEST']._serialized_start=1176
+  _globals['_GETIMPORTJOBREQUEST']._serialized_end=1213
+  _globals['_LISTIMPORTJOBSREQUEST']._serialized_start=1215
+  _globals['_LISTIMPORTJOBSREQUEST']._serialized_end=1296
+  _globals['_LISTIMPORTJOBSRESPONSE']._serialized_start=1298
+  _globals['_LISTIMPORTJOBSRESPONSE']._serialized_end=1394
+  _globals['_WATCHIMPORTJOBREQUEST']._serialized_start=1396
+  _globals['_WATCHIMPORTJOBREQUEST']._serialized_end=1435
+  _globals['_LISTROWRESULTSREQUEST']._serialized_start=1438
+  _globals['_LISTROWRESULTSREQUEST']._serialized_end=1568
+  _globals['_ROWRECORD']._serialized_start=1571
+  _globals['_ROWRECORD']._serialized_end=1820
+  _globals['_LISTROWRESULTSRESPONSE']._serialized_start=1822
+  _globals['_LISTROWRESULTSRESPONSE']._serialized_end=1921
+  _globals['_EXPORTFAILEDROWSREQUEST']._serialized_start=1923
+  _globals['_EXPORTFAILEDROWSREQUEST']._serialized_end=1964
+  _globals['_EXPORTFAILEDROWSRESPONSE']._serialized_start=1966
+  _globals['_EXPORTFAILEDROWSRESPONSE']._serialized_end=2011
+  _globals['_RETRYFAILEDROWSREQUEST']._serialized_start=2013
+  _globals['_RETRYFAILEDROWSREQUEST']._serialized_end=2106
+  _globals['_ROWCHUNK']._serialized_start=2108
+  _globals['_ROWCHUNK']._serialized_end=2166
+  _globals['_JOBEND']._serialized_start=2168
+  _globals['_JOBEND']._serialized_end=2196
+  _globals['_IMPORTMESSAGE']._serialized_start=2199
+  _globals['_IMPORTMESSAGE']._serialized_end=2492
+  _globals['_IMPORTSERVICE']._serialized_start=2708
+  _globals['_IMPORTSERVICE']._serialized_end=3436
 # @@protoc_insertion_point(module_scope)

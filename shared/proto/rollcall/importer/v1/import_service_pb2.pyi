@@ -75,6 +75,26 @@ class ImportCounts(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class FieldChangesEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     CREATED_FIELD_NUMBER: _builtins.int
     UPDATED_FIELD_NUMBER: _builtins.int
     UNCHANGED_FIELD_NUMBER: _builtins.int
@@ -82,6 +102,7 @@ class ImportCounts(_message.Message):
     FAILED_FIELD_NUMBER: _builtins.int
     APPROVED_FIELD_NUMBER: _builtins.int
     ARCHIVED_FIELD_NUMBER: _builtins.int
+    FIELD_CHANGES_FIELD_NUMBER: _builtins.int
     created: _builtins.int
     """Rows that created a student."""
     updated: _builtins.int
@@ -96,6 +117,13 @@ class ImportCounts(_message.Message):
     """Rows that approved a pending student (also counted as updated or unchanged)."""
     archived: _builtins.int
     """Rows that archived a student (ROW_OUTCOME_ARCHIVED: an explicit status=archived row)."""
+    @_builtins.property
+    def field_changes(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """How many rows changed (or, in a dry run, would change) each field, by the field names of
+        rollcall.identity.v1.FieldChange (`username`, `email_address`, `first_name`, `last_name`,
+        `auth_identifier`, `status`); a field no row changed is absent.
+        """
+
     def __init__(
         self,
         *,
@@ -106,10 +134,11 @@ class ImportCounts(_message.Message):
         failed: _builtins.int = ...,
         approved: _builtins.int = ...,
         archived: _builtins.int = ...,
+        field_changes: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["approved", b"approved", "archived", b"archived", "created", b"created", "failed", b"failed", "skipped", b"skipped", "unchanged", b"unchanged", "updated", b"updated"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approved", b"approved", "archived", b"archived", "created", b"created", "failed", b"failed", "field_changes", b"field_changes", "skipped", b"skipped", "unchanged", b"unchanged", "updated", b"updated"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -418,6 +447,7 @@ class RowRecord(_message.Message):
     REASON_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
     ROW_FIELD_NUMBER: _builtins.int
+    CHANGES_FIELD_NUMBER: _builtins.int
     row_number: _builtins.int
     """The row's number."""
     outcome: _student_rows_pb2.RowOutcome.ValueType
@@ -434,6 +464,10 @@ class RowRecord(_message.Message):
     def row(self) -> _student_rows_pb2.StudentRow:
         """The row as received."""
 
+    @_builtins.property
+    def changes(self) -> _containers.RepeatedCompositeFieldContainer[_student_rows_pb2.FieldChange]:
+        """What the row changed (or, in a dry run, would change): old and new value of each field."""
+
     def __init__(
         self,
         *,
@@ -444,10 +478,11 @@ class RowRecord(_message.Message):
         reason: _builtins.str = ...,
         message: _builtins.str = ...,
         row: _student_rows_pb2.StudentRow | None = ...,
+        changes: _abc.Iterable[_student_rows_pb2.FieldChange] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["row", b"row"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["approved", b"approved", "message", b"message", "outcome", b"outcome", "reason", b"reason", "row", b"row", "row_number", b"row_number", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approved", b"approved", "changes", b"changes", "message", b"message", "outcome", b"outcome", "reason", b"reason", "row", b"row", "row_number", b"row_number", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
