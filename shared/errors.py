@@ -39,6 +39,12 @@ class Reason(StrEnum):
     FAILED_PRECONDITION = "FAILED_PRECONDITION"
     UNAVAILABLE = "UNAVAILABLE"
     INTERNAL = "INTERNAL"
+    # issue 9: SSO sign-in (ResolveSsoSignIn) and auth identifiers unique per school
+    AUTH_IDENTIFIER_TAKEN = "AUTH_IDENTIFIER_TAKEN"
+    USER_ARCHIVED = "USER_ARCHIVED"
+    USER_PENDING = "USER_PENDING"
+    USER_DECLINED = "USER_DECLINED"
+    SSO_NOT_ENABLED = "SSO_NOT_ENABLED"
 
 
 @dataclass(frozen=True)

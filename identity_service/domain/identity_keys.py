@@ -10,6 +10,8 @@ form) never decides whether two identities are one.
   ``a`` (U+FF41) = ``a``, the ligature U+FB03 = ``ffi``: conservative on purpose, two addresses a
   person could take for one are one.
 - ``username_key``: the same folding of the whole (trimmed, NFKC) username.
+- ``auth_identifier_key``: the username folding of an auth identifier (the SSO subject), None when
+  blank.
 
 ``EmailIdentity`` adds what the lookalike rule needs (``identity_service.domain.lookalikes``): the
 confusable skeleton of the key and whether the key is plain ASCII.
@@ -67,6 +69,13 @@ def username_key(username: str) -> str:
     if text.isascii():
         return text.lower()
     return fold(unicodedata.normalize("NFKC", text))
+
+
+def auth_identifier_key(auth_identifier: str) -> str | None:
+    """The comparison key of an auth identifier (SSO subject; unique per school), folded like a
+    username; None for a blank one (blank identifiers are never unique and never match a subject)."""
+    key = username_key(auth_identifier)
+    return key or None
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ class UserStatus(StrEnum):
     PENDING = "PENDING"
     ACTIVE = "ACTIVE"
     DECLINED = "DECLINED"
+    ARCHIVED = "ARCHIVED"  # issue 9: no sign-in, email kept, still searchable; restore -> ACTIVE
 
 
 class UserOrigin(StrEnum):
@@ -87,6 +88,47 @@ def decline(user: User) -> UserStatus:
     """Decline a pending student: the new status is DECLINED (the account and its email stay)."""
     ensure_pending(user)
     return UserStatus.DECLINED
+
+
+def ensure_archivable(user_type: UserType, status: UserStatus, file_updates_disabled: bool) -> None:
+    """Only an ACTIVE student whose file updates are on may be archived (FAILED_PRECONDITION): staff,
+    employers, PENDING, DECLINED and already ARCHIVED students never are, nor a student staff took
+    out of the files' hands."""
+    if user_type is not UserType.STUDENT or status is not UserStatus.ACTIVE:
+        raise RollcallError(
+            Reason.FAILED_PRECONDITION, f"only an ACTIVE student can be archived, not a {status} {user_type}"
+        )
+    if file_updates_disabled:
+        raise RollcallError(Reason.FAILED_PRECONDITION, "file updates are disabled for this student")
+
+
+def archive(user_type: UserType, status: UserStatus, file_updates_disabled: bool) -> UserStatus:
+    """Archive an ACTIVE student (explicit file row today; the full-roster sweep later): ARCHIVED."""
+    ensure_archivable(user_type, status, file_updates_disabled)
+    return UserStatus.ARCHIVED
+
+
+def restore(user_type: UserType, status: UserStatus) -> UserStatus:
+    """Restore an ARCHIVED student (a later file row naming it, undo later): ACTIVE."""
+    if user_type is not UserType.STUDENT or status is not UserStatus.ARCHIVED:
+        raise RollcallError(
+            Reason.FAILED_PRECONDITION,
+            f"only an ARCHIVED student can be restored, not a {status} {user_type}",
+        )
+    return UserStatus.ACTIVE
+
+
+def sso_status_refusal(status: UserStatus) -> RollcallError | None:
+    """Why a user matched by an SSO subject may not sign in (None for ACTIVE): the status as reason."""
+    reasons = {
+        UserStatus.ARCHIVED: Reason.USER_ARCHIVED,
+        UserStatus.PENDING: Reason.USER_PENDING,
+        UserStatus.DECLINED: Reason.USER_DECLINED,
+    }
+    reason = reasons.get(status)
+    if reason is None:
+        return None
+    return RollcallError(reason, f"the account is {status.lower()}; it cannot sign in")
 
 
 def ensure_deletable(user: User) -> None:

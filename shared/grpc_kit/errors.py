@@ -36,6 +36,11 @@ _STATUS: dict[Reason, grpc.StatusCode] = {
     Reason.REQUEST_ID_REUSED: grpc.StatusCode.INVALID_ARGUMENT,
     Reason.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
     Reason.INTERNAL: grpc.StatusCode.INTERNAL,
+    Reason.AUTH_IDENTIFIER_TAKEN: grpc.StatusCode.ALREADY_EXISTS,
+    Reason.USER_ARCHIVED: grpc.StatusCode.FAILED_PRECONDITION,
+    Reason.USER_PENDING: grpc.StatusCode.FAILED_PRECONDITION,
+    Reason.USER_DECLINED: grpc.StatusCode.FAILED_PRECONDITION,
+    Reason.SSO_NOT_ENABLED: grpc.StatusCode.FAILED_PRECONDITION,
 }
 
 

@@ -43,6 +43,7 @@ ROLES_BY_METHOD: Mapping[str, frozenset[Role]] = {
 }
 
 ACCESS_RULES: Mapping[str, frozenset[Role]] = {
+    "ResolveSsoSignIn": _PLATFORM,
     f"/{SERVICE_NAME}/{method}": roles for method, roles in ROLES_BY_METHOD.items()
 }
 

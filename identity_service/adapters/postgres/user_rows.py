@@ -17,6 +17,10 @@ USER_COLUMNS = (
 _TAKEN = {
     "users_email_key": (Reason.EMAIL_TAKEN, "the email address is already used by another user"),
     "users_school_username_key": (Reason.USERNAME_TAKEN, "the username is already used at this school"),
+    "users_school_auth_identifier_key": (
+        Reason.AUTH_IDENTIFIER_TAKEN,
+        "the auth identifier is already used by another user of this school",
+    ),
     "users_email_lookalike": (
         Reason.EMAIL_CONFUSABLE,
         "the email address looks like an address another user already has",

@@ -12,7 +12,12 @@ from typing import Any
 import asyncpg
 
 from identity_service.adapters.postgres.user_rows import USER_COLUMNS, taken, to_user
-from identity_service.domain.identity_keys import EmailIdentity, email_key, username_key
+from identity_service.domain.identity_keys import (
+    EmailIdentity,
+    auth_identifier_key,
+    email_key,
+    username_key,
+)
 from identity_service.domain.users import User, UserStatus
 from identity_service.service.ports import UserSearch
 from shared.errors import Reason, not_found
@@ -28,12 +33,14 @@ _LOCAL_PART = "lower(left(email, length(email) - strpos(reverse(email), '@')))"
 # identity_service.domain.identity_keys and passed in; SQL never derives them.
 _INSERT = f"""INSERT INTO users (id, user_type, status, school_id, username, email, first_name, last_name,
         auth_identifier, origin, file_updates_disabled, email_verified, password_hash,
-        email_key, email_skeleton, email_plain, username_key)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+        email_key, email_skeleton, email_plain, username_key, auth_identifier_key)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
     RETURNING {USER_COLUMNS}"""
 _BY_ID = f"SELECT {USER_COLUMNS} FROM users WHERE id = $1"
 _BY_EMAIL = f"SELECT {USER_COLUMNS} FROM users WHERE email_key = $1"
 # Non-plain addresses are few: the partial unique index on their skeletons answers a plain address;
+_BY_AUTH_IDENTIFIER = f"""SELECT {USER_COLUMNS} FROM users
+    WHERE school_id = $1 AND auth_identifier_key IS NOT NULL AND auth_identifier_key = $2"""
 # a non-plain one asks every skeleton (the exclusion constraint's GiST index).
 _LOOKALIKE = f"""SELECT {USER_COLUMNS} FROM users
     WHERE email_skeleton = $1 AND email_key <> $2 AND (NOT email_plain OR NOT $3::boolean)
@@ -51,14 +58,14 @@ _PENDING_AFTER = f"""SELECT {USER_COLUMNS} FROM users
 _CANDIDATES = f"""WITH me AS (
         SELECT lower($3 || ' ' || $4) AS name, lower($3) AS first, lower($4) AS last,
                lower(left($5, length($5) - strpos(reverse($5), '@'))) AS local_part,
-               lower($6) AS auth)
+               $6::text AS auth)
     SELECT {USER_COLUMNS}, similarity({_NAME}, me.name) AS name_similarity
     FROM users, me
     WHERE school_id = $1 AND user_type = 'STUDENT' AND id <> $2
       AND ({_NAME} % me.name
            OR (me.first || me.last <> '' AND lower(first_name) = me.first AND lower(last_name) = me.last)
            OR (me.local_part <> '' AND {_LOCAL_PART} = me.local_part)
-           OR (me.auth <> '' AND lower(auth_identifier) = me.auth))
+           OR (me.auth IS NOT NULL AND auth_identifier_key = me.auth))
     ORDER BY name_similarity DESC, id
     LIMIT $7"""
 
@@ -93,6 +100,7 @@ class PostgresUsers:
         except asyncpg.IntegrityConstraintViolationError as error:
             raise taken(error) from None
         return to_user(row)
+                auth_identifier_key(user.auth_identifier),
 
     async def get(self, user_id: str, *, for_update: bool = False) -> User | None:
         row = await self._conn.fetchrow(_BY_ID + " FOR UPDATE" if for_update else _BY_ID, user_id)
@@ -106,6 +114,13 @@ class PostgresUsers:
         wanted = EmailIdentity.of(email)
         row = await self._conn.fetchrow(_LOOKALIKE, wanted.skeleton, wanted.key, wanted.plain, other_than)
         return to_user(row) if row else None
+    async def by_auth_identifier(self, school_id: str, subject: str) -> User | None:
+        key = auth_identifier_key(subject)
+        if key is None:
+            return None
+        row = await self._conn.fetchrow(_BY_AUTH_IDENTIFIER, school_id, key)
+        return to_user(row) if row else None
+
 
     async def credentials(self, email: str) -> tuple[User, str | None] | None:
         """The holder of ``email`` and its password hash (None when it has no password)."""
@@ -189,7 +204,7 @@ class PostgresUsers:
                 user.first_name,
                 user.last_name,
                 user.email,
-                user.auth_identifier.strip(),
+                auth_identifier_key(user.auth_identifier),
                 limit,
             )
         return [(to_user(row), float(row["name_similarity"])) for row in rows]
