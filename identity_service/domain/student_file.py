@@ -47,7 +47,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from functools import cached_property
-from typing import Any
+from typing import Any, NamedTuple
 
 from identity_service.domain.emails import normalise_email
 from identity_service.domain.fields import (
@@ -361,9 +361,53 @@ CREATED_ACTION = "user.created_by_file"
 UPDATED_ACTION = "user.updated_by_file"
 
 
+class FieldChange(NamedTuple):
+    """One field a row changed (or, in a dry run, would change), named as in ``StudentRow``."""
+
+    field: str
+    old_value: str
+    new_value: str
+
+
+STUDENT_ROW_FIELDS: Mapping[str, str] = {
+    "username": "username",
+    "email": "email_address",
+    "first_name": "first_name",
+    "last_name": "last_name",
+    "auth_identifier": "auth_identifier",
+    "status": "status",
+}
+"""User field name → the name a ``FieldChange`` gives it (``StudentRow``'s, plus ``status``), in the
+order changes are listed. The one place the two vocabularies meet."""
+
+
+def created_changes(new: NewStudent) -> tuple[FieldChange, ...]:
+    """Every field a created student has (blank ones left out), old values empty."""
+    changes = [FieldChange("username", "", new.username), FieldChange("email_address", "", new.email)]
+    if new.first_name:
+        changes.append(FieldChange("first_name", "", new.first_name))
+    if new.last_name:
+        changes.append(FieldChange("last_name", "", new.last_name))
+    if new.auth_identifier:
+        changes.append(FieldChange("auth_identifier", "", new.auth_identifier))
+    changes.append(FieldChange("status", "", new.status.value))
+    return tuple(changes)
+
+
+def updated_changes(before: Holder, after: Holder) -> tuple[FieldChange, ...]:
+    """Exactly the fields (and the status) that differ between ``before`` and ``after``."""
+    changes = []
+    for name, row_field in STUDENT_ROW_FIELDS.items():
+        old, new = getattr(before, name), getattr(after, name)
+        if old != new:
+            changes.append(FieldChange(row_field, "" if old is None else str(old), str(new)))
+    return tuple(changes)
+
+
 @dataclass(frozen=True, slots=True)
 class RowResult:
-    """The outcome of one row, as ApplyStudentRows returns it and the outcomes table keeps it."""
+    """The outcome of one row, as ApplyStudentRows returns it and the outcomes table keeps it;
+    ``changes`` lists what a CREATED or UPDATED row changed (empty for every other outcome)."""
 
     row_number: int
     outcome: RowOutcome
@@ -371,9 +415,12 @@ class RowResult:
     user_id: str | None
     reason: RowReason | None
     message: str
+    changes: tuple[FieldChange, ...] = ()
 
     @classmethod
-    def of(cls, decision: RowDecision, user_id: str | None = None) -> RowResult:
+    def of(
+        cls, decision: RowDecision, user_id: str | None = None, changes: tuple[FieldChange, ...] = ()
+    ) -> RowResult:
         return cls(
             decision.row_number,
             decision.outcome,
@@ -381,6 +428,7 @@ class RowResult:
             user_id or decision.user_id,
             decision.reason,
             decision.message,
+            changes,
         )
 
 
@@ -515,9 +563,11 @@ class RowBatch:
         )
         outcome = decision.outcome
         if outcome is RowOutcome.CREATED and decision.create is not None:
-            return RowResult.of(decision, self._create(decision.create, mark))
+            new = decision.create
+            return RowResult.of(decision, self._create(new, mark), created_changes(new))
         if outcome is RowOutcome.UPDATED or outcome is RowOutcome.UNCHANGED:
-            self._update(self._by_id[decision.user_id or ""], decision, mark)
+            changes = self._update(self._by_id[decision.user_id or ""], decision, mark)
+            return RowResult.of(decision, changes=changes)
         return RowResult.of(decision)
 
     def writes(self) -> BatchWrites:
@@ -582,11 +632,12 @@ class RowBatch:
         self._take_email(student)  # its audit event is made by writes(), from its final values
         return holder.id
 
-    def _update(self, student: Student, decision: RowDecision, mark: ImportMark) -> None:
+    def _update(self, student: Student, decision: RowDecision, mark: ImportMark) -> tuple[FieldChange, ...]:
+        """Applies an UPDATED or UNCHANGED decision to ``student``; what it changed."""
         student.mark = mark
         student.marked = True
         if decision.outcome is RowOutcome.UNCHANGED:
-            return
+            return ()
         before = student.holder
         after = _changed(before, decision)
         student.holder = after
@@ -601,6 +652,7 @@ class RowBatch:
             details["approved"] = True
         details["job_id"], details["row_number"] = self._job_id, mark.row_number
         self._audit.append(AuditEntry(after.id, UPDATED_ACTION, details))
+        return updated_changes(before, after)
 
     def _move_username(self, old: str, new: str, student: Student) -> None:
         """Re-index ``student`` under its new username key (the old key is free again)."""

@@ -62,6 +62,7 @@ def response_to_proto(results: Sequence[RowResult]) -> pb.ApplyStudentRowsRespon
                 user_id=r.user_id or "",
                 reason=r.reason.value if r.reason else "",
                 message=r.message,
+                changes=[rows_pb.FieldChange(field=f, old_value=o, new_value=n) for f, o, n in r.changes],
             )
             for r in results
         ]

@@ -5,6 +5,7 @@ transaction and, for a batch, turns the database's refusals into ``BatchConflict
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -13,6 +14,7 @@ import asyncpg
 
 from identity_service.domain.identity_keys import EmailIdentity, username_key
 from identity_service.domain.student_file import (
+    FieldChange,
     Holder,
     ImportMark,
     RowOutcome,
@@ -27,7 +29,8 @@ from identity_service.service.ports import BatchConflict
 
 # asyncpg's prepared statements end up on a generic plan, which may read the job's recorded rows by
 # job_id alone; the row-number range bounds that read to the batch's span whatever the plan.
-_RECORDED = """SELECT row_number, outcome, approved, user_id, reason, message FROM import_row_outcomes
+_RECORDED = """SELECT row_number, outcome, approved, user_id, reason, message, changes::text AS changes
+    FROM import_row_outcomes
     WHERE job_id = $1 AND row_number BETWEEN $2 AND $3 AND row_number = ANY($4::bigint[])"""
 # One unique-index probe per key (username keys within the school, email keys anywhere), whatever the
 # statistics say: on a young table (never analyzed) the planner believes any one school is 0.5 % of
@@ -55,8 +58,11 @@ _NAMED = """SELECT id, user_type, school_id, status, username, email, first_name
         SELECT l.id FROM unnest($5::text[]) AS k(key), LATERAL (
             SELECT id FROM users WHERE email_skeleton = k.key LIMIT 2) AS l))
     ORDER BY id"""
-_RECORD = """INSERT INTO import_row_outcomes (job_id, row_number, outcome, approved, user_id, reason, message)
-    SELECT $1, v.* FROM unnest($2::bigint[], $3::text[], $4::bool[], $5::uuid[], $6::text[], $7::text[]) AS v
+_RECORD = """INSERT INTO import_row_outcomes
+        (job_id, row_number, outcome, approved, user_id, reason, message, changes)
+    SELECT $1, v.row_number, v.outcome, v.approved, v.user_id, v.reason, v.message, v.changes::jsonb
+    FROM unnest($2::bigint[], $3::text[], $4::bool[], $5::uuid[], $6::text[], $7::text[], $8::text[])
+        AS v(row_number, outcome, approved, user_id, reason, message, changes)
     ON CONFLICT DO NOTHING"""
 # Moves keys aside for the rest of the transaction (the update below overwrites them): a placeholder
 # unique per user, plain ASCII in lower case, so it is its own key and never anybody's lookalike.
@@ -132,6 +138,7 @@ class PostgresStudentFile:
             [r.user_id for r in results],
             [r.reason.value if r.reason else None for r in results],
             [r.message for r in results],
+            [changes_to_json(r.changes) for r in results],
         )
         if _count(status) != len(results):
             raise BatchConflict(f"rows of job {job_id} were recorded by another call meanwhile")
@@ -229,4 +236,14 @@ def _result(row: Any) -> RowResult:
         None if row["user_id"] is None else str(row["user_id"]),
         None if row["reason"] is None else RowReason(row["reason"]),
         row["message"],
+        changes_from_json(row["changes"]),
     )
+
+
+def changes_to_json(changes: Sequence[FieldChange]) -> str | None:
+    """The ``changes`` column: a JSON array of [field, old_value, new_value]; None for no changes."""
+    return json.dumps(changes, ensure_ascii=False, separators=(",", ":")) if changes else None
+
+
+def changes_from_json(text: str | None) -> tuple[FieldChange, ...]:
+    return tuple(FieldChange(*change) for change in json.loads(text)) if text else ()

@@ -4,6 +4,7 @@ no database, no gRPC; each test drives one use case and reads the fake tables af
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from identity_service.domain.codes import hash_code
 from identity_service.domain.email_changes import EmailChangeState
 from identity_service.domain.passwords import PasswordHasher
-from identity_service.domain.student_file import ImportMode, IncomingRow, RowOutcome, RowReason
+from identity_service.domain.student_file import FieldChange, ImportMode, IncomingRow, RowOutcome, RowReason
 from identity_service.domain.users import User, UserOrigin, UserStatus, UserType
 from identity_service.service import (
     accounts,
@@ -431,6 +432,32 @@ async def test_student_file_replays_recorded_rows_and_dry_runs_write_nothing(db:
     first = await apply_student_rows(db.factory(), rows_request(campus.id, rows), "importer")
     again = await apply_student_rows(db.factory(), rows_request(campus.id, rows), "importer")
     assert again == first and len(db.users) == 1
+
+
+async def test_student_file_returns_and_replays_field_changes(db: FakeDatabase) -> None:
+    campus = await school(db)
+    pending_one = await stored(db, user(campus.id, "pat@uni.example", status=UserStatus.PENDING))
+    rows = [
+        IncomingRow(1, "bo", "bo@uni.example", "Bo"),
+        IncomingRow(2, "pat@uni.example", "pat@uni.example", "Patricia"),
+    ]
+    request = rows_request(campus.id, rows, job="job-changes")
+    dry = await apply_student_rows(db.factory(), replace(request, dry_run=True), "importer")
+    first = await apply_student_rows(db.factory(), request, "importer")
+    again = await apply_student_rows(db.factory(), request, "importer")
+    assert [r.changes for r in dry] == [r.changes for r in first] == [r.changes for r in again]
+    assert first[0].changes == (
+        FieldChange("username", "", "bo"),
+        FieldChange("email_address", "", "bo@uni.example"),
+        FieldChange("first_name", "", "Bo"),
+        FieldChange("status", "", "ACTIVE"),
+    )
+    assert first[1].user_id == pending_one.id
+    assert first[1].changes == (
+        FieldChange("first_name", "Ann", "Patricia"),
+        FieldChange("status", "PENDING", "ACTIVE"),
+    )
+    assert db.outcomes[("job-changes", 2)].changes == first[1].changes
 
 
 async def test_student_file_refuses_an_address_held_by_staff(db: FakeDatabase) -> None:
