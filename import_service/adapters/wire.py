@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 from google.protobuf import timestamp_pb2
 
-from import_service.domain.jobs import Outcome, RowResult
+from import_service.domain.jobs import FieldChange, Outcome, RowResult
 from import_service.domain.rows import FileRow
 from shared.amqp.messages import row_to_proto
 from shared.proto.rollcall.identity.v1 import student_rows_pb2 as rows_pb
@@ -51,6 +51,7 @@ def row_from_bytes(row_number: int, data: bytes) -> FileRow:
         last_name=message.last_name,
         auth_identifier=message.auth_identifier,
         extra=tuple(message.extra.items()),
+        status=message.status,
     )
 
 
@@ -65,7 +66,12 @@ def result_from_proto(result: rows_pb.RowResult) -> RowResult:
         user_id=result.user_id,
         reason=result.reason,
         message=result.message,
+        changes=tuple(FieldChange(c.field, c.old_value, c.new_value) for c in result.changes),
     )
+
+
+def changes_to_proto(changes: tuple[FieldChange, ...]) -> list[rows_pb.FieldChange]:
+    return [rows_pb.FieldChange(field=f, old_value=old, new_value=new) for f, old, new in changes]
 
 
 def timestamp_to_proto(moment: datetime | None) -> timestamp_pb2.Timestamp | None:

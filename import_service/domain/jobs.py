@@ -11,10 +11,11 @@ PostgreSQL adapter evaluates the same rules inside its statements (``is_complete
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import NamedTuple
 
 from import_service.domain.rows import FileRow
 
@@ -61,9 +62,18 @@ class JobSpec:
         return None
 
 
+class FieldChange(NamedTuple):
+    """One field a row changed (or in a dry run would change), as identity reported it: ``field`` is a
+    StudentRow field name or ``status``."""
+
+    field: str
+    old_value: str
+    new_value: str
+
+
 @dataclass(frozen=True, slots=True)
 class RowResult:
-    """The outcome of one row as identity reported it."""
+    """The outcome of one row as identity reported it, with the fields it changed."""
 
     row_number: int
     outcome: Outcome
@@ -71,6 +81,7 @@ class RowResult:
     user_id: str = ""
     reason: str = ""
     message: str = ""
+    changes: tuple[FieldChange, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,12 +94,25 @@ class RecordedRow:
 
 @dataclass(frozen=True, slots=True)
 class Counts:
+    """Rows by outcome; ``field_changes`` counts, per field name, the rows that changed it."""
+
     created: int = 0
     updated: int = 0
     unchanged: int = 0
     skipped: int = 0
     failed: int = 0
     approved: int = 0
+    field_changes: Mapping[str, int] = field(default_factory=dict)
+
+
+def count_field_changes(counted: Mapping[str, int], results: Iterable[RowResult]) -> dict[str, int]:
+    """``counted`` plus, for each field, the rows of ``results`` that changed it (the PostgreSQL
+    adapter computes the same inside its recording statement)."""
+    total = dict(counted)
+    for result in results:
+        for change in result.changes:
+            total[change.field] = total.get(change.field, 0) + 1
+    return total
 
 
 @dataclass(frozen=True, slots=True)

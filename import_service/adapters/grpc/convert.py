@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from import_service.adapters.wire import outcome_from_proto, outcome_to_proto, timestamp_to_proto
+from import_service.adapters.wire import (
+    changes_to_proto,
+    outcome_from_proto,
+    outcome_to_proto,
+    timestamp_to_proto,
+)
 from import_service.domain.jobs import Job, JobState, Outcome, RecordedRow
 from import_service.domain.rows import FileFormat
 from import_service.service.uploads import UploadHeader
@@ -37,6 +42,7 @@ def job_to_proto(job: Job) -> pb.ImportJob:
             skipped=counts.skipped,
             failed=counts.failed,
             approved=counts.approved,
+            field_changes=counts.field_changes,
         ),
         dead_lettered=job.dead_lettered,
         create_time=timestamp_to_proto(job.create_time),
@@ -54,6 +60,7 @@ def record_to_proto(record: RecordedRow) -> pb.RowRecord:
         reason=result.reason,
         message=result.message,
         row=row_to_proto(record.row),
+        changes=changes_to_proto(result.changes),
     )
 
 

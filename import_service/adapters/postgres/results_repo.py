@@ -3,29 +3,38 @@
 ``record`` stores a batch's outcomes and moves the job's counters in ONE statement: rows that
 already have an outcome are left alone (ON CONFLICT DO NOTHING, first outcome wins), only the rows
 actually inserted are counted, and the job is marked complete in the same statement when its end
-has been seen and every announced row is recorded.
+has been seen and every announced row is recorded. The rows' field changes (``changes``, a JSON
+array of [field, old, new]) are counted per field into the job's ``field_changes`` by that statement
+too (``domain.jobs.count_field_changes`` is the reference).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Sequence
 from typing import Any
 
 from import_service.adapters.postgres.storable import storable
 from import_service.adapters.postgres.stored_rows import extra_names, stored_row
 from import_service.adapters.wire import row_to_bytes
-from import_service.domain.jobs import Outcome, RecordedRow, RowResult
+from import_service.domain.jobs import FieldChange, Outcome, RecordedRow, RowResult
 from import_service.domain.rows import FileRow
 
 _RECORD = """
 WITH ins AS (
-    INSERT INTO row_results (job_id, row_number, outcome, approved, user_id, reason, message, row_pb)
+    INSERT INTO row_results
+        (job_id, row_number, outcome, approved, user_id, reason, message, row_pb, changes)
     SELECT $1, t.row_number, t.outcome, t.approved, NULLIF(t.user_id, ''), NULLIF(t.reason, ''),
-           NULLIF(t.message, ''), t.row_pb
-    FROM unnest($2::bigint[], $3::text[], $4::bool[], $5::text[], $6::text[], $7::text[], $8::bytea[])
-         AS t(row_number, outcome, approved, user_id, reason, message, row_pb)
+           NULLIF(t.message, ''), t.row_pb, t.changes::jsonb
+    FROM unnest($2::bigint[], $3::text[], $4::bool[], $5::text[], $6::text[], $7::text[], $8::bytea[],
+                $9::text[])
+         AS t(row_number, outcome, approved, user_id, reason, message, row_pb, changes)
     ON CONFLICT (job_id, row_number) DO NOTHING
-    RETURNING outcome, approved
+    RETURNING outcome, approved, changes
+), per_field AS (
+    SELECT c.change->>0 AS field, count(*) AS n
+    FROM ins, jsonb_array_elements(ins.changes) AS c(change)
+    GROUP BY 1
 ), tally AS (
     SELECT count(*) AS n,
            count(*) FILTER (WHERE outcome = 'CREATED') AS created,
@@ -44,6 +53,10 @@ UPDATE jobs j SET
     skipped = j.skipped + t.skipped,
     failed = j.failed + t.failed,
     approved = j.approved + t.approved,
+    field_changes = j.field_changes || COALESCE(
+        (SELECT jsonb_object_agg(f.field, COALESCE((j.field_changes->>f.field)::bigint, 0) + f.n)
+         FROM per_field f),
+        '{}'::jsonb),
     complete_time = COALESCE(
         j.complete_time,
         CASE WHEN j.end_seen AND j.rows_recorded + t.n >= j.total_rows THEN now() END)
@@ -57,12 +70,13 @@ RETURNING t.n AS inserted, j.complete_time IS NOT DISTINCT FROM now() AS just_co
 _RECORDED_AMONG = """SELECT row_number FROM row_results
     WHERE job_id = $1 AND row_number BETWEEN $2 AND $3 AND row_number = ANY($4::bigint[])"""
 _PAGE = """
-SELECT row_number, outcome, approved, user_id, reason, message, row, row_pb FROM row_results
-WHERE job_id = $1 AND row_number > $2 ORDER BY row_number LIMIT $3
+SELECT row_number, outcome, approved, user_id, reason, message, row, row_pb, changes::text AS changes
+FROM row_results WHERE job_id = $1 AND row_number > $2 ORDER BY row_number LIMIT $3
 """
 _PAGE_OF_OUTCOMES = """
-SELECT row_number, outcome, approved, user_id, reason, message, row, row_pb FROM row_results
-WHERE job_id = $1 AND row_number > $2 AND outcome = ANY($4::text[]) ORDER BY row_number LIMIT $3
+SELECT row_number, outcome, approved, user_id, reason, message, row, row_pb, changes::text AS changes
+FROM row_results WHERE job_id = $1 AND row_number > $2 AND outcome = ANY($4::text[])
+ORDER BY row_number LIMIT $3
 """
 
 
@@ -74,8 +88,29 @@ def _recorded(rec: Any) -> RecordedRow:
         user_id=rec["user_id"] or "",
         reason=rec["reason"] or "",
         message=rec["message"] or "",
+        changes=changes_from_json(rec["changes"]),
     )
     return RecordedRow(result, stored_row(rec["row_number"], rec["row_pb"], rec["row"]))
+
+
+def changes_to_json(changes: tuple[FieldChange, ...]) -> str | None:
+    """The ``changes`` column's text: [[field, old, new], ...]; None for a row that changed nothing.
+    Text jsonb refuses (NUL, lone surrogates) is made storable: a record never fails on it."""
+    if not changes:
+        return None
+    text = json.dumps(changes, ensure_ascii=False, separators=(",", ":"))
+    try:
+        text.encode("utf-8")
+        if "\\u0000" not in text:
+            return text
+    except UnicodeEncodeError:
+        pass
+    cleaned = [[storable(value) for value in change] for change in changes]
+    return json.dumps(cleaned, ensure_ascii=False, separators=(",", ":"))
+
+
+def changes_from_json(text: str | None) -> tuple[FieldChange, ...]:
+    return tuple(FieldChange(*change) for change in json.loads(text)) if text else ()
 
 
 class RowResultsRepository:
@@ -95,7 +130,7 @@ class RowResultsRepository:
 
     async def record(self, job_id: str, outcomes: Sequence[tuple[FileRow, RowResult]]) -> tuple[int, bool]:
         """Stores outcomes not yet recorded; returns (rows inserted, whether this completed the job)."""
-        columns: tuple[list[Any], ...] = ([], [], [], [], [], [], [])
+        columns: tuple[list[Any], ...] = ([], [], [], [], [], [], [], [])
         for row, result in outcomes:
             columns[0].append(result.row_number)
             columns[1].append(result.outcome.value)
@@ -104,6 +139,7 @@ class RowResultsRepository:
             columns[4].append(storable(result.reason))
             columns[5].append(storable(result.message))
             columns[6].append(row_to_bytes(row))
+            columns[7].append(changes_to_json(result.changes))
         rec = await self._db.fetchrow(_RECORD, job_id, *columns)
         if rec is None:
             raise LookupError(f"job {job_id} does not exist")

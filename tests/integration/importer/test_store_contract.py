@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 
 from import_service.adapters.postgres.store import PostgresStore
-from import_service.domain.jobs import ImportMode, JobSpec, Outcome, RowResult
+from import_service.domain.jobs import FieldChange, ImportMode, JobSpec, Outcome, RowResult
 from import_service.domain.rows import FileRow
 from import_service.service.ports import DeadLetter, RetryRequest
 from tests.unit.importer.fakes import MemoryStore
@@ -74,6 +74,28 @@ async def test_the_first_outcome_wins_and_only_inserted_rows_are_counted(store: 
     assert await store.results.recorded_among(spec.job_id, [1, 3, 4]) == {1, 3}
     assert await store.results.recorded_among(spec.job_id, []) == set()
     assert await store.jobs.progress(spec.job_id) == (None, 3)
+
+
+async def test_field_changes_are_kept_per_row_and_counted_per_field_once(store: Any) -> None:
+    spec = _spec()
+    await store.jobs.ensure(spec)
+    created = (FieldChange("username", "", "ann"), FieldChange("email_address", "", "ann@u.edu"))
+    renamed = (FieldChange("first_name", "Ann", "Anne"), FieldChange("username", "ann", "ann.lee"))
+    approved = (FieldChange("status", "PENDING", "ACTIVE"),)
+    await store.results.record(spec.job_id, [_outcome(1, changes=created), _outcome(2, Outcome.FAILED)])
+    again = [_outcome(1, changes=renamed), _outcome(3, Outcome.UPDATED, changes=renamed + approved)]
+    await store.results.record(spec.job_id, again)  # row 1 is recorded already: neither kept nor counted
+
+    job = await store.jobs.get(spec.job_id)
+    assert dict(job.counts.field_changes) == {
+        "username": 2,
+        "email_address": 1,
+        "first_name": 1,
+        "status": 1,
+    }
+    page = await store.results.page(spec.job_id, (), 0, 10)
+    assert [r.result.changes for r in page] == [created, (), (*renamed, *approved)]
+    assert dict((await store.jobs.ensure(spec)).counts.field_changes) == dict(job.counts.field_changes)
 
 
 async def test_a_job_completes_with_its_end_or_its_last_row_once(store: Any) -> None:

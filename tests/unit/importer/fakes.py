@@ -26,6 +26,7 @@ from import_service.domain.jobs import (
     Outcome,
     RecordedRow,
     RowResult,
+    count_field_changes,
     end_mismatch,
     is_complete,
 )
@@ -130,12 +131,14 @@ class MemoryResults:
         recorded = self._holder.state.rows[job_id]
         tally = dict.fromkeys(Outcome, 0)
         approved = 0
+        inserted_results = []
         for row, result in outcomes:
             if result.row_number in recorded:
                 continue
             recorded[result.row_number] = RecordedRow(result, replace(row, row_number=result.row_number))
             tally[result.outcome] += 1
             approved += result.approved
+            inserted_results.append(result)
         inserted = sum(tally.values())
         counts = job.counts
         counts = Counts(
@@ -145,6 +148,7 @@ class MemoryResults:
             skipped=counts.skipped + tally[Outcome.SKIPPED],
             failed=counts.failed + tally[Outcome.FAILED],
             approved=counts.approved + approved,
+            field_changes=count_field_changes(counts.field_changes, inserted_results),
         )
         rows_recorded = job.rows_recorded + inserted
         completes = job.complete_time is None and is_complete(job.end_seen, job.total_rows, rows_recorded)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 
+from import_service.adapters.postgres.results_repo import changes_from_json, changes_to_json
 from import_service.adapters.postgres.stored_rows import extra_names, stored_row
 from import_service.adapters.wire import row_to_bytes
+from import_service.domain.jobs import FieldChange
 from import_service.domain.rows import MAX_TRANSPORT_FIELD_CHARS, FileRow
 from shared.amqp.messages import row_from_proto
 from shared.proto.rollcall.identity.v1 import student_rows_pb2 as rows_pb
@@ -40,3 +42,11 @@ def test_received_values_are_capped_to_the_transport_bound() -> None:
     row = row_from_proto(received)
     assert len(row.username) == MAX_TRANSPORT_FIELD_CHARS and row.email_address == "a@b.edu"
     assert row.extra == (("k", "x" * MAX_TRANSPORT_FIELD_CHARS),)
+
+
+def test_field_changes_are_stored_as_json_and_text_jsonb_refuses_is_replaced() -> None:
+    changes = (FieldChange("first_name", "Ann", "Anne"), FieldChange("status", "PENDING", "ACTIVE"))
+    assert changes_from_json(changes_to_json(changes)) == changes
+    assert changes_to_json(()) is None and changes_from_json(None) == ()
+    bad = (FieldChange("last_name", "\ud800", "Lee\x00"),)
+    assert changes_from_json(changes_to_json(bad)) == (FieldChange("last_name", "\ufffd", "Lee\ufffd"),)
