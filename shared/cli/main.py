@@ -22,6 +22,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeE
 from import_service.domain.jobs import ImportMode, JobSpec
 from import_service.domain.rows import FileFormat
 from shared.cli import demo as demo_story
+from shared.cli.changes_view import job_changes, print_changes
 from shared.cli.clients import Target
 from shared.cli.jobs_view import console, explain, failed_rows, print_failures, print_job, wait_for_job
 from shared.cli.publishing import publish_file
@@ -187,6 +188,21 @@ async def _failed(target: Target, job_id: str, output: Path | None, limit: int, 
     finally:
         await channel.close()
     console.print(f"wrote {written} bytes of failed rows to {output}")
+
+
+@import_app.command("changes")
+def changes(
+    ctx: typer.Context,
+    job_id: str,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List every field a job's rows changed (a dry run's: would change), old → new, by row."""
+    _run(_changes(ctx.obj, job_id, as_json))
+
+
+async def _changes(target: Target, job_id: str, as_json: bool) -> None:
+    job, lines = await job_changes(target, job_id)
+    print_changes(job, lines, as_json)
 
 
 @import_app.command("retry")
