@@ -23,83 +23,94 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
+from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from shared.proto.rollcall.identity.v1 import resources_pb2 as rollcall_dot_identity_dot_v1_dot_resources__pb2
 from shared.proto.rollcall.identity.v1 import student_rows_pb2 as rollcall_dot_identity_dot_v1_dot_student__rows__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+rollcall/identity/v1/identity_service.proto\x12\x14rollcall.identity.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a$rollcall/identity/v1/resources.proto\x1a\'rollcall/identity/v1/student_rows.proto\"c\n\x13\x43reateSchoolRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\remail_domains\x18\x02 \x03(\t\x12\x13\n\x0bsso_enabled\x18\x03 \x01(\x08\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"\x1e\n\x10GetSchoolRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\xce\x01\n\x11\x43reateUserRequest\x12\x31\n\tuser_type\x18\x01 \x01(\x0e\x32\x1e.rollcall.identity.v1.UserType\x12\x11\n\tschool_id\x18\x02 \x01(\t\x12\r\n\x05\x65mail\x18\x03 \x01(\t\x12\x10\n\x08username\x18\x04 \x01(\t\x12\x12\n\nfirst_name\x18\x05 \x01(\t\x12\x11\n\tlast_name\x18\x06 \x01(\t\x12\x17\n\x0f\x61uth_identifier\x18\x07 \x01(\t\x12\x12\n\nrequest_id\x18\x08 \x01(\t\"\x85\x01\n\x14SignUpStudentRequest\x12\x11\n\tschool_id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x12\n\nfirst_name\x18\x03 \x01(\t\x12\x11\n\tlast_name\x18\x04 \x01(\t\x12\x10\n\x08password\x18\x05 \x01(\t\x12\x12\n\nrequest_id\x18\x06 \x01(\t\"8\n\x14ResolveSignInRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x11\n\tschool_id\x18\x02 \x01(\t\"\x80\x01\n\x15ResolveSignInResponse\x12\x34\n\x07outcome\x18\x01 \x01(\x0e\x32#.rollcall.identity.v1.SignInOutcome\x12\x1c\n\x14school_email_domains\x18\x02 \x03(\t\x12\x13\n\x0bsso_enabled\x18\x03 \x01(\x08\"6\n\x13\x41uthenticateRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"\x1c\n\x0eGetUserRequest\x12\n\n\x02id\x18\x01 \x01(\t\")\n\x18LookupUserByEmailRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\"\xc5\x01\n\x12SearchUsersRequest\x12\x11\n\tschool_id\x18\x01 \x01(\t\x12\r\n\x05query\x18\x02 \x01(\t\x12\x32\n\nuser_types\x18\x03 \x03(\x0e\x32\x1e.rollcall.identity.v1.UserType\x12\x32\n\x08statuses\x18\x04 \x03(\x0e\x32 .rollcall.identity.v1.UserStatus\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x12\n\npage_token\x18\x06 \x01(\t\"Y\n\x13SearchUsersResponse\x12)\n\x05users\x18\x01 \x03(\x0b\x32\x1a.rollcall.identity.v1.User\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"V\n\x1aListPendingStudentsRequest\x12\x11\n\tschool_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"a\n\x1bListPendingStudentsResponse\x12)\n\x05users\x18\x01 \x03(\x0b\x32\x1a.rollcall.identity.v1.User\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"1\n\x1e\x46indDuplicateCandidatesRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"\x81\x01\n\x12\x44uplicateCandidate\x12(\n\x04user\x18\x01 \x01(\x0b\x32\x1a.rollcall.identity.v1.User\x12\r\n\x05score\x18\x02 \x01(\x01\x12\x32\n\x07reasons\x18\x03 \x03(\x0e\x32!.rollcall.identity.v1.MatchReason\"_\n\x1f\x46indDuplicateCandidatesResponse\x12<\n\ncandidates\x18\x01 \x03(\x0b\x32(.rollcall.identity.v1.DuplicateCandidate\"J\n\x15\x41pproveStudentRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0c\n\x04note\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"L\n\x15\x44\x65\x63lineStudentRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"B\n\x1b\x44\x65letePendingStudentRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"c\n\x1aMergePendingStudentRequest\x12\x17\n\x0fpending_user_id\x18\x01 \x01(\t\x12\x18\n\x10\x65xisting_user_id\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"q\n\x19RequestEmailChangeRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tnew_email\x18\x02 \x01(\t\x12\x1c\n\x14\x64isable_file_updates\x18\x03 \x01(\x08\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"P\n\x19\x43onfirmEmailChangeRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x14\n\x0cnew_password\x18\x03 \x01(\t\"?\n\x18\x43\x61ncelEmailChangeRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"M\n\x15SetFileUpdatesRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0f\n\x07\x65nabled\x18\x02 \x01(\x08\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"\x83\x02\n\x17\x41pplyStudentRowsRequest\x12\x11\n\tschool_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12.\n\x04mode\x18\x03 \x01(\x0e\x32 .rollcall.identity.v1.ImportMode\x12\x1f\n\x17sensitive_fields_update\x18\x04 \x01(\x08\x12\x0f\n\x07\x64ry_run\x18\x05 \x01(\x08\x12.\n\x04rows\x18\x06 \x03(\x0b\x32 .rollcall.identity.v1.StudentRow\x12\x33\n\x0fjob_create_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"L\n\x18\x41pplyStudentRowsResponse\x12\x30\n\x07results\x18\x01 \x03(\x0b\x32\x1f.rollcall.identity.v1.RowResult\"c\n\x16ListAuditEventsRequest\x12\x11\n\tschool_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"\xc2\x01\n\nAuditEvent\x12\n\n\x02id\x18\x01 \x01(\t\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x61\x63tor_id\x18\x03 \x01(\t\x12\x0e\n\x06\x63lient\x18\x04 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x05 \x01(\t\x12\x0f\n\x07user_id\x18\x06 \x01(\t\x12\x11\n\tschool_id\x18\x07 \x01(\t\x12(\n\x07\x64\x65tails\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\"d\n\x17ListAuditEventsResponse\x12\x30\n\x06\x65vents\x18\x01 \x03(\x0b\x32 .rollcall.identity.v1.AuditEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"=\n\x17ResolveSsoSignInRequest\x12\x11\n\tschool_id\x18\x01 \x01(\t\x12\x0f\n\x07subject\x18\x02 \x01(\t*\x9d\x01\n\rSignInOutcome\x12\x1f\n\x1bSIGN_IN_OUTCOME_UNSPECIFIED\x10\x00\x12!\n\x1dSIGN_IN_OUTCOME_ACCOUNT_FOUND\x10\x01\x12$\n SIGN_IN_OUTCOME_TRY_SCHOOL_EMAIL\x10\x02\x12\"\n\x1eSIGN_IN_OUTCOME_CREATE_ACCOUNT\x10\x03*\xb5\x01\n\x0bMatchReason\x12\x1c\n\x18MATCH_REASON_UNSPECIFIED\x10\x00\x12\x1a\n\x16MATCH_REASON_SAME_NAME\x10\x01\x12\x1d\n\x19MATCH_REASON_SIMILAR_NAME\x10\x02\x12&\n\"MATCH_REASON_SAME_EMAIL_LOCAL_PART\x10\x03\x12%\n!MATCH_REASON_SAME_AUTH_IDENTIFIER\x10\x04\x32\x98\x11\n\x0fIdentityService\x12W\n\x0c\x43reateSchool\x12).rollcall.identity.v1.CreateSchoolRequest\x1a\x1c.rollcall.identity.v1.School\x12Q\n\tGetSchool\x12&.rollcall.identity.v1.GetSchoolRequest\x1a\x1c.rollcall.identity.v1.School\x12Q\n\nCreateUser\x12\'.rollcall.identity.v1.CreateUserRequest\x1a\x1a.rollcall.identity.v1.User\x12W\n\rSignUpStudent\x12*.rollcall.identity.v1.SignUpStudentRequest\x1a\x1a.rollcall.identity.v1.User\x12h\n\rResolveSignIn\x12*.rollcall.identity.v1.ResolveSignInRequest\x1a+.rollcall.identity.v1.ResolveSignInResponse\x12U\n\x0c\x41uthenticate\x12).rollcall.identity.v1.AuthenticateRequest\x1a\x1a.rollcall.identity.v1.User\x12K\n\x07GetUser\x12$.rollcall.identity.v1.GetUserRequest\x1a\x1a.rollcall.identity.v1.User\x12_\n\x11LookupUserByEmail\x12..rollcall.identity.v1.LookupUserByEmailRequest\x1a\x1a.rollcall.identity.v1.User\x12\x62\n\x0bSearchUsers\x12(.rollcall.identity.v1.SearchUsersRequest\x1a).rollcall.identity.v1.SearchUsersResponse\x12z\n\x13ListPendingStudents\x12\x30.rollcall.identity.v1.ListPendingStudentsRequest\x1a\x31.rollcall.identity.v1.ListPendingStudentsResponse\x12\x86\x01\n\x17\x46indDuplicateCandidates\x12\x34.rollcall.identity.v1.FindDuplicateCandidatesRequest\x1a\x35.rollcall.identity.v1.FindDuplicateCandidatesResponse\x12Y\n\x0e\x41pproveStudent\x12+.rollcall.identity.v1.ApproveStudentRequest\x1a\x1a.rollcall.identity.v1.User\x12Y\n\x0e\x44\x65\x63lineStudent\x12+.rollcall.identity.v1.DeclineStudentRequest\x1a\x1a.rollcall.identity.v1.User\x12\x61\n\x14\x44\x65letePendingStudent\x12\x31.rollcall.identity.v1.DeletePendingStudentRequest\x1a\x16.google.protobuf.Empty\x12j\n\x13MergePendingStudent\x12\x30.rollcall.identity.v1.MergePendingStudentRequest\x1a!.rollcall.identity.v1.EmailChange\x12h\n\x12RequestEmailChange\x12/.rollcall.identity.v1.RequestEmailChangeRequest\x1a!.rollcall.identity.v1.EmailChange\x12\x61\n\x12\x43onfirmEmailChange\x12/.rollcall.identity.v1.ConfirmEmailChangeRequest\x1a\x1a.rollcall.identity.v1.User\x12\x66\n\x11\x43\x61ncelEmailChange\x12..rollcall.identity.v1.CancelEmailChangeRequest\x1a!.rollcall.identity.v1.EmailChange\x12Y\n\x0eSetFileUpdates\x12+.rollcall.identity.v1.SetFileUpdatesRequest\x1a\x1a.rollcall.identity.v1.User\x12q\n\x10\x41pplyStudentRows\x12-.rollcall.identity.v1.ApplyStudentRowsRequest\x1a..rollcall.identity.v1.ApplyStudentRowsResponse\x12n\n\x0fListAuditEvents\x12,.rollcall.identity.v1.ListAuditEventsRequest\x1a-.rollcall.identity.v1.ListAuditEventsResponse\x12]\n\x10ResolveSsoSignIn\x12-.rollcall.identity.v1.ResolveSsoSignInRequest\x1a\x1a.rollcall.identity.v1.Userb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+rollcall/identity/v1/identity_service.proto\x12\x14rollcall.identity.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a$rollcall/identity/v1/resources.proto\x1a\'rollcall/identity/v1/student_rows.proto\"\xbe\x01\n\x13\x43reateSchoolRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\remail_domains\x18\x02 \x03(\t\x12\x13\n\x0bsso_enabled\x18\x03 \x01(\x08\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12%\n\x18\x63hange_threshold_percent\x18\x05 \x01(\x05H\x00\x88\x01\x01\x12\x15\n\rnotify_emails\x18\x06 \x03(\tB\x1b\n\x19_change_threshold_percent\"\x1e\n\x10GetSchoolRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x88\x01\n\x13UpdateSchoolRequest\x12,\n\x06school\x18\x01 \x01(\x0b\x32\x1c.rollcall.identity.v1.School\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"\xce\x01\n\x11\x43reateUserRequest\x12\x31\n\tuser_type\x18\x01 \x01(\x0e\x32\x1e.rollcall.identity.v1.UserType\x12\x11\n\tschool_id\x18\x02 \x01(\t\x12\r\n\x05\x65mail\x18\x03 \x01(\t\x12\x10\n\x08username\x18\x04 \x01(\t\x12\x12\n\nfirst_name\x18\x05 \x01(\t\x12\x11\n\tlast_name\x18\x06 \x01(\t\x12\x17\n\x0f\x61uth_identifier\x18\x07 \x01(\t\x12\x12\n\nrequest_id\x18\x08 \x01(\t\"\x85\x01\n\x14SignUpStudentRequest\x12\x11\n\tschool_id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x12\n\nfirst_name\x18\x03 \x01(\t\x12\x11\n\tlast_name\x18\x04 \x01(\t\x12\x10\n\x08password\x18\x05 \x01(\t\x12\x12\n\nrequest_id\x18\x06 \x01(\t\"8\n\x14ResolveSignInRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x11\n\tschool_id\x18\x02 \x01(\t\"\x80\x01\n\x15ResolveSignInResponse\x12\x34\n\x07outcome\x18\x01 \x01(\x0e\x32#.rollcall.identity.v1.SignInOutcome\x12\x1c\n\x14school_email_domains\x18\x02 \x03(\t\x12\x13\n\x0bsso_enabled\x18\x03 \x01(\x08\"6\n\x13\x41uthenticateRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"\x1c\n\x0eGetUserRequest\x12\n\n\x02id\x18\x01 \x01(\t\")\n\x18LookupUserByEmailRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\"\xc5\x01\n\x12SearchUsersRequest\x12\x11\n\tschool_id\x18\x01 \x01(\t\x12\r\n\x05query\x18\x02 \x01(\t\x12\x32\n\nuser_types\x18\x03 \x03(\x0e\x32\x1e.rollcall.identity.v1.UserType\x12\x32\n\x08statuses\x18\x04 \x03(\x0e\x32 .rollcall.identity.v1.UserStatus\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x12\n\npage_token\x18\x06 \x01(\t\"Y\n\x13SearchUsersResponse\x12)\n\x05users\x18\x01 \x03(\x0b\x32\x1a.rollcall.identity.v1.User\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"V\n\x1aListPendingStudentsRequest\x12\x11\n\tschool_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"a\n\x1bListPendingStudentsResponse\x12)\n\x05users\x18\x01 \x03(\x0b\x32\x1a.rollcall.identity.v1.User\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"1\n\x1e\x46indDuplicateCandidatesRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"\x81\x01\n\x12\x44uplicateCandidate\x12(\n\x04user\x18\x01 \x01(\x0b\x32\x1a.rollcall.identity.v1.User\x12\r\n\x05score\x18\x02 \x01(\x01\x12\x32\n\x07reasons\x18\x03 \x03(\x0e\x32!.rollcall.identity.v1.MatchReason\"_\n\x1f\x46indDuplicateCandidatesResponse\x12<\n\ncandidates\x18\x01 \x03(\x0b\x32(.rollcall.identity.v1.DuplicateCandidate\"J\n\x15\x41pproveStudentRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0c\n\x04note\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"L\n\x15\x44\x65\x63lineStudentRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"d\n\x1b\x42\x61tchApproveStudentsRequest\x12\x11\n\tschool_id\x18\x01 \x01(\t\x12\x10\n\x08user_ids\x18\x02 \x03(\t\x12\x0c\n\x04note\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"f\n\x1b\x42\x61tchDeclineStudentsRequest\x12\x11\n\tschool_id\x18\x01 \x01(\t\x12\x10\n\x08user_ids\x18\x02 \x03(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"}\n\x13\x42\x61tchDecisionResult\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12(\n\x04user\x18\x02 \x01(\x0b\x32\x1a.rollcall.identity.v1.User\x12\x14\n\x0c\x65rror_reason\x18\x03 \x01(\t\x12\x15\n\rerror_message\x18\x04 \x01(\t\"Y\n\x1b\x42\x61tchDecideStudentsResponse\x12:\n\x07results\x18\x01 \x03(\x0b\x32).rollcall.identity.v1.BatchDecisionResult\"B\n\x1b\x44\x65letePendingStudentRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"c\n\x1aMergePendingStudentRequest\x12\x17\n\x0fpending_user_id\x18\x01 \x01(\t\x12\x18\n\x10\x65xisting_user_id\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"q\n\x19RequestEmailChangeRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tnew_email\x18\x02 \x01(\t\x12\x1c\n\x14\x64isable_file_updates\x18\x03 \x01(\x08\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"P\n\x19\x43onfirmEmailChangeRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x14\n\x0cnew_password\x18\x03 \x01(\t\"?\n\x18\x43\x61ncelEmailChangeRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"M\n\x15SetFileUpdatesRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0f\n\x07\x65nabled\x18\x02 \x01(\x08\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"\x83\x02\n\x17\x41pplyStudentRowsRequest\x12\x11\n\tschool_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12.\n\x04mode\x18\x03 \x01(\x0e\x32 .rollcall.identity.v1.ImportMode\x12\x1f\n\x17sensitive_fields_update\x18\x04 \x01(\x08\x12\x0f\n\x07\x64ry_run\x18\x05 \x01(\x08\x12.\n\x04rows\x18\x06 \x03(\x0b\x32 .rollcall.identity.v1.StudentRow\x12\x33\n\x0fjob_create_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"L\n\x18\x41pplyStudentRowsResponse\x12\x30\n\x07results\x18\x01 \x03(\x0b\x32\x1f.rollcall.identity.v1.RowResult\"c\n\x16ListAuditEventsRequest\x12\x11\n\tschool_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"\xc2\x01\n\nAuditEvent\x12\n\n\x02id\x18\x01 \x01(\t\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x61\x63tor_id\x18\x03 \x01(\t\x12\x0e\n\x06\x63lient\x18\x04 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x05 \x01(\t\x12\x0f\n\x07user_id\x18\x06 \x01(\t\x12\x11\n\tschool_id\x18\x07 \x01(\t\x12(\n\x07\x64\x65tails\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\"d\n\x17ListAuditEventsResponse\x12\x30\n\x06\x65vents\x18\x01 \x03(\x0b\x32 .rollcall.identity.v1.AuditEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"=\n\x17ResolveSsoSignInRequest\x12\x11\n\tschool_id\x18\x01 \x01(\t\x12\x0f\n\x07subject\x18\x02 \x01(\t*\x9d\x01\n\rSignInOutcome\x12\x1f\n\x1bSIGN_IN_OUTCOME_UNSPECIFIED\x10\x00\x12!\n\x1dSIGN_IN_OUTCOME_ACCOUNT_FOUND\x10\x01\x12$\n SIGN_IN_OUTCOME_TRY_SCHOOL_EMAIL\x10\x02\x12\"\n\x1eSIGN_IN_OUTCOME_CREATE_ACCOUNT\x10\x03*\xb5\x01\n\x0bMatchReason\x12\x1c\n\x18MATCH_REASON_UNSPECIFIED\x10\x00\x12\x1a\n\x16MATCH_REASON_SAME_NAME\x10\x01\x12\x1d\n\x19MATCH_REASON_SIMILAR_NAME\x10\x02\x12&\n\"MATCH_REASON_SAME_EMAIL_LOCAL_PART\x10\x03\x12%\n!MATCH_REASON_SAME_AUTH_IDENTIFIER\x10\x04\x32\xed\x13\n\x0fIdentityService\x12W\n\x0c\x43reateSchool\x12).rollcall.identity.v1.CreateSchoolRequest\x1a\x1c.rollcall.identity.v1.School\x12Q\n\tGetSchool\x12&.rollcall.identity.v1.GetSchoolRequest\x1a\x1c.rollcall.identity.v1.School\x12W\n\x0cUpdateSchool\x12).rollcall.identity.v1.UpdateSchoolRequest\x1a\x1c.rollcall.identity.v1.School\x12Q\n\nCreateUser\x12\'.rollcall.identity.v1.CreateUserRequest\x1a\x1a.rollcall.identity.v1.User\x12W\n\rSignUpStudent\x12*.rollcall.identity.v1.SignUpStudentRequest\x1a\x1a.rollcall.identity.v1.User\x12h\n\rResolveSignIn\x12*.rollcall.identity.v1.ResolveSignInRequest\x1a+.rollcall.identity.v1.ResolveSignInResponse\x12U\n\x0c\x41uthenticate\x12).rollcall.identity.v1.AuthenticateRequest\x1a\x1a.rollcall.identity.v1.User\x12K\n\x07GetUser\x12$.rollcall.identity.v1.GetUserRequest\x1a\x1a.rollcall.identity.v1.User\x12_\n\x11LookupUserByEmail\x12..rollcall.identity.v1.LookupUserByEmailRequest\x1a\x1a.rollcall.identity.v1.User\x12\x62\n\x0bSearchUsers\x12(.rollcall.identity.v1.SearchUsersRequest\x1a).rollcall.identity.v1.SearchUsersResponse\x12z\n\x13ListPendingStudents\x12\x30.rollcall.identity.v1.ListPendingStudentsRequest\x1a\x31.rollcall.identity.v1.ListPendingStudentsResponse\x12\x86\x01\n\x17\x46indDuplicateCandidates\x12\x34.rollcall.identity.v1.FindDuplicateCandidatesRequest\x1a\x35.rollcall.identity.v1.FindDuplicateCandidatesResponse\x12Y\n\x0e\x41pproveStudent\x12+.rollcall.identity.v1.ApproveStudentRequest\x1a\x1a.rollcall.identity.v1.User\x12Y\n\x0e\x44\x65\x63lineStudent\x12+.rollcall.identity.v1.DeclineStudentRequest\x1a\x1a.rollcall.identity.v1.User\x12|\n\x14\x42\x61tchApproveStudents\x12\x31.rollcall.identity.v1.BatchApproveStudentsRequest\x1a\x31.rollcall.identity.v1.BatchDecideStudentsResponse\x12|\n\x14\x42\x61tchDeclineStudents\x12\x31.rollcall.identity.v1.BatchDeclineStudentsRequest\x1a\x31.rollcall.identity.v1.BatchDecideStudentsResponse\x12\x61\n\x14\x44\x65letePendingStudent\x12\x31.rollcall.identity.v1.DeletePendingStudentRequest\x1a\x16.google.protobuf.Empty\x12j\n\x13MergePendingStudent\x12\x30.rollcall.identity.v1.MergePendingStudentRequest\x1a!.rollcall.identity.v1.EmailChange\x12h\n\x12RequestEmailChange\x12/.rollcall.identity.v1.RequestEmailChangeRequest\x1a!.rollcall.identity.v1.EmailChange\x12\x61\n\x12\x43onfirmEmailChange\x12/.rollcall.identity.v1.ConfirmEmailChangeRequest\x1a\x1a.rollcall.identity.v1.User\x12\x66\n\x11\x43\x61ncelEmailChange\x12..rollcall.identity.v1.CancelEmailChangeRequest\x1a!.rollcall.identity.v1.EmailChange\x12Y\n\x0eSetFileUpdates\x12+.rollcall.identity.v1.SetFileUpdatesRequest\x1a\x1a.rollcall.identity.v1.User\x12q\n\x10\x41pplyStudentRows\x12-.rollcall.identity.v1.ApplyStudentRowsRequest\x1a..rollcall.identity.v1.ApplyStudentRowsResponse\x12n\n\x0fListAuditEvents\x12,.rollcall.identity.v1.ListAuditEventsRequest\x1a-.rollcall.identity.v1.ListAuditEventsResponse\x12]\n\x10ResolveSsoSignIn\x12-.rollcall.identity.v1.ResolveSsoSignInRequest\x1a\x1a.rollcall.identity.v1.Userb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'rollcall.identity.v1.identity_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SIGNINOUTCOME']._serialized_start=3262
-  _globals['_SIGNINOUTCOME']._serialized_end=3419
-  _globals['_MATCHREASON']._serialized_start=3422
-  _globals['_MATCHREASON']._serialized_end=3603
-  _globals['_CREATESCHOOLREQUEST']._serialized_start=240
-  _globals['_CREATESCHOOLREQUEST']._serialized_end=339
-  _globals['_GETSCHOOLREQUEST']._serialized_start=341
-  _globals['_GETSCHOOLREQUEST']._serialized_end=371
-  _globals['_CREATEUSERREQUEST']._serialized_start=374
-  _globals['_CREATEUSERREQUEST']._serialized_end=580
-  _globals['_SIGNUPSTUDENTREQUEST']._serialized_start=583
-  _globals['_SIGNUPSTUDENTREQUEST']._serialized_end=716
-  _globals['_RESOLVESIGNINREQUEST']._serialized_start=718
-  _globals['_RESOLVESIGNINREQUEST']._serialized_end=774
-  _globals['_RESOLVESIGNINRESPONSE']._serialized_start=777
-  _globals['_RESOLVESIGNINRESPONSE']._serialized_end=905
-  _globals['_AUTHENTICATEREQUEST']._serialized_start=907
-  _globals['_AUTHENTICATEREQUEST']._serialized_end=961
-  _globals['_GETUSERREQUEST']._serialized_start=963
-  _globals['_GETUSERREQUEST']._serialized_end=991
-  _globals['_LOOKUPUSERBYEMAILREQUEST']._serialized_start=993
-  _globals['_LOOKUPUSERBYEMAILREQUEST']._serialized_end=1034
-  _globals['_SEARCHUSERSREQUEST']._serialized_start=1037
-  _globals['_SEARCHUSERSREQUEST']._serialized_end=1234
-  _globals['_SEARCHUSERSRESPONSE']._serialized_start=1236
-  _globals['_SEARCHUSERSRESPONSE']._serialized_end=1325
-  _globals['_LISTPENDINGSTUDENTSREQUEST']._serialized_start=1327
-  _globals['_LISTPENDINGSTUDENTSREQUEST']._serialized_end=1413
-  _globals['_LISTPENDINGSTUDENTSRESPONSE']._serialized_start=1415
-  _globals['_LISTPENDINGSTUDENTSRESPONSE']._serialized_end=1512
-  _globals['_FINDDUPLICATECANDIDATESREQUEST']._serialized_start=1514
-  _globals['_FINDDUPLICATECANDIDATESREQUEST']._serialized_end=1563
-  _globals['_DUPLICATECANDIDATE']._serialized_start=1566
-  _globals['_DUPLICATECANDIDATE']._serialized_end=1695
-  _globals['_FINDDUPLICATECANDIDATESRESPONSE']._serialized_start=1697
-  _globals['_FINDDUPLICATECANDIDATESRESPONSE']._serialized_end=1792
-  _globals['_APPROVESTUDENTREQUEST']._serialized_start=1794
-  _globals['_APPROVESTUDENTREQUEST']._serialized_end=1868
-  _globals['_DECLINESTUDENTREQUEST']._serialized_start=1870
-  _globals['_DECLINESTUDENTREQUEST']._serialized_end=1946
-  _globals['_DELETEPENDINGSTUDENTREQUEST']._serialized_start=1948
-  _globals['_DELETEPENDINGSTUDENTREQUEST']._serialized_end=2014
-  _globals['_MERGEPENDINGSTUDENTREQUEST']._serialized_start=2016
-  _globals['_MERGEPENDINGSTUDENTREQUEST']._serialized_end=2115
-  _globals['_REQUESTEMAILCHANGEREQUEST']._serialized_start=2117
-  _globals['_REQUESTEMAILCHANGEREQUEST']._serialized_end=2230
-  _globals['_CONFIRMEMAILCHANGEREQUEST']._serialized_start=2232
-  _globals['_CONFIRMEMAILCHANGEREQUEST']._serialized_end=2312
-  _globals['_CANCELEMAILCHANGEREQUEST']._serialized_start=2314
-  _globals['_CANCELEMAILCHANGEREQUEST']._serialized_end=2377
-  _globals['_SETFILEUPDATESREQUEST']._serialized_start=2379
-  _globals['_SETFILEUPDATESREQUEST']._serialized_end=2456
-  _globals['_APPLYSTUDENTROWSREQUEST']._serialized_start=2459
-  _globals['_APPLYSTUDENTROWSREQUEST']._serialized_end=2718
-  _globals['_APPLYSTUDENTROWSRESPONSE']._serialized_start=2720
-  _globals['_APPLYSTUDENTROWSRESPONSE']._serialized_end=2796
-  _globals['_LISTAUDITEVENTSREQUEST']._serialized_start=2798
-  _globals['_LISTAUDITEVENTSREQUEST']._serialized_end=2897
-  _globals['_AUDITEVENT']._serialized_start=2900
-  _globals['_AUDITEVENT']._serialized_end=3094
-  _globals['_LISTAUDITEVENTSRESPONSE']._serialized_start=3096
-  _globals['_LISTAUDITEVENTSRESPONSE']._serialized_end=3196
-  _globals['_RESOLVESSOSIGNINREQUEST']._serialized_start=3198
-  _globals['_RESOLVESSOSIGNINREQUEST']._serialized_end=3259
-  _globals['_IDENTITYSERVICE']._serialized_start=3606
-  _globals['_IDENTITYSERVICE']._serialized_end=5806
+  _globals['_SIGNINOUTCOME']._serialized_start=3951
+  _globals['_SIGNINOUTCOME']._serialized_end=4108
+  _globals['_MATCHREASON']._serialized_start=4111
+  _globals['_MATCHREASON']._serialized_end=4292
+  _globals['_CREATESCHOOLREQUEST']._serialized_start=275
+  _globals['_CREATESCHOOLREQUEST']._serialized_end=465
+  _globals['_GETSCHOOLREQUEST']._serialized_start=467
+  _globals['_GETSCHOOLREQUEST']._serialized_end=497
+  _globals['_UPDATESCHOOLREQUEST']._serialized_start=500
+  _globals['_UPDATESCHOOLREQUEST']._serialized_end=636
+  _globals['_CREATEUSERREQUEST']._serialized_start=639
+  _globals['_CREATEUSERREQUEST']._serialized_end=845
+  _globals['_SIGNUPSTUDENTREQUEST']._serialized_start=848
+  _globals['_SIGNUPSTUDENTREQUEST']._serialized_end=981
+  _globals['_RESOLVESIGNINREQUEST']._serialized_start=983
+  _globals['_RESOLVESIGNINREQUEST']._serialized_end=1039
+  _globals['_RESOLVESIGNINRESPONSE']._serialized_start=1042
+  _globals['_RESOLVESIGNINRESPONSE']._serialized_end=1170
+  _globals['_AUTHENTICATEREQUEST']._serialized_start=1172
+  _globals['_AUTHENTICATEREQUEST']._serialized_end=1226
+  _globals['_GETUSERREQUEST']._serialized_start=1228
+  _globals['_GETUSERREQUEST']._serialized_end=1256
+  _globals['_LOOKUPUSERBYEMAILREQUEST']._serialized_start=1258
+  _globals['_LOOKUPUSERBYEMAILREQUEST']._serialized_end=1299
+  _globals['_SEARCHUSERSREQUEST']._serialized_start=1302
+  _globals['_SEARCHUSERSREQUEST']._serialized_end=1499
+  _globals['_SEARCHUSERSRESPONSE']._serialized_start=1501
+  _globals['_SEARCHUSERSRESPONSE']._serialized_end=1590
+  _globals['_LISTPENDINGSTUDENTSREQUEST']._serialized_start=1592
+  _globals['_LISTPENDINGSTUDENTSREQUEST']._serialized_end=1678
+  _globals['_LISTPENDINGSTUDENTSRESPONSE']._serialized_start=1680
+  _globals['_LISTPENDINGSTUDENTSRESPONSE']._serialized_end=1777
+  _globals['_FINDDUPLICATECANDIDATESREQUEST']._serialized_start=1779
+  _globals['_FINDDUPLICATECANDIDATESREQUEST']._serialized_end=1828
+  _globals['_DUPLICATECANDIDATE']._serialized_start=1831
+  _globals['_DUPLICATECANDIDATE']._serialized_end=1960
+  _globals['_FINDDUPLICATECANDIDATESRESPONSE']._serialized_start=1962
+  _globals['_FINDDUPLICATECANDIDATESRESPONSE']._serialized_end=2057
+  _globals['_APPROVESTUDENTREQUEST']._serialized_start=2059
+  _globals['_APPROVESTUDENTREQUEST']._serialized_end=2133
+  _globals['_DECLINESTUDENTREQUEST']._serialized_start=2135
+  _globals['_DECLINESTUDENTREQUEST']._serialized_end=2211
+  _globals['_BATCHAPPROVESTUDENTSREQUEST']._serialized_start=2213
+  _globals['_BATCHAPPROVESTUDENTSREQUEST']._serialized_end=2313
+  _globals['_BATCHDECLINESTUDENTSREQUEST']._serialized_start=2315
+  _globals['_BATCHDECLINESTUDENTSREQUEST']._serialized_end=2417
+  _globals['_BATCHDECISIONRESULT']._serialized_start=2419
+  _globals['_BATCHDECISIONRESULT']._serialized_end=2544
+  _globals['_BATCHDECIDESTUDENTSRESPONSE']._serialized_start=2546
+  _globals['_BATCHDECIDESTUDENTSRESPONSE']._serialized_end=2635
+  _globals['_DELETEPENDINGSTUDENTREQUEST']._serialized_start=2637
+  _globals['_DELETEPENDINGSTUDENTREQUEST']._serialized_end=2703
+  _globals['_MERGEPENDINGSTUDENTREQUEST']._serialized_start=2705
+  _globals['_MERGEPENDINGSTUDENTREQUEST']._serialized_end=2804
+  _globals['_REQUESTEMAILCHANGEREQUEST']._serialized_start=2806
+  _globals['_REQUESTEMAILCHANGEREQUEST']._serialized_end=2919
+  _globals['_CONFIRMEMAILCHANGEREQUEST']._serialized_start=2921
+  _globals['_CONFIRMEMAILCHANGEREQUEST']._serialized_end=3001
+  _globals['_CANCELEMAILCHANGEREQUEST']._serialized_start=3003
+  _globals['_CANCELEMAILCHANGEREQUEST']._serialized_end=3066
+  _globals['_SETFILEUPDATESREQUEST']._serialized_start=3068
+  _globals['_SETFILEUPDATESREQUEST']._serialized_end=3145
+  _globals['_APPLYSTUDENTROWSREQUEST']._serialized_start=3148
+  _globals['_APPLYSTUDENTROWSREQUEST']._serialized_end=3407
+  _globals['_APPLYSTUDENTROWSRESPONSE']._serialized_start=3409
+  _globals['_APPLYSTUDENTROWSRESPONSE']._serialized_end=3485
+  _globals['_LISTAUDITEVENTSREQUEST']._serialized_start=3487
+  _globals['_LISTAUDITEVENTSREQUEST']._serialized_end=3586
+  _globals['_AUDITEVENT']._serialized_start=3589
+  _globals['_AUDITEVENT']._serialized_end=3783
+  _globals['_LISTAUDITEVENTSRESPONSE']._serialized_start=3785
+  _globals['_LISTAUDITEVENTSRESPONSE']._serialized_end=3885
+  _globals['_RESOLVESSOSIGNINREQUEST']._serialized_start=3887
+  _globals['_RESOLVESSOSIGNINREQUEST']._serialized_end=3948
+  _globals['_IDENTITYSERVICE']._serialized_start=4295
+  _globals['_IDENTITYSERVICE']._serialized_end=6836
 # @@protoc_insertion_point(module_scope)

@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
@@ -93,15 +94,23 @@ class CreateSchoolRequest(_message.Message):
     EMAIL_DOMAINS_FIELD_NUMBER: _builtins.int
     SSO_ENABLED_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    CHANGE_THRESHOLD_PERCENT_FIELD_NUMBER: _builtins.int
+    NOTIFY_EMAILS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Display name, 1..200 characters."""
     sso_enabled: _builtins.bool
     """Whether the school uses single sign-on."""
     request_id: _builtins.str
     """Idempotency key (optional, at most 128 characters)."""
+    change_threshold_percent: _builtins.int
+    """0..100; 10 when not given (0 turns the change guard off)."""
     @_builtins.property
     def email_domains(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The school's email domains, e.g. "uni.edu" (at most 20)."""
+
+    @_builtins.property
+    def notify_emails(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Who hears about held jobs and pending requests (at most 20 addresses)."""
 
     def __init__(
         self,
@@ -110,12 +119,16 @@ class CreateSchoolRequest(_message.Message):
         email_domains: _abc.Iterable[_builtins.str] | None = ...,
         sso_enabled: _builtins.bool = ...,
         request_id: _builtins.str = ...,
+        change_threshold_percent: _builtins.int | None = ...,
+        notify_emails: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_change_threshold_percent", b"_change_threshold_percent", "change_threshold_percent", b"change_threshold_percent"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["email_domains", b"email_domains", "name", b"name", "request_id", b"request_id", "sso_enabled", b"sso_enabled"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_change_threshold_percent", b"_change_threshold_percent", "change_threshold_percent", b"change_threshold_percent", "email_domains", b"email_domains", "name", b"name", "notify_emails", b"notify_emails", "request_id", b"request_id", "sso_enabled", b"sso_enabled"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__change_threshold_percent: _TypeAlias = _typing.Literal["change_threshold_percent"]  # noqa: Y015
+    _WhichOneofArgType__change_threshold_percent: _TypeAlias = _typing.Literal["_change_threshold_percent", b"_change_threshold_percent"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__change_threshold_percent) -> _WhichOneofReturnType__change_threshold_percent | None: ...
 
 Global___CreateSchoolRequest: _TypeAlias = CreateSchoolRequest  # noqa: Y015
 
@@ -140,6 +153,40 @@ class GetSchoolRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetSchoolRequest: _TypeAlias = GetSchoolRequest  # noqa: Y015
+
+@_typing.final
+class UpdateSchoolRequest(_message.Message):
+    """Request of UpdateSchool."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCHOOL_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Idempotency key (optional)."""
+    @_builtins.property
+    def school(self) -> _resources_pb2.School:
+        """The school (id required) with the new values of the fields named by update_mask."""
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """Which fields change: name, email_domains, sso_enabled, change_threshold_percent, notify_emails."""
+
+    def __init__(
+        self,
+        *,
+        school: _resources_pb2.School | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["school", b"school", "update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["request_id", b"request_id", "school", b"school", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateSchoolRequest: _TypeAlias = UpdateSchoolRequest  # noqa: Y015
 
 @_typing.final
 class CreateUserRequest(_message.Message):
@@ -632,6 +679,140 @@ class DeclineStudentRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DeclineStudentRequest: _TypeAlias = DeclineStudentRequest  # noqa: Y015
+
+@_typing.final
+class BatchApproveStudentsRequest(_message.Message):
+    """Request of BatchApproveStudents."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCHOOL_ID_FIELD_NUMBER: _builtins.int
+    USER_IDS_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    school_id: _builtins.str
+    """The school every student must belong to."""
+    note: _builtins.str
+    """Optional note kept in each student's audit event (at most 1000 characters)."""
+    request_id: _builtins.str
+    """Idempotency key for the whole batch (optional)."""
+    @_builtins.property
+    def user_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """1..500 PENDING students of the school; a repeated id fails as INVALID_ARGUMENT after its first."""
+
+    def __init__(
+        self,
+        *,
+        school_id: _builtins.str = ...,
+        user_ids: _abc.Iterable[_builtins.str] | None = ...,
+        note: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["note", b"note", "request_id", b"request_id", "school_id", b"school_id", "user_ids", b"user_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchApproveStudentsRequest: _TypeAlias = BatchApproveStudentsRequest  # noqa: Y015
+
+@_typing.final
+class BatchDeclineStudentsRequest(_message.Message):
+    """Request of BatchDeclineStudents."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCHOOL_ID_FIELD_NUMBER: _builtins.int
+    USER_IDS_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    school_id: _builtins.str
+    """The school every student must belong to."""
+    reason: _builtins.str
+    """Optional reason kept in each student's audit event (at most 1000 characters)."""
+    request_id: _builtins.str
+    """Idempotency key for the whole batch (optional)."""
+    @_builtins.property
+    def user_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """1..500 PENDING students of the school; a repeated id fails as INVALID_ARGUMENT after its first."""
+
+    def __init__(
+        self,
+        *,
+        school_id: _builtins.str = ...,
+        user_ids: _abc.Iterable[_builtins.str] | None = ...,
+        reason: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "request_id", b"request_id", "school_id", b"school_id", "user_ids", b"user_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchDeclineStudentsRequest: _TypeAlias = BatchDeclineStudentsRequest  # noqa: Y015
+
+@_typing.final
+class BatchDecisionResult(_message.Message):
+    """The outcome of one id of a batch decision."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    USER_FIELD_NUMBER: _builtins.int
+    ERROR_REASON_FIELD_NUMBER: _builtins.int
+    ERROR_MESSAGE_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    """The id as asked (canonical form when it is an id)."""
+    error_reason: _builtins.str
+    """Empty on success, else the reason (e.g. NOT_PENDING, USER_NOT_FOUND, NOT_SAME_SCHOOL,
+    INVALID_ARGUMENT).
+    """
+    error_message: _builtins.str
+    """Empty on success, else what went wrong."""
+    @_builtins.property
+    def user(self) -> _resources_pb2.User:
+        """The student after the decision; unset when this item failed."""
+
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        user: _resources_pb2.User | None = ...,
+        error_reason: _builtins.str = ...,
+        error_message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error_message", b"error_message", "error_reason", b"error_reason", "user", b"user", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchDecisionResult: _TypeAlias = BatchDecisionResult  # noqa: Y015
+
+@_typing.final
+class BatchDecideStudentsResponse(_message.Message):
+    """Response of BatchApproveStudents and BatchDeclineStudents."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___BatchDecisionResult]:
+        """One per requested id, in the order of the request."""
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___BatchDecisionResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchDecideStudentsResponse: _TypeAlias = BatchDecideStudentsResponse  # noqa: Y015
 
 @_typing.final
 class DeletePendingStudentRequest(_message.Message):

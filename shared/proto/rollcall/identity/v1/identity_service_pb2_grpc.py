@@ -49,6 +49,11 @@ class IdentityServiceStub:
                 request_serializer=rollcall_dot_identity_dot_v1_dot_identity__service__pb2.GetSchoolRequest.SerializeToString,
                 response_deserializer=rollcall_dot_identity_dot_v1_dot_resources__pb2.School.FromString,
                 _registered_method=True)
+        self.UpdateSchool = channel.unary_unary(
+                '/rollcall.identity.v1.IdentityService/UpdateSchool',
+                request_serializer=rollcall_dot_identity_dot_v1_dot_identity__service__pb2.UpdateSchoolRequest.SerializeToString,
+                response_deserializer=rollcall_dot_identity_dot_v1_dot_resources__pb2.School.FromString,
+                _registered_method=True)
         self.CreateUser = channel.unary_unary(
                 '/rollcall.identity.v1.IdentityService/CreateUser',
                 request_serializer=rollcall_dot_identity_dot_v1_dot_identity__service__pb2.CreateUserRequest.SerializeToString,
@@ -103,6 +108,16 @@ class IdentityServiceStub:
                 '/rollcall.identity.v1.IdentityService/DeclineStudent',
                 request_serializer=rollcall_dot_identity_dot_v1_dot_identity__service__pb2.DeclineStudentRequest.SerializeToString,
                 response_deserializer=rollcall_dot_identity_dot_v1_dot_resources__pb2.User.FromString,
+                _registered_method=True)
+        self.BatchApproveStudents = channel.unary_unary(
+                '/rollcall.identity.v1.IdentityService/BatchApproveStudents',
+                request_serializer=rollcall_dot_identity_dot_v1_dot_identity__service__pb2.BatchApproveStudentsRequest.SerializeToString,
+                response_deserializer=rollcall_dot_identity_dot_v1_dot_identity__service__pb2.BatchDecideStudentsResponse.FromString,
+                _registered_method=True)
+        self.BatchDeclineStudents = channel.unary_unary(
+                '/rollcall.identity.v1.IdentityService/BatchDeclineStudents',
+                request_serializer=rollcall_dot_identity_dot_v1_dot_identity__service__pb2.BatchDeclineStudentsRequest.SerializeToString,
+                response_deserializer=rollcall_dot_identity_dot_v1_dot_identity__service__pb2.BatchDecideStudentsResponse.FromString,
                 _registered_method=True)
         self.DeletePendingStudent = channel.unary_unary(
                 '/rollcall.identity.v1.IdentityService/DeletePendingStudent',
@@ -166,6 +181,15 @@ class IdentityServiceServicer:
 
     def GetSchool(self, request, context):
         """Reads a school. Any role.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateSchool(self, request, context):
+        """Changes the fields of a school named by update_mask. admin: name, email_domains, sso_enabled,
+        change_threshold_percent, notify_emails; platform with a staff actor of the school: only
+        change_threshold_percent and notify_emails.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -248,6 +272,20 @@ class IdentityServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BatchApproveStudents(self, request, context):
+        """Approves up to 500 PENDING students of one school; each id succeeds or fails on its own. Staff.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchDeclineStudents(self, request, context):
+        """Declines up to 500 PENDING students of one school; each id succeeds or fails on its own. Staff.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def DeletePendingStudent(self, request, context):
         """Deletes a PENDING or DECLINED student; the email is free at once. Staff.
         """
@@ -324,6 +362,11 @@ def add_IdentityServiceServicer_to_server(servicer, server):
                     request_deserializer=rollcall_dot_identity_dot_v1_dot_identity__service__pb2.GetSchoolRequest.FromString,
                     response_serializer=rollcall_dot_identity_dot_v1_dot_resources__pb2.School.SerializeToString,
             ),
+            'UpdateSchool': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateSchool,
+                    request_deserializer=rollcall_dot_identity_dot_v1_dot_identity__service__pb2.UpdateSchoolRequest.FromString,
+                    response_serializer=rollcall_dot_identity_dot_v1_dot_resources__pb2.School.SerializeToString,
+            ),
             'CreateUser': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateUser,
                     request_deserializer=rollcall_dot_identity_dot_v1_dot_identity__service__pb2.CreateUserRequest.FromString,
@@ -378,6 +421,16 @@ def add_IdentityServiceServicer_to_server(servicer, server):
                     servicer.DeclineStudent,
                     request_deserializer=rollcall_dot_identity_dot_v1_dot_identity__service__pb2.DeclineStudentRequest.FromString,
                     response_serializer=rollcall_dot_identity_dot_v1_dot_resources__pb2.User.SerializeToString,
+            ),
+            'BatchApproveStudents': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchApproveStudents,
+                    request_deserializer=rollcall_dot_identity_dot_v1_dot_identity__service__pb2.BatchApproveStudentsRequest.FromString,
+                    response_serializer=rollcall_dot_identity_dot_v1_dot_identity__service__pb2.BatchDecideStudentsResponse.SerializeToString,
+            ),
+            'BatchDeclineStudents': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchDeclineStudents,
+                    request_deserializer=rollcall_dot_identity_dot_v1_dot_identity__service__pb2.BatchDeclineStudentsRequest.FromString,
+                    response_serializer=rollcall_dot_identity_dot_v1_dot_identity__service__pb2.BatchDecideStudentsResponse.SerializeToString,
             ),
             'DeletePendingStudent': grpc.unary_unary_rpc_method_handler(
                     servicer.DeletePendingStudent,
@@ -481,6 +534,33 @@ class IdentityService:
             target,
             '/rollcall.identity.v1.IdentityService/GetSchool',
             rollcall_dot_identity_dot_v1_dot_identity__service__pb2.GetSchoolRequest.SerializeToString,
+            rollcall_dot_identity_dot_v1_dot_resources__pb2.School.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateSchool(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rollcall.identity.v1.IdentityService/UpdateSchool',
+            rollcall_dot_identity_dot_v1_dot_identity__service__pb2.UpdateSchoolRequest.SerializeToString,
             rollcall_dot_identity_dot_v1_dot_resources__pb2.School.FromString,
             options,
             channel_credentials,
@@ -779,6 +859,60 @@ class IdentityService:
             '/rollcall.identity.v1.IdentityService/DeclineStudent',
             rollcall_dot_identity_dot_v1_dot_identity__service__pb2.DeclineStudentRequest.SerializeToString,
             rollcall_dot_identity_dot_v1_dot_resources__pb2.User.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchApproveStudents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rollcall.identity.v1.IdentityService/BatchApproveStudents',
+            rollcall_dot_identity_dot_v1_dot_identity__service__pb2.BatchApproveStudentsRequest.SerializeToString,
+            rollcall_dot_identity_dot_v1_dot_identity__service__pb2.BatchDecideStudentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchDeclineStudents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rollcall.identity.v1.IdentityService/BatchDeclineStudents',
+            rollcall_dot_identity_dot_v1_dot_identity__service__pb2.BatchDeclineStudentsRequest.SerializeToString,
+            rollcall_dot_identity_dot_v1_dot_identity__service__pb2.BatchDecideStudentsResponse.FromString,
             options,
             channel_credentials,
             insecure,

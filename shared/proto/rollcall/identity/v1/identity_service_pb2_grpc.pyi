@@ -42,6 +42,11 @@ class IdentityServiceStub:
     """Creates a school. admin only."""
     GetSchool: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.GetSchoolRequest, _resources_pb2.School]
     """Reads a school. Any role."""
+    UpdateSchool: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.UpdateSchoolRequest, _resources_pb2.School]
+    """Changes the fields of a school named by update_mask. admin: name, email_domains, sso_enabled,
+    change_threshold_percent, notify_emails; platform with a staff actor of the school: only
+    change_threshold_percent and notify_emails.
+    """
     CreateUser: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.CreateUserRequest, _resources_pb2.User]
     """Creates an ACTIVE user with origin STAFF. admin; platform with a staff actor (students only)."""
     SignUpStudent: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.SignUpStudentRequest, _resources_pb2.User]
@@ -64,6 +69,10 @@ class IdentityServiceStub:
     """PENDING → ACTIVE. Staff."""
     DeclineStudent: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.DeclineStudentRequest, _resources_pb2.User]
     """PENDING → DECLINED (the email stays taken). Staff."""
+    BatchApproveStudents: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.BatchApproveStudentsRequest, _identity_service_pb2.BatchDecideStudentsResponse]
+    """Approves up to 500 PENDING students of one school; each id succeeds or fails on its own. Staff."""
+    BatchDeclineStudents: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.BatchDeclineStudentsRequest, _identity_service_pb2.BatchDecideStudentsResponse]
+    """Declines up to 500 PENDING students of one school; each id succeeds or fails on its own. Staff."""
     DeletePendingStudent: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.DeletePendingStudentRequest, _empty_pb2.Empty]
     """Deletes a PENDING or DECLINED student; the email is free at once. Staff."""
     MergePendingStudent: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.MergePendingStudentRequest, _resources_pb2.EmailChange]
@@ -95,6 +104,11 @@ class IdentityServiceAsyncStub(IdentityServiceStub):
     """Creates a school. admin only."""
     GetSchool: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.GetSchoolRequest, _resources_pb2.School]  # type: ignore[assignment]
     """Reads a school. Any role."""
+    UpdateSchool: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.UpdateSchoolRequest, _resources_pb2.School]  # type: ignore[assignment]
+    """Changes the fields of a school named by update_mask. admin: name, email_domains, sso_enabled,
+    change_threshold_percent, notify_emails; platform with a staff actor of the school: only
+    change_threshold_percent and notify_emails.
+    """
     CreateUser: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.CreateUserRequest, _resources_pb2.User]  # type: ignore[assignment]
     """Creates an ACTIVE user with origin STAFF. admin; platform with a staff actor (students only)."""
     SignUpStudent: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.SignUpStudentRequest, _resources_pb2.User]  # type: ignore[assignment]
@@ -117,6 +131,10 @@ class IdentityServiceAsyncStub(IdentityServiceStub):
     """PENDING → ACTIVE. Staff."""
     DeclineStudent: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.DeclineStudentRequest, _resources_pb2.User]  # type: ignore[assignment]
     """PENDING → DECLINED (the email stays taken). Staff."""
+    BatchApproveStudents: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.BatchApproveStudentsRequest, _identity_service_pb2.BatchDecideStudentsResponse]  # type: ignore[assignment]
+    """Approves up to 500 PENDING students of one school; each id succeeds or fails on its own. Staff."""
+    BatchDeclineStudents: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.BatchDeclineStudentsRequest, _identity_service_pb2.BatchDecideStudentsResponse]  # type: ignore[assignment]
+    """Declines up to 500 PENDING students of one school; each id succeeds or fails on its own. Staff."""
     DeletePendingStudent: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.DeletePendingStudentRequest, _empty_pb2.Empty]  # type: ignore[assignment]
     """Deletes a PENDING or DECLINED student; the email is free at once. Staff."""
     MergePendingStudent: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.MergePendingStudentRequest, _resources_pb2.EmailChange]  # type: ignore[assignment]
@@ -157,6 +175,17 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_resources_pb2.School, _abc.Awaitable[_resources_pb2.School]]:
         """Reads a school. Any role."""
+
+    @_abc_1.abstractmethod
+    def UpdateSchool(
+        self,
+        request: _identity_service_pb2.UpdateSchoolRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_resources_pb2.School, _abc.Awaitable[_resources_pb2.School]]:
+        """Changes the fields of a school named by update_mask. admin: name, email_domains, sso_enabled,
+        change_threshold_percent, notify_emails; platform with a staff actor of the school: only
+        change_threshold_percent and notify_emails.
+        """
 
     @_abc_1.abstractmethod
     def CreateUser(
@@ -245,6 +274,22 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_resources_pb2.User, _abc.Awaitable[_resources_pb2.User]]:
         """PENDING → DECLINED (the email stays taken). Staff."""
+
+    @_abc_1.abstractmethod
+    def BatchApproveStudents(
+        self,
+        request: _identity_service_pb2.BatchApproveStudentsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_service_pb2.BatchDecideStudentsResponse, _abc.Awaitable[_identity_service_pb2.BatchDecideStudentsResponse]]:
+        """Approves up to 500 PENDING students of one school; each id succeeds or fails on its own. Staff."""
+
+    @_abc_1.abstractmethod
+    def BatchDeclineStudents(
+        self,
+        request: _identity_service_pb2.BatchDeclineStudentsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_service_pb2.BatchDecideStudentsResponse, _abc.Awaitable[_identity_service_pb2.BatchDecideStudentsResponse]]:
+        """Declines up to 500 PENDING students of one school; each id succeeds or fails on its own. Staff."""
 
     @_abc_1.abstractmethod
     def DeletePendingStudent(

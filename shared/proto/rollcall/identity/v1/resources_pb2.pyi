@@ -161,12 +161,18 @@ class School(_message.Message):
     EMAIL_DOMAINS_FIELD_NUMBER: _builtins.int
     SSO_ENABLED_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    CHANGE_THRESHOLD_PERCENT_FIELD_NUMBER: _builtins.int
+    NOTIFY_EMAILS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Opaque identifier (UUID), assigned by the service."""
     name: _builtins.str
     """Display name, e.g. "University of Example". 1..200 characters."""
     sso_enabled: _builtins.bool
     """Whether the school signs students in through single sign-on; clients should prefer it."""
+    change_threshold_percent: _builtins.int
+    """A guarded import job that would change (sensitive fields) or archive more than this percentage of
+    the school's students is held for staff; 0 turns the guard off. 0..100, 10 by default.
+    """
     @_builtins.property
     def email_domains(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Email domains that belong to the school, lower case, e.g. "uni.edu". Used by ResolveSignIn."""
@@ -174,6 +180,10 @@ class School(_message.Message):
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """When the school was created."""
+
+    @_builtins.property
+    def notify_emails(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Who hears about held jobs and pending requests (at most 20 addresses, normal form)."""
 
     def __init__(
         self,
@@ -183,10 +193,12 @@ class School(_message.Message):
         email_domains: _abc.Iterable[_builtins.str] | None = ...,
         sso_enabled: _builtins.bool = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        change_threshold_percent: _builtins.int = ...,
+        notify_emails: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "email_domains", b"email_domains", "id", b"id", "name", b"name", "sso_enabled", b"sso_enabled"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["change_threshold_percent", b"change_threshold_percent", "create_time", b"create_time", "email_domains", b"email_domains", "id", b"id", "name", b"name", "notify_emails", b"notify_emails", "sso_enabled", b"sso_enabled"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
