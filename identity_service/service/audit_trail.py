@@ -46,7 +46,20 @@ async def record(
     actor_id: str | None = None,
 ) -> None:
     """Append one event for ``user`` (or for ``school_id`` when no user is concerned)."""
-    event = NewAuditEvent(
+    await uow.audit.append(event(caller, action, user, details, school_id=school_id, actor_id=actor_id))
+
+
+def event(
+    caller: Caller,
+    action: str,
+    user: User | None,
+    details: Mapping[str, Any],
+    *,
+    school_id: str | None = None,
+    actor_id: str | None = None,
+) -> NewAuditEvent:
+    """The event ``record`` appends; for use cases that append many at once (``append_many``)."""
+    return NewAuditEvent(
         actor_id=actor_id or caller.actor_id,
         client=caller.client,
         action=action,
@@ -54,7 +67,6 @@ async def record(
         school_id=user.school_id if user else school_id,
         details=dict(details),
     )
-    await uow.audit.append(event)
 
 
 def changed(before: User | None, after: User | None) -> dict[str, list[Any]]:

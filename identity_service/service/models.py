@@ -11,18 +11,34 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
+from identity_service.domain.users import User
+
 T = TypeVar("T")
 
 
 @dataclass(frozen=True)
 class School:
-    """A school; ``email_domains`` are in normal form (lower case, no ``@``)."""
+    """A school; ``email_domains`` are in normal form (lower case, no ``@``), ``notify_emails`` too
+    (``emails.normalise_email``); ``change_threshold_percent`` is 0..100 (0: no change guard)."""
 
     id: str
     name: str
     email_domains: tuple[str, ...]
     sso_enabled: bool
     create_time: datetime
+    change_threshold_percent: int = 10
+    notify_emails: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class BatchDecision:
+    """One id of a batch decision: the student after it (success), or ``error_reason`` (a ``Reason``)
+    and ``error_message`` (failure, ``user`` None)."""
+
+    user_id: str
+    user: User | None
+    error_reason: str
+    error_message: str
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from typing import Any
 from identity_service.domain.email_changes import EmailChange, EmailChangeState
 from identity_service.domain.users import User, UserOrigin, UserStatus, UserType
 from identity_service.service.idempotency import Replay
-from identity_service.service.models import School
+from identity_service.service.models import BatchDecision, School
 
 
 def _dump(value: object) -> bytes:
@@ -25,7 +25,10 @@ def _plain(value: object) -> Any:
 
 
 def _user(raw: bytes) -> User:
-    data = json.loads(raw)
+    return _user_of(json.loads(raw))
+
+
+def _user_of(data: dict[str, Any]) -> User:
     return User(
         **{
             **data,
@@ -46,6 +49,9 @@ def _school(raw: bytes) -> School:
         email_domains=tuple(data["email_domains"]),
         sso_enabled=data["sso_enabled"],
         create_time=datetime.fromisoformat(data["create_time"]),
+        # answers stored before issue 9 have neither: the defaults a school then had
+        change_threshold_percent=data.get("change_threshold_percent", 10),
+        notify_emails=tuple(data.get("notify_emails", ())),
     )
 
 
@@ -60,7 +66,22 @@ def _email_change(raw: bytes) -> EmailChange:
     )
 
 
+def _decisions(raw: bytes) -> list[BatchDecision]:
+    return [
+        BatchDecision(
+            item["user_id"],
+            _user_of(item["user"]) if item["user"] else None,
+            item["error_reason"],
+            item["error_message"],
+        )
+        for item in json.loads(raw)
+    ]
+
+
 USER: Replay[User] = Replay(_dump, _user)
+BATCH_DECISIONS: Replay[list[BatchDecision]] = Replay(
+    lambda items: _dump([dataclasses.asdict(item) for item in items]), _decisions
+)
 SCHOOL: Replay[School] = Replay(_dump, _school)
 NOTHING: Replay[None] = Replay(lambda _: b"null", lambda _: None)
 EMAIL_CHANGE: Replay[EmailChange] = Replay(_dump, _email_change)

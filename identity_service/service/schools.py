@@ -1,15 +1,17 @@
-"""Schools: created by an administrator, read by anyone authenticated."""
+"""Schools: created by an administrator, read by anyone authenticated, their settings changed by an
+administrator or (import settings only) by staff of the school. Field rules: ``domain.schools``."""
 
 from __future__ import annotations
 
-import functools
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
 
-from identity_service.domain.emails import normalise_domain
-from identity_service.domain.fields import SCHOOL_NAME_MAX, Violations
-from identity_service.service import replay
+from identity_service.domain import schools as rules
+from identity_service.domain.fields import Violations
+from identity_service.service import access, replay
 from identity_service.service.audit_trail import record
 from identity_service.service.idempotency import once, read, request_key
 from identity_service.service.inputs import required_id
@@ -17,8 +19,6 @@ from identity_service.service.models import School
 from identity_service.service.ports import UnitOfWork, UnitOfWorkFactory
 from shared.errors import Reason, not_found
 from shared.grpc_kit.auth import Caller
-
-MAX_EMAIL_DOMAINS = 20
 
 
 async def create_school(
@@ -28,26 +28,98 @@ async def create_school(
     email_domains: Sequence[str],
     sso_enabled: bool,
     request_id: str,
+    change_threshold_percent: int | None = None,
+    notify_emails: Sequence[str] = (),
 ) -> School:
-    """A new school; domains are normalised and de-duplicated (order kept)."""
+    """A new school; domains are normalised and de-duplicated (order kept); the threshold is 10 when
+    not given."""
     found = Violations()
-    clean_name = found.text(name, "name", max_len=SCHOOL_NAME_MAX, required=True)
-    domains = _domains(email_domains, found)
+    clean_name = rules.school_name(name, "name", found)
+    domains = rules.email_domains(email_domains, "email_domains", found)
+    threshold = rules.change_threshold_percent(change_threshold_percent, "change_threshold_percent", found)
+    notify = rules.notify_emails(notify_emails, "notify_emails", found)
     key = request_key(
-        caller, "CreateSchool", request_id, found, name=name, domains=list(email_domains), sso=sso_enabled
+        caller,
+        "CreateSchool",
+        request_id,
+        found,
+        name=name,
+        domains=list(email_domains),
+        sso=sso_enabled,
+        threshold=change_threshold_percent,
+        notify=list(notify_emails),
     )
     found.raise_if_any()
-    school = School(str(uuid.uuid4()), clean_name, domains, sso_enabled, datetime.now(UTC))
+    school = School(str(uuid.uuid4()), clean_name, domains, sso_enabled, datetime.now(UTC), threshold, notify)
 
     async def change(uow: UnitOfWork) -> School:
         created = await uow.schools.add(school)
-        details = {
-            "name": [None, created.name],
-            "email_domains": [None, list(created.email_domains)],
-            "sso_enabled": [None, created.sso_enabled],
-        }
+        details = {name: [None, value] for name, value in _settings(created).items()}
         await record(uow, caller, "school.created", None, details, school_id=created.id)
         return created
+
+    return await once(new_uow, key, replay.SCHOOL, change)
+
+
+async def update_school(
+    new_uow: UnitOfWorkFactory,
+    caller: Caller,
+    school_id: str,
+    update_mask: Sequence[str],
+    request_id: str,
+    *,
+    name: str = "",
+    email_domains: Sequence[str] = (),
+    sso_enabled: bool = False,
+    change_threshold_percent: int = 0,
+    notify_emails: Sequence[str] = (),
+) -> School:
+    """Change the fields ``update_mask`` names (the others are ignored, as AIP-134 says); audited as
+    ``school.updated`` with ``{field: [old, new]}`` of what changed. Staff of the school may name only
+    ``change_threshold_percent`` and ``notify_emails``."""
+    found = Violations()
+    wanted = required_id(school_id, "school.id", found)
+    paths = rules.update_paths(update_mask, found)
+    asked: dict[str, Any] = {}
+    if rules.NAME in paths:
+        asked[rules.NAME] = rules.school_name(name, "school.name", found)
+    if rules.EMAIL_DOMAINS in paths:
+        asked[rules.EMAIL_DOMAINS] = rules.email_domains(email_domains, "school.email_domains", found)
+    if rules.SSO_ENABLED in paths:
+        asked[rules.SSO_ENABLED] = sso_enabled
+    if rules.CHANGE_THRESHOLD_PERCENT in paths:
+        field = "school.change_threshold_percent"
+        asked[rules.CHANGE_THRESHOLD_PERCENT] = rules.change_threshold_percent(
+            change_threshold_percent, field, found
+        )
+    if rules.NOTIFY_EMAILS in paths:
+        asked[rules.NOTIFY_EMAILS] = rules.notify_emails(notify_emails, "school.notify_emails", found)
+    raw = {
+        rules.NAME: name,
+        rules.EMAIL_DOMAINS: list(email_domains),
+        rules.SSO_ENABLED: sso_enabled,
+        rules.CHANGE_THRESHOLD_PERCENT: change_threshold_percent,
+        rules.NOTIFY_EMAILS: list(notify_emails),
+    }
+    content = {path: raw[path] for path in paths}
+    key = request_key(caller, "UpdateSchool", request_id, found, school_id=school_id, **content)
+    found.raise_if_any()
+
+    async def change(uow: UnitOfWork) -> School:
+        school = await uow.schools.get(wanted, for_update=True)
+        if school is None:
+            raise not_found(Reason.SCHOOL_NOT_FOUND, "school")
+        await access.ensure_staff_of(uow, caller, school.id)
+        if not caller.is_admin:
+            rules.ensure_staff_may_change(paths)
+        changed = replace(school, **asked)
+        before, after = _settings(school), _settings(changed)
+        details = {f: [before[f], after[f]] for f in paths if before[f] != after[f]}
+        if not details:
+            return school
+        updated = await uow.schools.update(changed)
+        await record(uow, caller, "school.updated", None, details, school_id=updated.id)
+        return updated
 
     return await once(new_uow, key, replay.SCHOOL, change)
 
@@ -66,13 +138,12 @@ async def get_school(new_uow: UnitOfWorkFactory, school_id: str) -> School:
     return await read(new_uow, query)
 
 
-def _domains(raw: Sequence[str], found: Violations) -> tuple[str, ...]:
-    if len(raw) > MAX_EMAIL_DOMAINS:
-        found.add("email_domains", f"has too many entries ({len(raw)}, at most {MAX_EMAIL_DOMAINS})")
-        return ()
-    domains: list[str] = []
-    for index, value in enumerate(raw):
-        domain = found.check(functools.partial(normalise_domain, value, f"email_domains[{index}]"), "")
-        if domain and domain not in domains:
-            domains.append(domain)
-    return tuple(domains)
+def _settings(school: School) -> dict[str, Any]:
+    """The school's updatable fields as the audit trail shows them (lists, not tuples)."""
+    return {
+        rules.NAME: school.name,
+        rules.EMAIL_DOMAINS: list(school.email_domains),
+        rules.SSO_ENABLED: school.sso_enabled,
+        rules.CHANGE_THRESHOLD_PERCENT: school.change_threshold_percent,
+        rules.NOTIFY_EMAILS: list(school.notify_emails),
+    }

@@ -146,6 +146,8 @@ def _fill(message: Any, values: Values, depth: int) -> None:
             continue
         if field.type == FieldDescriptor.TYPE_MESSAGE:
             if field.message_type.full_name.startswith(WELL_KNOWN):
+                if value is not None and not _repeated(field):  # e.g. a FieldMask the RPC needs
+                    getattr(message, field.name).CopyFrom(value)
                 continue
             target = getattr(message, field.name).add() if _repeated(field) else getattr(message, field.name)
             _fill(target, values, depth + 1)

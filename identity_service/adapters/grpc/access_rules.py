@@ -21,6 +21,7 @@ _ANY = frozenset(Role)
 ROLES_BY_METHOD: Mapping[str, frozenset[Role]] = {
     "CreateSchool": _ADMIN,
     "GetSchool": _ANY,
+    "UpdateSchool": _PLATFORM,
     "CreateUser": _PLATFORM,
     "SignUpStudent": _PLATFORM,
     "ResolveSignIn": _PLATFORM,
@@ -32,6 +33,8 @@ ROLES_BY_METHOD: Mapping[str, frozenset[Role]] = {
     "FindDuplicateCandidates": _PLATFORM,
     "ApproveStudent": _PLATFORM,
     "DeclineStudent": _PLATFORM,
+    "BatchApproveStudents": _PLATFORM,
+    "BatchDeclineStudents": _PLATFORM,
     "DeletePendingStudent": _PLATFORM,
     "MergePendingStudent": _PLATFORM,
     "RequestEmailChange": _PLATFORM,

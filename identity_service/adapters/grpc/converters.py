@@ -13,7 +13,7 @@ from identity_service.domain.duplicates import Candidate
 from identity_service.domain.email_changes import EmailChange
 from identity_service.domain.sign_in import SignInResolution
 from identity_service.domain.users import User, UserStatus, UserType
-from identity_service.service.models import AuditEvent, School
+from identity_service.service.models import AuditEvent, BatchDecision, School
 from shared.proto.rollcall.identity.v1 import identity_service_pb2 as pb
 from shared.proto.rollcall.identity.v1 import resources_pb2 as res
 
@@ -87,6 +87,22 @@ def school(value: School) -> res.School:
         email_domains=list(value.email_domains),
         sso_enabled=value.sso_enabled,
         create_time=timestamp(value.create_time),
+        change_threshold_percent=value.change_threshold_percent,
+        notify_emails=list(value.notify_emails),
+    )
+
+
+def batch_decisions(values: Sequence[BatchDecision]) -> pb.BatchDecideStudentsResponse:
+    return pb.BatchDecideStudentsResponse(
+        results=[
+            pb.BatchDecisionResult(
+                user_id=v.user_id,
+                user=user(v.user) if v.user else None,
+                error_reason=v.error_reason,
+                error_message=v.error_message,
+            )
+            for v in values
+        ]
     )
 
 

@@ -55,11 +55,29 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
             list(request.email_domains),
             request.sso_enabled,
             request.request_id,
+            request.change_threshold_percent if request.HasField("change_threshold_percent") else None,
+            list(request.notify_emails),
         )
         return to.school(school)
 
     async def GetSchool(self, request: pb.GetSchoolRequest, context: Context) -> res.School:
         return to.school(await schools.get_school(self._uow, request.id))
+
+    async def UpdateSchool(self, request: pb.UpdateSchoolRequest, context: Context) -> res.School:
+        wanted = request.school
+        school = await schools.update_school(
+            self._uow,
+            current_caller(),
+            wanted.id,
+            list(request.update_mask.paths),
+            request.request_id,
+            name=wanted.name,
+            email_domains=list(wanted.email_domains),
+            sso_enabled=wanted.sso_enabled,
+            change_threshold_percent=wanted.change_threshold_percent,
+            notify_emails=list(wanted.notify_emails),
+        )
+        return to.school(school)
 
     async def CreateUser(self, request: pb.CreateUserRequest, context: Context) -> res.User:
         user = await accounts.create_user(
@@ -144,6 +162,32 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
             self._uow, current_caller(), request.user_id, request.reason, request.request_id
         )
         return to.user(user)
+
+    async def BatchApproveStudents(
+        self, request: pb.BatchApproveStudentsRequest, context: Context
+    ) -> pb.BatchDecideStudentsResponse:
+        results = await pending.batch_approve_students(
+            self._uow,
+            current_caller(),
+            request.school_id,
+            list(request.user_ids),
+            request.note,
+            request.request_id,
+        )
+        return to.batch_decisions(results)
+
+    async def BatchDeclineStudents(
+        self, request: pb.BatchDeclineStudentsRequest, context: Context
+    ) -> pb.BatchDecideStudentsResponse:
+        results = await pending.batch_decline_students(
+            self._uow,
+            current_caller(),
+            request.school_id,
+            list(request.user_ids),
+            request.reason,
+            request.request_id,
+        )
+        return to.batch_decisions(results)
 
     async def DeletePendingStudent(
         self, request: pb.DeletePendingStudentRequest, context: Context

@@ -7,6 +7,16 @@ from typing import Any
 import asyncpg
 
 from identity_service.service.models import School
+from shared.errors import Reason, not_found
+
+_COLUMNS = "id, name, email_domains, sso_enabled, create_time, change_threshold_percent, notify_emails"
+_INSERT = f"""INSERT INTO schools (id, name, email_domains, sso_enabled, change_threshold_percent,
+        notify_emails)
+    VALUES ($1, $2, $3, $4, $5, $6) RETURNING {_COLUMNS}"""
+_BY_ID = f"SELECT {_COLUMNS} FROM schools WHERE id = $1"
+_UPDATE = f"""UPDATE schools SET name = $2, email_domains = $3, sso_enabled = $4,
+        change_threshold_percent = $5, notify_emails = $6
+    WHERE id = $1 RETURNING {_COLUMNS}"""
 
 
 class PostgresSchools:
@@ -14,21 +24,28 @@ class PostgresSchools:
         self._conn = conn
 
     async def add(self, school: School) -> School:
-        row = await self._conn.fetchrow(
-            """INSERT INTO schools (id, name, email_domains, sso_enabled) VALUES ($1, $2, $3, $4)
-               RETURNING id, name, email_domains, sso_enabled, create_time""",
-            school.id,
-            school.name,
-            list(school.email_domains),
-            school.sso_enabled,
-        )
+        row = await self._conn.fetchrow(_INSERT, school.id, *_settings(school))
         return _school(row)
 
-    async def get(self, school_id: str) -> School | None:
-        row = await self._conn.fetchrow(
-            "SELECT id, name, email_domains, sso_enabled, create_time FROM schools WHERE id = $1", school_id
-        )
+    async def get(self, school_id: str, *, for_update: bool = False) -> School | None:
+        row = await self._conn.fetchrow(_BY_ID + " FOR UPDATE" if for_update else _BY_ID, school_id)
         return _school(row) if row else None
+
+    async def update(self, school: School) -> School:
+        row = await self._conn.fetchrow(_UPDATE, school.id, *_settings(school))
+        if row is None:
+            raise not_found(Reason.SCHOOL_NOT_FOUND, "school")
+        return _school(row)
+
+
+def _settings(school: School) -> tuple[Any, ...]:
+    return (
+        school.name,
+        list(school.email_domains),
+        school.sso_enabled,
+        school.change_threshold_percent,
+        list(school.notify_emails),
+    )
 
 
 def _school(row: Any) -> School:
@@ -38,4 +55,6 @@ def _school(row: Any) -> School:
         email_domains=tuple(row["email_domains"]),
         sso_enabled=row["sso_enabled"],
         create_time=row["create_time"],
+        change_threshold_percent=row["change_threshold_percent"],
+        notify_emails=tuple(row["notify_emails"]),
     )

@@ -7,6 +7,7 @@ or update that would break it raises EMAIL_TAKEN / USERNAME_TAKEN, so concurrent
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
@@ -46,6 +47,9 @@ _LOOKALIKE = f"""SELECT {USER_COLUMNS} FROM users
     WHERE email_skeleton = $1 AND email_key <> $2 AND (NOT email_plain OR NOT $3::boolean)
         AND id IS DISTINCT FROM $4::uuid LIMIT 1"""
 _CREDENTIALS = f"SELECT {USER_COLUMNS}, password_hash FROM users WHERE email_key = $1"
+_BY_IDS = f"SELECT {USER_COLUMNS} FROM users WHERE id = ANY($1::uuid[]) ORDER BY id"
+_SET_STATUS_MANY = f"""UPDATE users SET status = $2, update_time = now(), version = version + 1
+    WHERE id = ANY($1::uuid[]) RETURNING {USER_COLUMNS}"""
 _CHANGE_EMAIL = f"""UPDATE users SET email = $2, email_key = $4, email_skeleton = $5, email_plain = $6,
         email_verified = true, password_hash = coalesce($3, password_hash), update_time = now(),
         version = version + 1
@@ -152,6 +156,16 @@ class PostgresUsers:
 
     async def set_status(self, user_id: str, status: UserStatus) -> User:
         return await self._update(user_id, "status = $2", status.value)
+
+    async def get_many(self, user_ids: Sequence[str], *, for_update: bool = False) -> dict[str, User]:
+        rows = await self._conn.fetch(_BY_IDS + " FOR UPDATE" if for_update else _BY_IDS, list(user_ids))
+        return {str(row["id"]): to_user(row) for row in rows}
+
+    async def set_status_many(self, user_ids: Sequence[str], status: UserStatus) -> dict[str, User]:
+        if not user_ids:
+            return {}
+        rows = await self._conn.fetch(_SET_STATUS_MANY, list(user_ids), status.value)
+        return {str(row["id"]): to_user(row) for row in rows}
 
     async def set_file_updates_disabled(self, user_id: str, disabled: bool) -> User:
         return await self._update(user_id, "file_updates_disabled = $2", disabled)

@@ -13,7 +13,7 @@ from typing import Any
 
 import grpc
 import pytest
-from google.protobuf import timestamp_pb2
+from google.protobuf import field_mask_pb2, timestamp_pb2
 
 from shared.proto.rollcall.identity.v1 import identity_service_pb2 as pb
 from shared.proto.rollcall.identity.v1 import resources_pb2 as res
@@ -25,6 +25,7 @@ ADMIN, PLATFORM, IMPORTER = "admin", "platform", "importer"
 ALLOWED: dict[str, set[str]] = {
     "CreateSchool": {ADMIN},
     "GetSchool": {ADMIN, PLATFORM, IMPORTER},
+    "UpdateSchool": {ADMIN, PLATFORM},
     "CreateUser": {ADMIN, PLATFORM},
     "SignUpStudent": {ADMIN, PLATFORM},
     "ResolveSignIn": {ADMIN, PLATFORM},
@@ -36,6 +37,8 @@ ALLOWED: dict[str, set[str]] = {
     "FindDuplicateCandidates": {ADMIN, PLATFORM},
     "ApproveStudent": {ADMIN, PLATFORM},
     "DeclineStudent": {ADMIN, PLATFORM},
+    "BatchApproveStudents": {ADMIN, PLATFORM},
+    "BatchDeclineStudents": {ADMIN, PLATFORM},
     "DeletePendingStudent": {ADMIN, PLATFORM},
     "MergePendingStudent": {ADMIN, PLATFORM},
     "RequestEmailChange": {ADMIN, PLATFORM},
@@ -47,6 +50,9 @@ ALLOWED: dict[str, set[str]] = {
 }
 # RPCs whose platform caller must be ACTIVE STAFF of the school concerned.
 STAFF_OF_SCHOOL = {
+    "UpdateSchool",
+    "BatchApproveStudents",
+    "BatchDeclineStudents",
     "CreateUser",
     "GetUser",
     "LookupUserByEmail",
@@ -78,6 +84,10 @@ REQUESTS: dict[str, Build] = {
         name=unique("School "), email_domains=[f"{unique()}.edu"]
     ),
     "GetSchool": lambda w: pb.GetSchoolRequest(id=w.home.school.id),
+    "UpdateSchool": lambda w: pb.UpdateSchoolRequest(
+        school=res.School(id=w.home.school.id, notify_emails=["careers@uni.example"]),
+        update_mask=field_mask_pb2.FieldMask(paths=["notify_emails"]),
+    ),
     "CreateUser": lambda w: pb.CreateUserRequest(
         user_type=res.USER_TYPE_STUDENT, school_id=w.home.school.id, email=w.home.email()
     ),
@@ -97,6 +107,12 @@ REQUESTS: dict[str, Build] = {
     "FindDuplicateCandidates": lambda w: pb.FindDuplicateCandidatesRequest(user_id=w.pending.id),
     "ApproveStudent": lambda w: pb.ApproveStudentRequest(user_id=w.pending.id),
     "DeclineStudent": lambda w: pb.DeclineStudentRequest(user_id=w.pending.id),
+    "BatchApproveStudents": lambda w: pb.BatchApproveStudentsRequest(
+        school_id=w.home.school.id, user_ids=[w.pending.id]
+    ),
+    "BatchDeclineStudents": lambda w: pb.BatchDeclineStudentsRequest(
+        school_id=w.home.school.id, user_ids=[w.pending.id]
+    ),
     "DeletePendingStudent": lambda w: pb.DeletePendingStudentRequest(user_id=w.pending.id),
     "MergePendingStudent": lambda w: pb.MergePendingStudentRequest(
         pending_user_id=w.pending.id, existing_user_id=w.student.id

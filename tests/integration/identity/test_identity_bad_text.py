@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import grpc
 import pytest
+from google.protobuf import field_mask_pb2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -73,6 +74,7 @@ class World:
         return {
             "school_id": lambda: self.school_id,
             "GetSchoolRequest.id": lambda: self.school_id,
+            "School.id": lambda: self.school_id,
             "id": lambda: self.active_id,
             "user_id": lambda: self.pending_id,
             "pending_user_id": lambda: self.pending_id,
@@ -88,6 +90,9 @@ class World:
             "new_password": lambda: "correct horse battery",
             "name": lambda: f"School {unique()}",
             "email_domains": lambda: [f"{unique('d')}.edu"],
+            "notify_emails": lambda: [f"careers@{self.domain}"],
+            "user_ids": lambda: [self.pending_id],
+            "update_mask": lambda: field_mask_pb2.FieldMask(paths=["name", "email_domains", "notify_emails"]),
             "query": lambda: "ann",
             "note": lambda: "checked",
             "reason": lambda: "not one of ours",

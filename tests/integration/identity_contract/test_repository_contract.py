@@ -217,3 +217,49 @@ async def test_student_file(new_uow: Callable[..., Any]) -> None:
     with pytest.raises(BatchConflict):
         async with new_uow(batch=True) as uow:
             await uow.student_file.record_outcomes(job, [result])
+
+
+async def test_school_settings_are_stored_and_updated(new_uow: Callable[..., Any]) -> None:
+    school = School(str(uuid.uuid4()), "Northfield", ("uni.example",), False, T0, 0, ("office@uni.example",))
+    async with new_uow() as uow:
+        added = await uow.schools.add(school)
+        assert (added.change_threshold_percent, added.notify_emails) == (0, ("office@uni.example",))
+    changed = School(school.id, "North", ("uni.example", "alumni.example"), True, T0, 35, ())
+    async with new_uow() as uow:
+        locked = await uow.schools.get(school.id, for_update=True)
+        assert locked is not None
+        updated = await uow.schools.update(changed)
+        assert updated.create_time == added.create_time  # never changed by an update
+        assert (updated.name, updated.email_domains, updated.sso_enabled) == (
+            "North",
+            ("uni.example", "alumni.example"),
+            True,
+        )
+        assert (updated.change_threshold_percent, updated.notify_emails) == (35, ())
+        assert await uow.schools.get(school.id) == updated
+    async with new_uow() as uow:
+        with pytest.raises(RollcallError) as caught:
+            await uow.schools.update(School(str(uuid.uuid4()), "Gone", (), False, T0))
+        assert caught.value.reason is Reason.SCHOOL_NOT_FOUND
+
+
+async def test_users_read_and_decided_as_a_set(new_uow: Callable[..., Any]) -> None:
+    school = await _school(new_uow)
+    tag = uuid.uuid4().hex[:8]
+    async with new_uow() as uow:
+        made = [
+            await uow.users.add(_user(school, f"s{i}.{tag}@uni.example", status=UserStatus.PENDING), None)
+            for i in range(3)
+        ]
+    ids = [u.id for u in made]
+    unknown = str(uuid.uuid4())
+    async with new_uow() as uow:
+        found = await uow.users.get_many([ids[2], unknown, ids[0]], for_update=True)
+        assert found == {ids[0]: made[0], ids[2]: made[2]}
+        assert await uow.users.set_status_many([], UserStatus.ACTIVE) == {}
+        decided = await uow.users.set_status_many([ids[0], ids[2]], UserStatus.ACTIVE)
+        assert set(decided) == {ids[0], ids[2]}
+        assert all(u.status is UserStatus.ACTIVE and u.version == 2 for u in decided.values())
+    async with new_uow() as uow:
+        after = await uow.users.get_many(ids)
+        assert [after[i].status for i in ids] == [UserStatus.ACTIVE, UserStatus.PENDING, UserStatus.ACTIVE]

@@ -92,8 +92,16 @@ class FakeSchools:
         self._db.schools[school.id] = school
         return school
 
-    async def get(self, school_id: str) -> School | None:
+    async def get(self, school_id: str, *, for_update: bool = False) -> School | None:
         return self._db.schools.get(school_id)
+
+    async def update(self, school: School) -> School:
+        stored = self._db.schools.get(school.id)
+        if stored is None:
+            raise not_found(Reason.SCHOOL_NOT_FOUND, "school")
+        updated = replace(school, create_time=stored.create_time)
+        self._db.schools[school.id] = updated
+        return updated
 
 
 class FakeUsers:
@@ -151,6 +159,13 @@ class FakeUsers:
 
     async def set_status(self, user_id: str, status: UserStatus) -> User:
         return await self._change(user_id, status=status)
+
+    async def get_many(self, user_ids: Sequence[str], *, for_update: bool = False) -> dict[str, User]:
+        return {i: self._db.users[i] for i in sorted(set(user_ids)) if i in self._db.users}
+
+    async def set_status_many(self, user_ids: Sequence[str], status: UserStatus) -> dict[str, User]:
+        known = [i for i in dict.fromkeys(user_ids) if i in self._db.users]
+        return {i: await self._change(i, status=status) for i in known}
 
     async def set_file_updates_disabled(self, user_id: str, disabled: bool) -> User:
         return await self._change(user_id, file_updates_disabled=disabled)
