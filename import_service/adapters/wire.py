@@ -51,7 +51,6 @@ def row_from_bytes(row_number: int, data: bytes) -> FileRow:
         last_name=message.last_name,
         auth_identifier=message.auth_identifier,
         extra=tuple(message.extra.items()),
-        status=message.status,
     )
 
 
