@@ -58,8 +58,13 @@ from identity_service.domain.fields import (
     clean_extra,
     clean_text,
 )
-from identity_service.domain.identity_keys import EmailIdentity, email_key, username_key
-from identity_service.domain.users import UserOrigin, UserStatus, UserType
+from identity_service.domain.identity_keys import (
+    EmailIdentity,
+    auth_identifier_key,
+    email_key,
+    username_key,
+)
+from identity_service.domain.users import UserOrigin, UserStatus, UserType, archive, restore
 from shared.errors import Reason, RollcallError
 
 # ---- 1. the values ---------------------------------------------------------------------------
@@ -78,6 +83,7 @@ class RowOutcome(StrEnum):
     UNCHANGED = "UNCHANGED"
     SKIPPED = "SKIPPED"
     FAILED = "FAILED"
+    ARCHIVED = "ARCHIVED"  # an explicit status=archived row archived an ACTIVE student (issue 9)
 
 
 class RowReason(StrEnum):
@@ -88,6 +94,9 @@ class RowReason(StrEnum):
     SENSITIVE_FIELDS_REQUIRED = "SENSITIVE_FIELDS_REQUIRED"
     SUPERSEDED = "SUPERSEDED"  # a higher-numbered row of the same job named the same student
     EMAIL_CONFUSABLE = "EMAIL_CONFUSABLE"  # the address looks like another stored address
+    AUTH_IDENTIFIER_TAKEN = "AUTH_IDENTIFIER_TAKEN"  # another user of the school has that identifier
+    USER_NOT_FOUND = "USER_NOT_FOUND"  # an archive row naming no student of the school (none created)
+    NOT_ACTIVE = "NOT_ACTIVE"  # an archive row naming a PENDING or DECLINED student (never archived)
 
 
 @dataclass(frozen=True)
@@ -101,6 +110,11 @@ class IncomingRow:
     last_name: str = ""
     auth_identifier: str = ""
     extra: Mapping[str, str] = field(default_factory=dict)
+    status: str = ""  # "" or "active": an ordinary row; "archived": archive the student (any case)
+
+
+ROW_STATUSES: Mapping[str, bool] = {"": False, "active": False, "archived": True}
+"""A row's ``status`` (trimmed, lower case) → whether the row archives its student."""
 
 
 @dataclass(frozen=True)
@@ -114,6 +128,7 @@ class ValidRow:
     last_name: str
     auth_identifier: str
     extra: Mapping[str, str] = field(default_factory=dict)
+    archive: bool = False  # status=archived: archive the student the row names, change nothing else
 
     @cached_property
     def username_key(self) -> str:
@@ -128,6 +143,11 @@ class ValidRow:
     @property
     def email_key(self) -> str:
         return self.email_identity.key
+
+    @cached_property
+    def auth_identifier_key(self) -> str | None:
+        """The row's auth identifier key (None when blank): ``identity_keys.auth_identifier_key``."""
+        return auth_identifier_key(self.auth_identifier)
 
 
 @dataclass(frozen=True)
@@ -203,7 +223,8 @@ class RowDecision:
 def validate_row(row: IncomingRow) -> ValidRow | RowDecision:
     """Row 1: the cleaned row, or a FAILED INVALID_ROW decision whose message names every bad field."""
     try:  # the common case, every field fine, without gathering (a file is mostly good rows)
-        if row.row_number >= 1:
+        archives = ROW_STATUSES.get(row.status.strip().lower()) if row.status else False
+        if row.row_number >= 1 and archives is not None:
             return ValidRow(
                 row.row_number,
                 clean_text(row.username, "username", max_len=USERNAME_MAX, required=True),
@@ -212,6 +233,7 @@ def validate_row(row: IncomingRow) -> ValidRow | RowDecision:
                 clean_text(row.last_name, "last_name", max_len=NAME_MAX),
                 clean_text(row.auth_identifier, "auth_identifier", max_len=AUTH_IDENTIFIER_MAX),
                 clean_extra(row.extra) if row.extra else {},
+                archives,
             )
     except RollcallError as error:
         if error.reason is Reason.EMAIL_CONFUSABLE:
@@ -231,6 +253,8 @@ def _invalid_row(row: IncomingRow) -> RowDecision:
     check.text(row.auth_identifier, "auth_identifier", max_len=AUTH_IDENTIFIER_MAX)
     no_extra: dict[str, str] = {}
     check.check(lambda: clean_extra(row.extra), no_extra)
+    if row.status.strip().lower() not in ROW_STATUSES:
+        check.add("status", "must be empty, active or archived")
     return RowDecision(row.row_number, RowOutcome.FAILED, RowReason.INVALID_ROW, check.message())
 
 
@@ -260,7 +284,7 @@ def decide(
         )
     target = by_username or by_email
     if target is None:
-        return _create(row, ctx)
+        return _not_found(row) if row.archive else _create(row, ctx)
     if target.file_updates_disabled:
         return RowDecision(
             row.row_number,
@@ -269,9 +293,40 @@ def decide(
             "file updates are disabled for this student",
             user_id=target.id,
         )
+    if row.archive:
+        return _archive(row, target)
     if by_username is not None and by_email is not None:
         return _update_matched(row, target, ctx)
     return _update_sensitive(row, target, ctx)
+
+
+def _not_found(row: ValidRow) -> RowDecision:
+    """An archive row naming no student of the school: nothing is created."""
+    return RowDecision(
+        row.row_number,
+        RowOutcome.SKIPPED,
+        RowReason.USER_NOT_FOUND,
+        "status is archived but no student of the school has this username or email_address",
+    )
+
+
+def _archive(row: ValidRow, target: Holder) -> RowDecision:
+    """An explicit status=archived row: an ACTIVE student becomes ARCHIVED (``users.archive``), its
+    other fields untouched; an ARCHIVED one is UNCHANGED; a PENDING or DECLINED one is SKIPPED."""
+    if target.status is UserStatus.ARCHIVED:
+        return RowDecision(row.row_number, RowOutcome.UNCHANGED, None, "already archived", user_id=target.id)
+    if target.status is not UserStatus.ACTIVE:
+        return RowDecision(
+            row.row_number,
+            RowOutcome.SKIPPED,
+            RowReason.NOT_ACTIVE,
+            f"status is archived but the student is {target.status}: only an ACTIVE student is archived",
+            user_id=target.id,
+        )
+    new_status = archive(target.user_type, target.status, target.file_updates_disabled)
+    return RowDecision(
+        row.row_number, RowOutcome.ARCHIVED, None, "archived", user_id=target.id, new_status=new_status
+    )
 
 
 def _create(row: ValidRow, ctx: ImportContext) -> RowDecision:
@@ -319,10 +374,22 @@ def _update_sensitive(row: ValidRow, target: Holder, ctx: ImportContext) -> RowD
 
 def _applied(row: ValidRow, target: Holder, changes: dict[str, str]) -> RowDecision:
     approved = target.status is UserStatus.PENDING
-    if not changes and not approved:
+    unarchived = target.status is UserStatus.ARCHIVED
+    if not changes and not approved and not unarchived:
         return RowDecision(row.row_number, RowOutcome.UNCHANGED, None, "no changes", user_id=target.id)
     parts = [f"updated {', '.join(changes)}"] if changes else []
     parts += ["approved"] if approved else []
+    if unarchived:  # a later row naming an archived student restores it (product.md, full roster)
+        parts.append("unarchived")
+        return RowDecision(
+            row.row_number,
+            RowOutcome.UPDATED,
+            None,
+            "; ".join(parts),
+            user_id=target.id,
+            changes=changes,
+            new_status=restore(target.user_type, target.status),
+        )
     return RowDecision(
         row.row_number,
         RowOutcome.UPDATED,
@@ -359,6 +426,7 @@ def _failed(row: ValidRow, reason: RowReason, message: str) -> RowDecision:
 SUPERSEDED_MESSAGE = "a later row or file already updated this student"
 CREATED_ACTION = "user.created_by_file"
 UPDATED_ACTION = "user.updated_by_file"
+ARCHIVED_ACTION = "user.archived_by_file"  # an explicit status=archived row (``users.archive``)
 
 
 class FieldChange(NamedTuple):
@@ -455,6 +523,7 @@ class StoredStudent:
     mark: ImportMark | None
     username_key: str | None
     email_identity: EmailIdentity
+    auth_identifier_key: str | None = None  # as stored (NULL for a duplicate the migration reported)
 
 
 @dataclass(slots=True)
@@ -529,6 +598,7 @@ class RowBatch:
         self._by_email: dict[str, Student] = {}
         self._by_skeleton: dict[str, list[Student]] = {}
         self._by_id: dict[str, Student] = {}
+        self._by_auth: dict[str, Student] = {}  # auth identifier key → the user of the school holding it
         self._freed: set[tuple[str, str]] = set()
         self._park = False
         self._created: list[Student] = []
@@ -543,6 +613,8 @@ class RowBatch:
         self._by_skeleton.setdefault(found.email_identity.skeleton, []).append(student)
         if found.username_key is not None and found.holder.school_id == self._ctx.school_id:
             self._by_username[found.username_key] = student
+        if found.auth_identifier_key is not None and found.holder.school_id == self._ctx.school_id:
+            self._by_auth[found.auth_identifier_key] = student
 
     def apply(self, row: ValidRow) -> RowResult:
         """The outcome of ``row``; its effect is kept for the following rows."""
@@ -561,11 +633,12 @@ class RowBatch:
             self._ctx,
             None if by_email else self._lookalike(row.email_identity, by_username),
         )
+        decision = self._auth_identifier_free(row, decision)
         outcome = decision.outcome
         if outcome is RowOutcome.CREATED and decision.create is not None:
             new = decision.create
             return RowResult.of(decision, self._create(new, mark), created_changes(new))
-        if outcome is RowOutcome.UPDATED or outcome is RowOutcome.UNCHANGED:
+        if outcome in (RowOutcome.UPDATED, RowOutcome.UNCHANGED, RowOutcome.ARCHIVED):
             changes = self._update(self._by_id[decision.user_id or ""], decision, mark)
             return RowResult.of(decision, changes=changes)
         return RowResult.of(decision)
@@ -594,6 +667,20 @@ class RowBatch:
         details["origin"] = [None, str(UserOrigin.STUDENT_FILE)]
         details["job_id"], details["row_number"] = self._job_id, row_of(student)
         return details
+
+    def _auth_identifier_free(self, row: ValidRow, decision: RowDecision) -> RowDecision:
+        """``decision``, or FAILED AUTH_IDENTIFIER_TAKEN when it would give the student an auth
+        identifier another user of the school holds (by ``identity_keys.auth_identifier_key``)."""
+        sets = decision.create.auth_identifier if decision.create else decision.changes.get("auth_identifier")
+        key = auth_identifier_key(sets) if sets else None
+        holder = self._by_auth.get(key) if key else None
+        if holder is None or holder.holder.id == decision.user_id:
+            return decision
+        return _failed(
+            row,
+            RowReason.AUTH_IDENTIFIER_TAKEN,
+            "auth_identifier is already used by another user of the school",
+        )
 
     def _lookalike(self, wanted: EmailIdentity, target: Student | None) -> Holder | None:
         """A user of the batch, other than ``target`` (whose address the row replaces), whose current
@@ -630,6 +717,7 @@ class RowBatch:
         self._created.append(student)
         self._take_username(holder.username or "", student)
         self._take_email(student)  # its audit event is made by writes(), from its final values
+        self._take_auth_identifier(holder.auth_identifier, student)
         return holder.id
 
     def _update(self, student: Student, decision: RowDecision, mark: ImportMark) -> tuple[FieldChange, ...]:
@@ -646,13 +734,30 @@ class RowBatch:
             self._move_username(before.username or "", after.username or "", student)
         if "email" in decision.changes:
             self._move_email(after.email, student)
+        if "auth_identifier" in decision.changes:
+            self._move_auth_identifier(before.auth_identifier, after.auth_identifier, student)
         details: dict[str, Any] = {name: [getattr(before, name), v] for name, v in decision.changes.items()}
+        if after.status is not before.status:
+            details["status"] = [str(before.status), str(after.status)]
         if decision.approved:
-            details["status"] = [str(before.status), str(UserStatus.ACTIVE)]
             details["approved"] = True
+        if before.status is UserStatus.ARCHIVED and after.status is UserStatus.ACTIVE:
+            details["unarchived"] = True
         details["job_id"], details["row_number"] = self._job_id, mark.row_number
-        self._audit.append(AuditEntry(after.id, UPDATED_ACTION, details))
+        action = ARCHIVED_ACTION if decision.outcome is RowOutcome.ARCHIVED else UPDATED_ACTION
+        self._audit.append(AuditEntry(after.id, action, details))
         return updated_changes(before, after)
+
+    def _move_auth_identifier(self, old: str, new: str, student: Student) -> None:
+        old_key = auth_identifier_key(old) if old else None
+        if old_key and self._by_auth.get(old_key) is student:
+            del self._by_auth[old_key]
+        self._take_auth_identifier(new, student)
+
+    def _take_auth_identifier(self, value: str, student: Student) -> None:
+        key = auth_identifier_key(value) if value else None
+        if key:
+            self._by_auth[key] = student
 
     def _move_username(self, old: str, new: str, student: Student) -> None:
         """Re-index ``student`` under its new username key (the old key is free again)."""

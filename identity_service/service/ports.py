@@ -64,6 +64,11 @@ class Users(Protocol):
         """The user holding ``email`` (compared by ``identity_keys.email_key``)."""
         ...
 
+    async def by_auth_identifier(self, school_id: str, subject: str) -> User | None:
+        """The user of ``school_id`` whose auth identifier has the key of ``subject``
+        (``identity_keys.auth_identifier_key``); None for a blank subject."""
+        ...
+
     async def lookalike_of(self, email: str, *, other_than: str | None = None) -> User | None:
         """A user (not ``other_than``) whose address looks like ``email`` without being it
         (``EmailIdentity.confusable_with``)."""
@@ -269,9 +274,11 @@ class StudentFile(Protocol):
         emails: Sequence[EmailIdentity],
         *,
         lock: bool,
+        auth_identifier_keys: Sequence[str] = (),
     ) -> list[StoredStudent]:
         """Users of the school whose username key is in ``username_keys``, users of any school whose
-        email key is one of ``emails``', and users whose address could be confused with one of them;
+        email key is one of ``emails``', users of the school whose auth identifier key is in
+        ``auth_identifier_keys``, and users whose address could be confused with one of them;
         with ``lock``, locked FOR UPDATE in id order (the same order in every call, so concurrent
         batches do not deadlock on them)."""
         ...

@@ -174,6 +174,7 @@ async def _load(uow: UnitOfWork, request: RowBatchRequest, valid: Sequence[Valid
             list({row.username_key for row in valid}),
             list({row.email_key: row.email_identity for row in valid}.values()),
             lock=not request.dry_run,
+            auth_identifier_keys=sorted({row.auth_identifier_key or "" for row in valid} - {""}),
         )
         if valid
         else []

@@ -43,10 +43,10 @@ ROLES_BY_METHOD: Mapping[str, frozenset[Role]] = {
     "SetFileUpdates": _PLATFORM,
     "ApplyStudentRows": _IMPORTER,
     "ListAuditEvents": _PLATFORM,
+    "ResolveSsoSignIn": _PLATFORM,
 }
 
 ACCESS_RULES: Mapping[str, frozenset[Role]] = {
-    "ResolveSsoSignIn": _PLATFORM,
     f"/{SERVICE_NAME}/{method}": roles for method, roles in ROLES_BY_METHOD.items()
 }
 

@@ -23,6 +23,7 @@ from identity_service.service import (
     pending,
     schools,
     search,
+    sso,
 )
 from identity_service.service.email_change import CodeSettings
 from identity_service.service.hashing import AsyncPasswordHasher
@@ -116,6 +117,9 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
     async def Authenticate(self, request: pb.AuthenticateRequest, context: Context) -> res.User:
         user = await authentication.authenticate(self._uow, self._hasher, request.email, request.password)
         return to.user(user)
+
+    async def ResolveSsoSignIn(self, request: pb.ResolveSsoSignInRequest, context: Context) -> res.User:
+        return to.user(await sso.resolve_sso_sign_in(self._uow, request.school_id, request.subject))
 
     async def GetUser(self, request: pb.GetUserRequest, context: Context) -> res.User:
         return to.user(await accounts.get_user(self._uow, current_caller(), request.id))

@@ -98,4 +98,5 @@ def _row(row: rows_pb.StudentRow) -> IncomingRow:
         row.last_name,
         row.auth_identifier,
         dict(row.extra) if row.extra else _NO_EXTRA,
+        row.status,
     )

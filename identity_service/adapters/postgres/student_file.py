@@ -12,7 +12,7 @@ from typing import Any
 
 import asyncpg
 
-from identity_service.domain.identity_keys import EmailIdentity, username_key
+from identity_service.domain.identity_keys import EmailIdentity, auth_identifier_key, username_key
 from identity_service.domain.student_file import (
     FieldChange,
     Holder,
@@ -42,7 +42,7 @@ _RECORDED = """SELECT row_number, outcome, approved, user_id, reason, message, c
 # non-plain row's, any holder of another key (at most one of the two found is the row's own E).
 _NAMED = """SELECT id, user_type, school_id, status, username, email, first_name, last_name,
         auth_identifier, file_updates_disabled, last_import_job_time, last_import_job_id,
-        last_import_row, username_key, email_key, email_skeleton, email_plain
+        last_import_row, username_key, email_key, email_skeleton, email_plain, auth_identifier_key
     FROM users
     WHERE id = ANY(ARRAY(
         SELECT n.id FROM unnest($2::text[]) AS k(key), LATERAL (
@@ -56,7 +56,12 @@ _NAMED = """SELECT id, user_type, school_id, status, username, email, first_name
             SELECT id FROM users WHERE email_skeleton = k.key AND NOT email_plain LIMIT 1) AS l
         UNION ALL
         SELECT l.id FROM unnest($5::text[]) AS k(key), LATERAL (
-            SELECT id FROM users WHERE email_skeleton = k.key LIMIT 2) AS l))
+            SELECT id FROM users WHERE email_skeleton = k.key LIMIT 2) AS l
+        UNION ALL
+        SELECT a.id FROM unnest($6::text[]) AS k(key), LATERAL (
+            SELECT id FROM users
+            WHERE school_id = $1 AND auth_identifier_key IS NOT NULL AND auth_identifier_key = k.key
+            LIMIT 1) AS a))
     ORDER BY id"""
 _RECORD = """INSERT INTO import_row_outcomes
         (job_id, row_number, outcome, approved, user_id, reason, message, changes)
@@ -78,23 +83,27 @@ _UPDATE = """UPDATE users u SET username = v.username, email = v.email, first_na
         version = u.version + CASE WHEN v.changed THEN 1 ELSE 0 END,
         update_time = CASE WHEN v.changed THEN now() ELSE u.update_time END,
         email_key = v.email_key, email_skeleton = v.email_skeleton, email_plain = v.email_plain,
-        username_key = v.username_key
+        username_key = v.username_key,
+        auth_identifier_key = CASE WHEN v.auth_identifier = u.auth_identifier THEN u.auth_identifier_key
+            ELSE v.auth_identifier_key END
     FROM unnest($3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
-                $10::bigint[], $11::bool[], $12::text[], $13::text[], $14::bool[], $15::text[])
+                $10::bigint[], $11::bool[], $12::text[], $13::text[], $14::bool[], $15::text[],
+                $16::text[])
         AS v(id, username, email, first_name, last_name, auth_identifier, status, row_number, changed,
-             email_key, email_skeleton, email_plain, username_key)
+             email_key, email_skeleton, email_plain, username_key, auth_identifier_key)
     WHERE u.id = v.id"""
 # New students (their audit events go through the audit port, in the same transaction).
 _INSERT = """INSERT INTO users (id, user_type, status, school_id, username, email, first_name, last_name,
         auth_identifier, origin, last_import_job_time, last_import_job_id, last_import_row,
-        email_key, email_skeleton, email_plain, username_key)
+        email_key, email_skeleton, email_plain, username_key, auth_identifier_key)
     SELECT v.id, 'STUDENT', v.status, v.school_id, v.username, v.email, v.first_name, v.last_name,
         v.auth_identifier, 'STUDENT_FILE', $1, $2, v.row_number,
-        v.email_key, v.email_skeleton, v.email_plain, v.username_key
+        v.email_key, v.email_skeleton, v.email_plain, v.username_key, v.auth_identifier_key
     FROM unnest($3::uuid[], $4::text[], $5::uuid[], $6::text[], $7::text[], $8::text[], $9::text[],
-                $10::text[], $11::bigint[], $12::text[], $13::text[], $14::bool[], $15::text[])
+                $10::text[], $11::bigint[], $12::text[], $13::text[], $14::bool[], $15::text[],
+                $16::text[])
         AS v(id, status, school_id, username, email, first_name, last_name, auth_identifier, row_number,
-             email_key, email_skeleton, email_plain, username_key)"""
+             email_key, email_skeleton, email_plain, username_key, auth_identifier_key)"""
 
 
 class PostgresStudentFile:
@@ -116,6 +125,7 @@ class PostgresStudentFile:
         emails: Sequence[EmailIdentity],
         *,
         lock: bool,
+        auth_identifier_keys: Sequence[str] = (),
     ) -> list[StoredStudent]:
         query = _NAMED + " FOR UPDATE" if lock else _NAMED
         rows = await self._conn.fetch(
@@ -125,6 +135,7 @@ class PostgresStudentFile:
             [e.key for e in emails],
             [e.skeleton for e in emails if e.plain],
             [e.skeleton for e in emails if not e.plain],
+            list(auth_identifier_keys),
         )
         return [_stored(row) for row in rows]
 
@@ -192,13 +203,15 @@ def _columns(holders: Sequence[Holder]) -> tuple[list[Any], ...]:
 
 
 def _keys(students: Sequence[Student]) -> tuple[list[Any], ...]:
-    """email_key, email_skeleton, email_plain, username_key columns (identity_keys computes them)."""
+    """email_key, email_skeleton, email_plain, username_key, auth_identifier_key columns
+    (identity_keys computes them)."""
     identities = [s.email_identity for s in students]
     return (
         [i.key for i in identities],
         [i.skeleton for i in identities],
         [i.plain for i in identities],
         [None if s.holder.username is None else username_key(s.holder.username) for s in students],
+        [auth_identifier_key(s.holder.auth_identifier) for s in students],
     )
 
 
@@ -225,7 +238,7 @@ def _stored(row: Any) -> StoredStudent:
         row["file_updates_disabled"],
     )
     identity = EmailIdentity(row["email_key"], row["email_skeleton"], row["email_plain"])
-    return StoredStudent(holder, mark, row["username_key"], identity)
+    return StoredStudent(holder, mark, row["username_key"], identity, row["auth_identifier_key"])
 
 
 def _result(row: Any) -> RowResult:

@@ -39,9 +39,9 @@ _INSERT = f"""INSERT INTO users (id, user_type, status, school_id, username, ema
     RETURNING {USER_COLUMNS}"""
 _BY_ID = f"SELECT {USER_COLUMNS} FROM users WHERE id = $1"
 _BY_EMAIL = f"SELECT {USER_COLUMNS} FROM users WHERE email_key = $1"
-# Non-plain addresses are few: the partial unique index on their skeletons answers a plain address;
 _BY_AUTH_IDENTIFIER = f"""SELECT {USER_COLUMNS} FROM users
     WHERE school_id = $1 AND auth_identifier_key IS NOT NULL AND auth_identifier_key = $2"""
+# Non-plain addresses are few: the partial unique index on their skeletons answers a plain address;
 # a non-plain one asks every skeleton (the exclusion constraint's GiST index).
 _LOOKALIKE = f"""SELECT {USER_COLUMNS} FROM users
     WHERE email_skeleton = $1 AND email_key <> $2 AND (NOT email_plain OR NOT $3::boolean)
@@ -100,11 +100,11 @@ class PostgresUsers:
                 password_hash,
                 *_email_columns(user.email),
                 None if user.username is None else username_key(user.username),
+                auth_identifier_key(user.auth_identifier),
             )
         except asyncpg.IntegrityConstraintViolationError as error:
             raise taken(error) from None
         return to_user(row)
-                auth_identifier_key(user.auth_identifier),
 
     async def get(self, user_id: str, *, for_update: bool = False) -> User | None:
         row = await self._conn.fetchrow(_BY_ID + " FOR UPDATE" if for_update else _BY_ID, user_id)
@@ -114,10 +114,6 @@ class PostgresUsers:
         row = await self._conn.fetchrow(_BY_EMAIL, email_key(email))
         return to_user(row) if row else None
 
-    async def lookalike_of(self, email: str, *, other_than: str | None = None) -> User | None:
-        wanted = EmailIdentity.of(email)
-        row = await self._conn.fetchrow(_LOOKALIKE, wanted.skeleton, wanted.key, wanted.plain, other_than)
-        return to_user(row) if row else None
     async def by_auth_identifier(self, school_id: str, subject: str) -> User | None:
         key = auth_identifier_key(subject)
         if key is None:
@@ -125,6 +121,10 @@ class PostgresUsers:
         row = await self._conn.fetchrow(_BY_AUTH_IDENTIFIER, school_id, key)
         return to_user(row) if row else None
 
+    async def lookalike_of(self, email: str, *, other_than: str | None = None) -> User | None:
+        wanted = EmailIdentity.of(email)
+        row = await self._conn.fetchrow(_LOOKALIKE, wanted.skeleton, wanted.key, wanted.plain, other_than)
+        return to_user(row) if row else None
 
     async def credentials(self, email: str) -> tuple[User, str | None] | None:
         """The holder of ``email`` and its password hash (None when it has no password)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from identity_service.domain.student_file import ImportMode, IncomingRow, RowOutcome
 from tests.integration.identity_rows.rows_support import Campus, essence, row, unique
 
@@ -18,6 +20,8 @@ async def _mixed_rows(campus: Campus) -> list[IncomingRow]:
     await campus.add_user("locked", locked, file_updates_disabled=True)
     self_registered = campus.email()
     await campus.add_user(self_registered, self_registered)
+    leaving = campus.email()
+    await campus.add_user("leaving", leaving)
     new = campus.email()
     return [
         row(1, "new", new, "Nu"),
@@ -28,6 +32,7 @@ async def _mixed_rows(campus: Campus) -> list[IncomingRow]:
         row(6, "sr", self_registered),
         row(7, "", "bad"),
         row(8, "new", new, "Newer"),
+        replace(row(9, "leaving", leaving), status="archived"),
     ]
 
 

@@ -80,10 +80,13 @@ def _assert_consistent(decision: RowDecision) -> None:
     else:
         assert decision.create is None
     if decision.outcome is RowOutcome.UPDATED:
-        assert decision.changes or decision.approved
+        assert decision.changes or decision.approved or decision.new_status is not None
     if decision.outcome is RowOutcome.UNCHANGED:
         assert not decision.changes and not decision.approved
-    assert decision.approved == (decision.new_status is UserStatus.ACTIVE)
+    unarchived = "unarchived" in decision.message
+    assert decision.approved == (decision.new_status is UserStatus.ACTIVE and not unarchived)
+    if unarchived:  # an ordinary row naming an archived student restores it
+        assert decision.outcome is RowOutcome.UPDATED and decision.new_status is UserStatus.ACTIVE
 
 
 # --- the whole table: scenario x mode x sensitive setting x status x file updates x row differs ---------
@@ -126,7 +129,7 @@ def _expected(
         return RowOutcome.SKIPPED, RowReason.FILE_UPDATES_DISABLED, False  # row 5
     approved = status is UserStatus.PENDING
     if scenario == "same":  # row 6
-        changed = differs or approved
+        changed = differs or approved or status is UserStatus.ARCHIVED  # restored
         return (RowOutcome.UPDATED if changed else RowOutcome.UNCHANGED), None, approved
     if may_sensitive:  # row 7
         return RowOutcome.UPDATED, None, approved

@@ -49,7 +49,7 @@ def _user(**overrides: object) -> User:
 
 def test_enum_values_are_the_api_names() -> None:
     assert [t.value for t in UserType] == ["STUDENT", "STAFF", "EMPLOYER"]
-    assert [s.value for s in UserStatus] == ["PENDING", "ACTIVE", "DECLINED"]
+    assert [s.value for s in UserStatus] == ["PENDING", "ACTIVE", "DECLINED", "ARCHIVED"]
     assert [o.value for o in UserOrigin] == ["SELF_SIGNUP", "STUDENT_FILE", "STAFF"]
 
 

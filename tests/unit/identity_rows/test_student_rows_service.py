@@ -43,7 +43,7 @@ class FakeStore:
         self.calls.append("recorded")
         return {n: r for n, r in self.recorded.items() if n in row_numbers}
 
-    async def students_named(self, *args: Any, lock: bool) -> list[StoredStudent]:
+    async def students_named(self, *args: Any, lock: bool, **keys: Any) -> list[StoredStudent]:
         self.calls.append("named")
         self.locked.append(lock)
         return []

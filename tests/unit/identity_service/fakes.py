@@ -24,7 +24,7 @@ from identity_service.domain.email_changes import (
     EmailChangeState,
     NewEmailChange,
 )
-from identity_service.domain.identity_keys import EmailIdentity, email_key, username_key
+from identity_service.domain.identity_keys import EmailIdentity, auth_identifier_key, email_key, username_key
 from identity_service.domain.mail import OutgoingMail
 from identity_service.domain.student_file import Holder, RowResult, StoredStudent, Student
 from identity_service.domain.users import User, UserOrigin, UserStatus, UserType
@@ -125,6 +125,12 @@ class FakeUsers:
             named = same_school and user.username and other.username
             if named and username_key(other.username or "") == username_key(user.username or ""):
                 raise RollcallError(Reason.USERNAME_TAKEN, "the username is already used at this school")
+            auth = auth_identifier_key(user.auth_identifier)
+            if same_school and auth is not None and auth == auth_identifier_key(other.auth_identifier):
+                raise RollcallError(
+                    Reason.AUTH_IDENTIFIER_TAKEN,
+                    "the auth identifier is already used by another user of this school",
+                )
 
     async def add(self, user: User, password_hash: str | None) -> User:
         now = _now()
@@ -140,6 +146,15 @@ class FakeUsers:
     async def by_email(self, email: str) -> User | None:
         key = email_key(email)
         return next((u for u in self._db.users.values() if email_key(u.email) == key), None)
+
+    async def by_auth_identifier(self, school_id: str, subject: str) -> User | None:
+        key = auth_identifier_key(subject)
+        found = (
+            u
+            for u in self._db.users.values()
+            if key is not None and u.school_id == school_id and auth_identifier_key(u.auth_identifier) == key
+        )
+        return next(found, None)
 
     async def lookalike_of(self, email: str, *, other_than: str | None = None) -> User | None:
         wanted = EmailIdentity.of(email)
@@ -238,9 +253,8 @@ class FakeUsers:
             ):
                 continue
             name = f"{other.first_name} {other.last_name}".lower()
-            same_auth = bool(user.auth_identifier.strip()) and (
-                other.auth_identifier.lower() == user.auth_identifier.strip().lower()
-            )
+            mine = auth_identifier_key(user.auth_identifier)
+            same_auth = mine is not None and auth_identifier_key(other.auth_identifier) == mine
             if name == me_name or other.email.rpartition("@")[0].lower() == me_local or same_auth:
                 found.append((other, 1.0 if name == me_name else 0.0))
         return sorted(found, key=lambda pair: (-pair[1], pair[0].id))[:limit]
@@ -534,15 +548,22 @@ class FakeStudentFile:
         return {n: self._db.outcomes[(job_id, n)] for n in row_numbers if (job_id, n) in self._db.outcomes}
 
     async def students_named(
-        self, school_id: str, username_keys: Sequence[str], emails: Sequence[EmailIdentity], *, lock: bool
+        self,
+        school_id: str,
+        username_keys: Sequence[str],
+        emails: Sequence[EmailIdentity],
+        *,
+        lock: bool,
+        auth_identifier_keys: Sequence[str] = (),
     ) -> list[StoredStudent]:
-        keys, wanted = set(username_keys), list(emails)
+        keys, wanted, auth_keys = set(username_keys), list(emails), set(auth_identifier_keys)
         found = []
         for user in self._db.users.values():
             identity = EmailIdentity.of(user.email)
             by_name = user.school_id == school_id and user.username and username_key(user.username) in keys
             by_email = any(identity.key == e.key or identity.confusable_with(e) for e in wanted)
-            if by_name or by_email:
+            by_auth = user.school_id == school_id and auth_identifier_key(user.auth_identifier) in auth_keys
+            if by_name or by_email or by_auth:
                 found.append(self._stored(user, identity))
         return sorted(found, key=lambda s: s.holder.id)
 
@@ -564,7 +585,11 @@ class FakeStudentFile:
         )
         stored_mark = ImportMark(*mark) if mark else None
         return StoredStudent(
-            holder, stored_mark, username_key(user.username) if user.username else None, identity
+            holder,
+            stored_mark,
+            username_key(user.username) if user.username else None,
+            identity,
+            auth_identifier_key(user.auth_identifier),
         )
 
     async def record_outcomes(self, job_id: str, results: Sequence[RowResult]) -> None:
