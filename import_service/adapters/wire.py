@@ -22,6 +22,7 @@ _OUTCOME_TO_PROTO = {
     Outcome.UNCHANGED: rows_pb.ROW_OUTCOME_UNCHANGED,
     Outcome.SKIPPED: rows_pb.ROW_OUTCOME_SKIPPED,
     Outcome.FAILED: rows_pb.ROW_OUTCOME_FAILED,
+    Outcome.ARCHIVED: rows_pb.ROW_OUTCOME_ARCHIVED,
 }
 _OUTCOME_FROM_PROTO = {v: k for k, v in _OUTCOME_TO_PROTO.items()}
 
@@ -51,6 +52,7 @@ def row_from_bytes(row_number: int, data: bytes) -> FileRow:
         last_name=message.last_name,
         auth_identifier=message.auth_identifier,
         extra=tuple(message.extra.items()),
+        status=message.status,
     )
 
 

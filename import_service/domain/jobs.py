@@ -35,6 +35,7 @@ class Outcome(StrEnum):
     UNCHANGED = "UNCHANGED"
     SKIPPED = "SKIPPED"
     FAILED = "FAILED"
+    ARCHIVED = "ARCHIVED"  # an explicit status=archived row archived the student (issue 9)
 
 
 class JobState(StrEnum):
@@ -103,6 +104,7 @@ class Counts:
     failed: int = 0
     approved: int = 0
     field_changes: Mapping[str, int] = field(default_factory=dict)
+    archived: int = 0
 
 
 def count_field_changes(counted: Mapping[str, int], results: Iterable[RowResult]) -> dict[str, int]:

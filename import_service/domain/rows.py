@@ -52,6 +52,7 @@ class FileRow:
     last_name: str = ""
     auth_identifier: str = ""
     extra: ExtraValues = ()
+    status: str = ""  # StudentRow.status: "" / "active", or "archived" (identity judges the value)
 
     def __post_init__(self) -> None:
         if self.row_number < 1:

@@ -47,12 +47,13 @@ def row_from_proto(row: rows_pb.StudentRow) -> FileRow:
     )
     if max(len(username), len(email), len(first), len(last), len(auth)) > MAX_TRANSPORT_FIELD_CHARS:
         username, email, first, last, auth = map(cap_transport_field, (username, email, first, last, auth))
+    status = cap_transport_field(row.status) if row.status else ""
     extra = (
         tuple((cap_transport_field(k), cap_transport_field(v)) for k, v in row.extra.items())
         if row.extra
         else ()
     )
-    return FileRow(row.row_number, username, email, first, last, auth, extra)
+    return FileRow(row.row_number, username, email, first, last, auth, extra, status)
 
 
 def row_to_proto(row: FileRow) -> rows_pb.StudentRow:
@@ -63,6 +64,7 @@ def row_to_proto(row: FileRow) -> rows_pb.StudentRow:
         first_name=row.first_name,
         last_name=row.last_name,
         auth_identifier=row.auth_identifier,
+        status=row.status,
     )
     if row.extra:  # building an empty map costs as much as the rest of the row
         message.extra.update(row.extra)

@@ -76,7 +76,9 @@ def column_key(name: str) -> str:
     return name.strip().lower()
 
 
-def read_header(cells: Cells, field_by_column: Mapping[str, str], required: Sequence[str]) -> ColumnLayout:
+def read_header(
+    cells: Cells, field_by_column: Mapping[str, str], required: Sequence[str], not_extra: Sequence[str] = ()
+) -> ColumnLayout:
     """The layout named by a header row; ``field_by_column`` maps lower-cased names to fields."""
     if not any(cell.strip() for cell in cells):
         raise FileFormatError("the header row is empty; the first line must name the columns")
@@ -100,7 +102,7 @@ def read_header(cells: Cells, field_by_column: Mapping[str, str], required: Sequ
         index_by_key[key] = index
         if key in field_by_column:
             field_index_by_name[field_by_column[key]] = index
-        elif key not in SECRET_COLUMNS:
+        elif key not in SECRET_COLUMNS and key not in not_extra:
             extra_columns.append(name)
             extra_indexes.append(index)
     missing = [column for column in required if column not in index_by_key]
@@ -119,7 +121,7 @@ def is_blank(cells: Cells) -> bool:
     return not any(map(str.strip, cells))
 
 
-def build_row(layout: ColumnLayout, row_number: int, cells: Cells) -> FileRow:
+def build_row(layout: ColumnLayout, row_number: int, cells: Cells, status: str = "") -> FileRow:
     """The ``FileRow`` for a data record's cells; missing trailing cells read as empty."""
     if len(cells) < layout.min_cells:
         cells = [*cells, *[""] * (layout.min_cells - len(cells))]
@@ -127,7 +129,7 @@ def build_row(layout: ColumnLayout, row_number: int, cells: Cells) -> FileRow:
     extra = (
         tuple(zip(layout.extra_columns, layout.extras_of(cells), strict=True)) if layout.extra_columns else ()
     )
-    return FileRow(row_number, username, email_address, first_name, last_name, auth_identifier, extra)
+    return FileRow(row_number, username, email_address, first_name, last_name, auth_identifier, extra, status)
 
 
 class HeaderedRowReader:
@@ -135,6 +137,7 @@ class HeaderedRowReader:
 
     field_by_column: Mapping[str, str] = {}
     required_columns: tuple[str, ...] = ()
+    not_extra: tuple[str, ...] = ()  # columns read by ``_status`` rather than kept in extra
 
     def __init__(self) -> None:
         self._records = RecordReader()
@@ -162,9 +165,11 @@ class HeaderedRowReader:
         for number, raw_cells in records:
             cells = self._cells(raw_cells)
             if layout is None:
-                layout = self._layout = read_header(cells, self.field_by_column, self.required_columns)
+                layout = self._layout = read_header(
+                    cells, self.field_by_column, self.required_columns, self.not_extra
+                )
             elif not is_blank(cells) and self._keeps(layout, cells):
-                rows.append(build_row(layout, number, cells))
+                rows.append(build_row(layout, number, cells, self._status(layout, cells)))
         return rows
 
     def _cells(self, cells: Cells) -> Cells:
@@ -174,3 +179,7 @@ class HeaderedRowReader:
     def _keeps(self, layout: ColumnLayout, cells: Cells) -> bool:
         """Hook: whether a non-blank data record is a student row of this import."""
         return True
+
+    def _status(self, layout: ColumnLayout, cells: Cells) -> str:
+        """Hook: the row's ``status`` (StudentRow.status); none by default."""
+        return ""

@@ -6,6 +6,8 @@ complete, holding at most one record (plus one chunk) in memory whatever the fil
 - Header row required; columns ``username`` and ``email_address`` must be present, ``first_name``,
   ``last_name`` and ``auth_identifier`` may be; names are trimmed and case-insensitive, order free;
   any other column goes to ``FileRow.extra`` (``password`` columns are dropped). See ``columns``.
+- An optional ``status`` column (issue 9): empty or ``active``, or ``archived`` (the row archives
+  that student); passed as ``FileRow.status`` as written, identity judges it (INVALID_ROW).
 - UTF-8 with or without BOM, RFC 4180 quoting; bad bytes and NULs read as U+FFFD. See ``records``.
 - Row numbers count data records from 1; a blank record is skipped but keeps its number.
 - Formula guard round trip: one leading ``'`` is removed from a cell (header included) when the
@@ -19,7 +21,7 @@ complete, holding at most one record (plus one chunk) in memory whatever the fil
 from __future__ import annotations
 
 from import_service.domain.rows import FILE_ROW_FIELDS
-from shared.files.columns import Cells, HeaderedRowReader
+from shared.files.columns import Cells, ColumnLayout, HeaderedRowReader
 from shared.files.formula_cells import unguard_formula
 
 __all__ = ["UPLOAD_COLUMNS", "CsvRowReader"]
@@ -35,6 +37,10 @@ class CsvRowReader(HeaderedRowReader):
 
     field_by_column = {column: column for column in UPLOAD_COLUMNS}
     required_columns = REQUIRED_UPLOAD_COLUMNS
+    not_extra = ("status",)
+
+    def _status(self, layout: ColumnLayout, cells: Cells) -> str:
+        return layout.cell(cells, "status")
 
     def _cells(self, cells: Cells) -> Cells:
         for cell in cells:

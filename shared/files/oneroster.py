@@ -3,9 +3,10 @@
 Same interface, decoding, quoting, numbering and header rules as ``CsvRowReader`` (both use
 ``records`` and ``columns``), with OneRoster's columns:
 
-- kept: rows whose ``role`` is ``student`` and whose ``status`` is ``active`` or empty (both trimmed,
-  case-insensitive); other rows (staff, ``tobedeleted``, ...) are dropped without an outcome, so
-  their row numbers are simply absent;
+- kept: rows whose ``role`` is ``student`` and whose ``status`` is ``active``, empty or
+  ``tobedeleted`` (both trimmed, case-insensitive); a ``tobedeleted`` row goes through with
+  ``FileRow.status`` = ``archived`` (identity archives that student, issue 9); other rows (staff,
+  unknown statuses ...) are dropped without an outcome, so their row numbers are simply absent;
 - mapped: ``username`` → username, ``email`` → email_address, ``givenName`` → first_name,
   ``familyName`` → last_name, ``identifier`` → auth_identifier;
 - required columns: ``role``, ``username``, ``email``;
@@ -33,6 +34,7 @@ ONEROSTER_FIELD_BY_COLUMN = {
 
 STUDENT_ROLE = "student"
 IMPORTED_STATUSES = frozenset({"", "active"})
+ARCHIVED_STATUS = "tobedeleted"
 
 
 class OneRosterUsersReader(HeaderedRowReader):
@@ -44,4 +46,7 @@ class OneRosterUsersReader(HeaderedRowReader):
     def _keeps(self, layout: ColumnLayout, cells: Cells) -> bool:
         role = layout.cell(cells, "role").strip().lower()
         status = layout.cell(cells, "status").strip().lower()
-        return role == STUDENT_ROLE and status in IMPORTED_STATUSES
+        return role == STUDENT_ROLE and (status in IMPORTED_STATUSES or status == ARCHIVED_STATUS)
+
+    def _status(self, layout: ColumnLayout, cells: Cells) -> str:
+        return "archived" if layout.cell(cells, "status").strip().lower() == ARCHIVED_STATUS else ""

@@ -42,6 +42,7 @@ def job_to_proto(job: Job) -> pb.ImportJob:
             skipped=counts.skipped,
             failed=counts.failed,
             approved=counts.approved,
+            archived=counts.archived,
             field_changes=counts.field_changes,
         ),
         dead_lettered=job.dead_lettered,

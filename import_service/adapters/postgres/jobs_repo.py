@@ -19,6 +19,7 @@ _JOB_COLUMNS = """
     j.job_id, j.parent_job_id, j.school_id, j.mode, j.sensitive_fields_update, j.dry_run,
     j.source_name, j.total_rows, j.end_seen, j.rows_recorded, j.created, j.updated, j.unchanged,
     j.skipped, j.failed, j.approved, j.field_changes::text AS field_changes, j.create_time, j.complete_time,
+    j.archived,
     (SELECT count(*) FROM dead_letters d
      WHERE d.job_id = j.job_id AND d.school_id = j.school_id) AS dead_lettered
 """
@@ -68,6 +69,7 @@ def job_from_record(rec: Any) -> Job:
         skipped=rec["skipped"],
         failed=rec["failed"],
         approved=rec["approved"],
+        archived=rec["archived"],
         field_changes=json.loads(rec["field_changes"]) if rec["field_changes"] else {},
     )
     return Job(

@@ -42,7 +42,8 @@ WITH ins AS (
            count(*) FILTER (WHERE outcome = 'UNCHANGED') AS unchanged,
            count(*) FILTER (WHERE outcome = 'SKIPPED') AS skipped,
            count(*) FILTER (WHERE outcome = 'FAILED') AS failed,
-           count(*) FILTER (WHERE approved) AS approved
+           count(*) FILTER (WHERE approved) AS approved,
+           count(*) FILTER (WHERE outcome = 'ARCHIVED') AS archived
     FROM ins
 )
 UPDATE jobs j SET
@@ -53,6 +54,7 @@ UPDATE jobs j SET
     skipped = j.skipped + t.skipped,
     failed = j.failed + t.failed,
     approved = j.approved + t.approved,
+    archived = j.archived + t.archived,
     field_changes = j.field_changes || COALESCE(
         (SELECT jsonb_object_agg(f.field, COALESCE((j.field_changes->>f.field)::bigint, 0) + f.n)
          FROM per_field f),

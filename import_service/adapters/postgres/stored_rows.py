@@ -35,4 +35,5 @@ def _row_from_json(row_number: int, stored: str | dict[str, Any]) -> FileRow:
         last_name=data.get("last_name", ""),
         auth_identifier=data.get("auth_identifier", ""),
         extra=tuple((str(k), str(v)) for k, v in data.get("extra", [])),
+        status=str(data.get("status", "")),
     )

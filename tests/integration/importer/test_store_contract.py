@@ -76,6 +76,19 @@ async def test_the_first_outcome_wins_and_only_inserted_rows_are_counted(store: 
     assert await store.jobs.progress(spec.job_id) == (None, 3)
 
 
+async def test_archive_rows_keep_their_status_and_are_counted_once(store: Any) -> None:
+    spec = _spec()
+    await store.jobs.ensure(spec)
+    row = FileRow(1, "ann", "ann@uni.example", status="archived")
+    archived = (row, RowResult(1, Outcome.ARCHIVED, user_id=str(uuid.uuid4()), message="archived"))
+    assert await store.results.record(spec.job_id, [archived, _outcome(2, Outcome.UPDATED)]) == (2, False)
+    assert await store.results.record(spec.job_id, [archived]) == (0, False)
+    job = await store.jobs.get(spec.job_id)
+    assert (job.counts.archived, job.counts.updated) == (1, 1)
+    page = await store.results.page(spec.job_id, [Outcome.ARCHIVED], 0, 10)
+    assert [(r.result.outcome, r.row.status) for r in page] == [(Outcome.ARCHIVED, "archived")]
+
+
 async def test_field_changes_are_kept_per_row_and_counted_per_field_once(store: Any) -> None:
     spec = _spec()
     await store.jobs.ensure(spec)

@@ -148,6 +148,7 @@ class MemoryResults:
             skipped=counts.skipped + tally[Outcome.SKIPPED],
             failed=counts.failed + tally[Outcome.FAILED],
             approved=counts.approved + approved,
+            archived=counts.archived + tally[Outcome.ARCHIVED],
             field_changes=count_field_changes(counts.field_changes, inserted_results),
         )
         rows_recorded = job.rows_recorded + inserted

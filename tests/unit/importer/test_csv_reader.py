@@ -299,3 +299,17 @@ def test_file_rows_number_from_one_and_cap_transport_fields() -> None:
         FileRow(0, "ann", "ann@uni.edu")
     assert cap_transport_field("abc") == "abc"
     assert len(cap_transport_field("x" * 5000)) == MAX_TRANSPORT_FIELD_CHARS
+
+
+def test_an_optional_status_column_becomes_the_rows_status_not_an_extra() -> None:
+    data = (
+        b"username,email_address,Status,grade\n"
+        b"ann,ann@uni.edu,archived,11\nbo,bo@uni.edu,,12\ncy,cy@uni.edu, Active ,9\n"
+    )
+    rows = read_rows(data)
+    assert [(r.username, r.status, r.extra) for r in rows] == [
+        ("ann", "archived", (("grade", "11"),)),
+        ("bo", "", (("grade", "12"),)),
+        ("cy", " Active ", (("grade", "9"),)),  # passed as written; identity judges it
+    ]
+    assert read_rows(HEADER + b"ann,ann@uni.edu,,,\n")[0].status == ""

@@ -54,7 +54,7 @@ def test_maps_oneroster_columns_and_keeps_the_others_as_extras() -> None:
     assert "s3cret" not in repr(rows)
 
 
-def test_keeps_active_or_statusless_students_only_with_their_file_row_numbers() -> None:
+def test_keeps_active_statusless_and_tobedeleted_students_only_with_their_file_row_numbers() -> None:
     data = USERS_HEADER + b"".join(
         [
             user_line("u1", "active", "student", "ann"),
@@ -70,11 +70,12 @@ def test_keeps_active_or_statusless_students_only_with_their_file_row_numbers() 
 
     rows = read_users(data)
 
-    assert [(row.row_number, row.username) for row in rows] == [
-        (1, "ann"),
-        (3, "bob"),
-        (5, "dan"),
-        (8, "fay"),
+    assert [(row.row_number, row.username, row.status) for row in rows] == [
+        (1, "ann", ""),
+        (3, "bob", ""),
+        (4, "cat", "archived"),  # tobedeleted: an archive row for identity (issue 9)
+        (5, "dan", ""),
+        (8, "fay", ""),
     ]
 
 
