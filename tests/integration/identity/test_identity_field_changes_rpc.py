@@ -3,13 +3,20 @@
 
 from __future__ import annotations
 
+import itertools
+
 from google.protobuf import timestamp_pb2
 
 from shared.proto.rollcall.identity.v1 import identity_service_pb2 as pb
 from shared.proto.rollcall.identity.v1 import student_rows_pb2 as rows
 from tests.integration.identity.identity_support import Campus, IdentityClient, unique
 
-NOW = timestamp_pb2.Timestamp(seconds=1_800_000_000)
+_job_times = itertools.count(1_800_000_000)
+
+
+def _later() -> timestamp_pb2.Timestamp:
+    """Each job later than the one before (a job's rows never lose to an earlier job's marks)."""
+    return timestamp_pb2.Timestamp(seconds=next(_job_times))
 
 
 def _request(campus: Campus, batch: list[rows.StudentRow], **fields: object) -> pb.ApplyStudentRowsRequest:
@@ -19,7 +26,7 @@ def _request(campus: Campus, batch: list[rows.StudentRow], **fields: object) -> 
         mode=rows.IMPORT_MODE_MANUAL_FILE,
         sensitive_fields_update=True,
         rows=batch,
-        job_create_time=NOW,
+        job_create_time=_later(),
         **fields,  # type: ignore[arg-type]
     )
 
