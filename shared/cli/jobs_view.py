@@ -72,11 +72,12 @@ def print_job(job: pb.ImportJob, failures: list[pb.RowRecord], as_json: bool) ->
         return
     state = pb.ImportJobState.Name(job.state).removeprefix("IMPORT_JOB_STATE_")
     table = Table(title=f"job {job.job_id} — {state}", show_header=True)
-    names = ("rows", "created", "updated", "unchanged", "skipped", "failed", "approved", "archived", "dead letters")
-    for name in names:
+    names = ("rows", "created", "updated", "unchanged", "skipped", "failed", "approved", "archived")
+    for name in (*names, "dead letters"):
         table.add_column(name, justify="right")
     c = job.counts
-    counted = (job.rows_received, c.created, c.updated, c.unchanged, c.skipped, c.failed, c.approved, c.archived)
+    counted = (job.rows_received, c.created, c.updated, c.unchanged, c.skipped, c.failed, c.approved)
+    counted += (c.archived,)
     table.add_row(*map(str, counted), str(job.dead_lettered))
     Console().print(table)
     print_failures(failures)
