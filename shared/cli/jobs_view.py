@@ -76,8 +76,8 @@ def print_job(job: pb.ImportJob, failures: list[pb.RowRecord], as_json: bool) ->
     for name in (*names, "dead letters"):
         table.add_column(name, justify="right")
     c = job.counts
-    counted = (job.rows_received, c.created, c.updated, c.unchanged, c.skipped, c.failed, c.approved)
-    counted += (c.archived,)
+    counted: tuple[int, ...] = (job.rows_received, c.created, c.updated, c.unchanged, c.skipped, c.failed)
+    counted += (c.approved, c.archived)
     table.add_row(*map(str, counted), str(job.dead_lettered))
     Console().print(table)
     print_failures(failures)
