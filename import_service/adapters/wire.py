@@ -67,7 +67,9 @@ def result_from_proto(result: rows_pb.RowResult) -> RowResult:
         user_id=result.user_id,
         reason=result.reason,
         message=result.message,
-        changes=tuple(FieldChange(c.field, c.old_value, c.new_value) for c in result.changes),
+        changes=tuple([FieldChange(c.field, c.old_value, c.new_value) for c in result.changes])
+        if result.changes
+        else (),
     )
 
 
