@@ -133,19 +133,22 @@ def _python_migration(path: Path) -> Callable[[asyncpg.Connection], Awaitable[No
     return apply
 
 
-_UNREACHABLE = (
+UNREACHABLE: tuple[type[BaseException], ...] = (
     OSError,  # refused, reset, unreachable (ConnectionError is one)
     TimeoutError,  # no pool connection or no answer in time
     asyncpg.PostgresConnectionError,  # cannot connect now, too many connections, ...
     asyncpg.InterfaceError,  # the connection was closed under us
+    # the protocol lost its footing, seen when the server goes away mid-statement (F4)
+    asyncpg.exceptions.InternalClientError,
     asyncpg.AdminShutdownError,
     asyncpg.CannotConnectNowError,
 )
+"""The one list of errors that mean "the database could not be reached": both services wait them out."""
 
 
 def is_unreachable(error: BaseException) -> bool:
     """Whether ``error`` means the database could not be reached (try again later), not a bug."""
-    return isinstance(error, _UNREACHABLE)
+    return isinstance(error, UNREACHABLE)
 
 
 async def ping(pool: asyncpg.Pool) -> bool:

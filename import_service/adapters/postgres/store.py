@@ -15,15 +15,13 @@ from import_service.adapters.postgres.retries_repo import RetryRequestsRepositor
 from shared import pg
 
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    asyncpg.PostgresConnectionError,
+    *pg.UNREACHABLE,
     asyncpg.exceptions.OperatorInterventionError,
     asyncpg.exceptions.TooManyConnectionsError,
     asyncpg.exceptions.TransactionRollbackError,
-    ConnectionError,
-    OSError,
-    TimeoutError,
 )
-"""Errors after which the same statement may succeed later: wait and retry, never fail a row."""
+"""Errors after which the same statement may succeed later: wait and retry, never fail a row (the
+database being unreachable is ``shared.pg.UNREACHABLE``, the one list both services use)."""
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 MIGRATION_LOCK_KEY = 7_002
