@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from shared.cli.clients import Target
+from shared.grpc_kit.errors import error_info
 from shared.proto.rollcall.identity.v1 import student_rows_pb2 as rows_pb
 from shared.proto.rollcall.importer.v1 import import_service_pb2 as pb
 
@@ -101,4 +102,8 @@ def print_failures(failures: list[pb.RowRecord]) -> None:
 
 
 def explain(error: grpc.aio.AioRpcError) -> str:
-    return f"{error.code().name}: {error.details()}"
+    """One line: the gRPC code, the ErrorInfo reason (when the error has one) and the message."""
+    info = error_info(error)
+    reason = f" {info.reason}" if info is not None and info.reason else ""
+    details = " ".join((error.details() or "").split())
+    return f"{error.code().name}{reason}: {details}"

@@ -17,6 +17,7 @@ from typing import Annotated
 import grpc
 import typer
 from google.protobuf import json_format
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 
 from import_service.domain.jobs import ImportMode, JobSpec
@@ -26,11 +27,22 @@ from shared.cli.changes_view import job_changes, print_changes
 from shared.cli.clients import Target
 from shared.cli.jobs_view import console, explain, failed_rows, print_failures, print_job, wait_for_job
 from shared.cli.publishing import publish_file
+from shared.cli.schools import SchoolChange, get_school, print_school, split_list, update_school
+from shared.cli.students import check_request_id, decide, print_decisions
+from shared.cli.uploading import upload_file
+from shared.proto.rollcall.identity.v1 import identity_service_pb2 as ipb
+from shared.proto.rollcall.identity.v1 import student_rows_pb2 as rows_pb
 from shared.proto.rollcall.importer.v1 import import_service_pb2 as pb
 
 app = typer.Typer(help="rollcall — identity and student-import services", no_args_is_help=True)
 import_app = typer.Typer(help="Student-file imports", no_args_is_help=True)
 app.add_typer(import_app, name="import")
+students_app = typer.Typer(help="Pending students: bulk approve and decline", no_args_is_help=True)
+app.add_typer(students_app, name="students")
+school_app = typer.Typer(help="A school's settings", no_args_is_help=True)
+app.add_typer(school_app, name="school")
+
+JsonOption = Annotated[bool, typer.Option("--json", help="print JSON on stdout instead of tables")]
 
 
 class Mode(StrEnum):
@@ -62,7 +74,7 @@ def _run(coro: object) -> None:
     try:
         asyncio.run(coro)  # type: ignore[arg-type]
     except grpc.aio.AioRpcError as exc:
-        console.print(f"[red]error[/red] {explain(exc)}")
+        console.print(f"[red]error[/red] {escape(explain(exc))}", soft_wrap=True, highlight=False)
         sys.exit(1)
 
 
@@ -235,6 +247,156 @@ async def _retry(target: Target, job_id: str, sensitive: bool, wait: bool, as_js
         await _follow(target, job.job_id, as_json)
     else:
         print_job(job, [], as_json)
+
+
+@import_app.command("upload")
+def upload(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    school: Annotated[str, typer.Option(help="school id")],
+    mode: Annotated[Mode, typer.Option(help="manual file (default) or sync")] = Mode.manual,
+    sensitive: Annotated[bool, typer.Option(help="allow sensitive-field updates (manual only)")] = False,
+    dry_run: Annotated[bool, typer.Option(help="compute outcomes, change nothing")] = False,
+    file_format: Annotated[Format, typer.Option("--format", help="file format")] = Format.csv,
+    source_name: Annotated[str, typer.Option(help="the job's source name (default: FILE's name)")] = "",
+    wait: Annotated[bool, typer.Option(help="follow the job until it completes")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Upload FILE through the import service (SubmitFile), as staff do."""
+    header = pb.FileHeader(
+        school_id=school,
+        mode=rows_pb.IMPORT_MODE_MANUAL_FILE if mode is Mode.manual else rows_pb.IMPORT_MODE_ONGOING_SYNC,
+        sensitive_fields_update=sensitive,
+        dry_run=dry_run,
+        source_name=source_name or file.name,
+        format=pb.FILE_FORMAT_ONEROSTER_USERS if file_format is Format.oneroster else pb.FILE_FORMAT_CSV,
+    )
+    _run(_upload(ctx.obj, file, header, wait, as_json))
+
+
+async def _upload(target: Target, file: Path, header: pb.FileHeader, wait: bool, as_json: bool) -> None:
+    size = file.stat().st_size  # noqa: ASYNC240 - one stat before streaming the file
+    with Progress(
+        TextColumn("[bold]uploading {task.fields[name]}"),
+        BarColumn(),
+        DownloadColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        disable=as_json,
+    ) as bar:
+        task = bar.add_task("upload", total=size, name=file.name)
+        job = await upload_file(target, file, header, lambda done: bar.update(task, completed=done))
+    if not as_json:
+        console.print(f"uploaded {size} bytes as job [bold]{job.job_id}[/bold]")
+    if wait:
+        await _follow(target, job.job_id, as_json)
+    else:
+        print_job(job, [], as_json)
+
+
+SchoolOption = Annotated[str, typer.Option(help="the school every student belongs to")]
+IdsArgument = Annotated[list[str], typer.Argument(help="student ids (any number)", show_default=False)]
+RequestIdOption = Annotated[
+    str,
+    typer.Option(
+        help="base of the per-chunk request ids; run again with the same one to repeat safely "
+        "(default: a new UUID, printed)"
+    ),
+]
+
+
+@students_app.command("approve")
+def approve(
+    ctx: typer.Context,
+    ids: IdsArgument,
+    school: SchoolOption,
+    note: Annotated[str, typer.Option(help="kept in each student's audit event")] = "",
+    request_id: RequestIdOption = "",
+    as_json: JsonOption = False,
+) -> None:
+    """Approve pending students (500 a call); exit 1 when any id failed."""
+    _decide(ctx.obj, True, school, ids, note, request_id, as_json)
+
+
+@students_app.command("decline")
+def decline(
+    ctx: typer.Context,
+    ids: IdsArgument,
+    school: SchoolOption,
+    reason: Annotated[str, typer.Option(help="kept in each student's audit event")] = "",
+    request_id: RequestIdOption = "",
+    as_json: JsonOption = False,
+) -> None:
+    """Decline pending students (500 a call); exit 1 when any id failed."""
+    _decide(ctx.obj, False, school, ids, reason, request_id, as_json)
+
+
+def _decide(
+    target: Target, approve: bool, school: str, ids: list[str], text: str, request_id: str, as_json: bool
+) -> None:
+    if problem := check_request_id(request_id):
+        raise typer.BadParameter(problem, param_hint="--request-id")
+    failed: list[bool] = []
+
+    async def run() -> None:
+        base, results = await decide(
+            target,
+            approve=approve,
+            school_id=school,
+            user_ids=ids,
+            text=text,
+            request_id=request_id,
+            show_progress=not as_json,
+        )
+        print_decisions(approve, base, results, as_json)
+        failed.append(any(not r.ok for r in results))
+
+    _run(run())
+    if any(failed):
+        raise typer.Exit(1)
+
+
+@school_app.command("show")
+def school_show(ctx: typer.Context, school_id: str, as_json: JsonOption = False) -> None:
+    """Show a school's settings."""
+    _run(_school_show(ctx.obj, school_id, as_json))
+
+
+async def _school_show(target: Target, school_id: str, as_json: bool) -> None:
+    print_school(await get_school(target, school_id), as_json)
+
+
+@school_app.command("set")
+def school_set(
+    ctx: typer.Context,
+    school_id: str,
+    threshold: Annotated[
+        int | None,
+        typer.Option(min=0, max=100, metavar="N", help="hold guarded jobs changing more than N % (0: off)"),
+    ] = None,
+    notify: Annotated[
+        str | None, typer.Option(metavar="EMAILS", help="who hears of held jobs: a@x,b@y ('' clears)")
+    ] = None,
+    domains: Annotated[
+        str | None, typer.Option(metavar="DOMAINS", help="email domains: uni.edu,alt.edu (admin)")
+    ] = None,
+    sso: Annotated[bool | None, typer.Option("--sso/--no-sso", help="single sign-on (admin)")] = None,
+    name: Annotated[str | None, typer.Option(help="the school's name (admin)")] = None,
+    request_id: Annotated[str, typer.Option(help="idempotency key (default: a new UUID)")] = "",
+    as_json: JsonOption = False,
+) -> None:
+    """Change the settings given (and only those); print the school."""
+    change = SchoolChange(
+        threshold=threshold, notify=split_list(notify), domains=split_list(domains), sso=sso, name=name
+    )
+    request = change.request(school_id, request_id or str(uuid.uuid4()))
+    if not request.update_mask.paths:
+        raise typer.BadParameter("give at least one setting to change", param_hint="options")
+    _run(_school_set(ctx.obj, request, as_json))
+
+
+async def _school_set(target: Target, request: ipb.UpdateSchoolRequest, as_json: bool) -> None:
+    print_school(await update_school(target, request), as_json)
 
 
 @app.command("demo")
