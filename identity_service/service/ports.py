@@ -259,6 +259,16 @@ class BatchRefused(Exception):
         self.sqlstate = sqlstate
 
 
+@dataclass(frozen=True)
+class SweptStudent:
+    """A student a full-roster sweep archived (``archive_time`` None: a dry run's would-be archive)."""
+
+    user_id: str
+    username: str | None
+    email: str
+    archive_time: datetime | None
+
+
 class StudentFile(Protocol):
     """The student file's persistence: the users a batch names and the outcomes of its rows. Every
     method is one statement (one round trip), whatever the number of rows."""
@@ -297,6 +307,29 @@ class StudentFile(Protocol):
 
     async def insert_students(self, job_id: str, job_time: datetime, students: Sequence[Student]) -> None:
         """Insert new students (origin STUDENT_FILE) with their import marks (audit: ``Audit``)."""
+        ...
+
+    async def claim_sweep(self, school_id: str, job_id: str) -> bool:
+        """Mark the job's full-roster sweep as done in this transaction: False when it already was (or
+        another transaction holds the claim until it ends)."""
+        ...
+
+    async def swept(self, job_id: str) -> list[SweptStudent]:
+        """The students the job's sweep archived, by user id."""
+        ...
+
+    async def not_named(self, school_id: str, job_id: str, *, lock: bool) -> list[User]:
+        """The school's ACTIVE students with file updates on who came from or were matched by files
+        (origin STUDENT_FILE or an import mark) and whom no recorded row of the job names, by id;
+        with ``lock``, locked FOR UPDATE in id order."""
+        ...
+
+    async def record_swept(self, job_id: str, students: Sequence[SweptStudent]) -> None:
+        """Keep the students the job's sweep archived."""
+        ...
+
+    async def count_students(self, school_id: str) -> int:
+        """The school's students, any status."""
         ...
 
 

@@ -44,6 +44,7 @@ ROLES_BY_METHOD: Mapping[str, frozenset[Role]] = {
     "ApplyStudentRows": _IMPORTER,
     "ListAuditEvents": _PLATFORM,
     "ResolveSsoSignIn": _PLATFORM,
+    "ArchiveStudentsNotInJob": _IMPORTER,
 }
 
 ACCESS_RULES: Mapping[str, frozenset[Role]] = {

@@ -14,6 +14,7 @@ from identity_service.domain.email_changes import EmailChange
 from identity_service.domain.sign_in import SignInResolution
 from identity_service.domain.users import User, UserStatus, UserType
 from identity_service.service.models import AuditEvent, BatchDecision, School
+from identity_service.service.roster_sweep import SweepResult
 from shared.proto.rollcall.identity.v1 import identity_service_pb2 as pb
 from shared.proto.rollcall.identity.v1 import resources_pb2 as res
 
@@ -146,3 +147,16 @@ def email_change(value: EmailChange) -> res.EmailChange:
         expire_time=timestamp(value.expire_time),
         file_updates_disabled=value.file_updates_disabled,
     )
+
+
+def sweep(result: SweepResult) -> pb.ArchiveStudentsNotInJobResponse:
+    students = [
+        pb.SweptStudent(
+            user_id=s.user_id,
+            username=s.username or "",
+            email_address=s.email,
+            archive_time=timestamp(s.archive_time) if s.archive_time is not None else None,
+        )
+        for s in result.archived
+    ]
+    return pb.ArchiveStudentsNotInJobResponse(archived=students, school_students=result.school_students)

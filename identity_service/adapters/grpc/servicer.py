@@ -28,6 +28,7 @@ from identity_service.service import (
 from identity_service.service.email_change import CodeSettings
 from identity_service.service.hashing import AsyncPasswordHasher
 from identity_service.service.ports import UnitOfWorkFactory
+from identity_service.service.roster_sweep import archive_students_not_in_job
 from identity_service.service.student_file import apply_student_rows
 from shared.grpc_kit.auth import current_caller
 from shared.proto.rollcall.identity.v1 import identity_service_pb2 as pb
@@ -271,3 +272,9 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
     ) -> pb.ApplyStudentRowsResponse:
         batch = request_from_proto(request)
         return response_to_proto(await apply_student_rows(self._uow, batch, current_caller().client))
+
+    async def ArchiveStudentsNotInJob(
+        self, request: pb.ArchiveStudentsNotInJobRequest, context: Context
+    ) -> pb.ArchiveStudentsNotInJobResponse:
+        caller, school, job = current_caller(), request.school_id, request.job_id
+        return to.sweep(await archive_students_not_in_job(self._uow, caller, school, job, request.dry_run))

@@ -12,6 +12,7 @@ from typing import Any
 
 import asyncpg
 
+from identity_service.adapters.postgres.user_rows import USER_COLUMNS, to_user
 from identity_service.domain.identity_keys import EmailIdentity, auth_identifier_key, username_key
 from identity_service.domain.student_file import (
     FieldChange,
@@ -24,8 +25,8 @@ from identity_service.domain.student_file import (
     Student,
     row_of,
 )
-from identity_service.domain.users import UserStatus, UserType
-from identity_service.service.ports import BatchConflict
+from identity_service.domain.users import User, UserStatus, UserType
+from identity_service.service.ports import BatchConflict, SweptStudent
 
 # asyncpg's prepared statements end up on a generic plan, which may read the job's recorded rows by
 # job_id alone; the row-number range bounds that read to the batch's span whatever the plan.
@@ -104,6 +105,26 @@ _INSERT = """INSERT INTO users (id, user_type, status, school_id, username, emai
                 $16::text[])
         AS v(id, status, school_id, username, email, first_name, last_name, auth_identifier, row_number,
              email_key, email_skeleton, email_plain, username_key, auth_identifier_key)"""
+
+
+# The full-roster sweep (issue 9). The claim is the sweep's lock: a second transaction for the same
+# job waits on the primary key until the first ends, then finds the row and claims nothing.
+_CLAIM_SWEEP = """INSERT INTO roster_sweeps (job_id, school_id) VALUES ($1, $2)
+    ON CONFLICT (job_id) DO NOTHING RETURNING job_id"""
+_SWEPT = """SELECT user_id, username, email, archive_time FROM roster_archives
+    WHERE job_id = $1 ORDER BY user_id"""
+_NOT_NAMED = f"""SELECT {USER_COLUMNS} FROM users u
+    WHERE u.school_id = $1 AND u.user_type = 'STUDENT' AND u.status = 'ACTIVE'
+        AND NOT u.file_updates_disabled
+        AND (u.origin = 'STUDENT_FILE' OR u.last_import_job_id IS NOT NULL)
+        AND NOT EXISTS (SELECT 1 FROM import_row_outcomes o WHERE o.job_id = $2 AND o.user_id = u.id)
+    ORDER BY u.id"""
+_RECORD_SWEPT = """INSERT INTO roster_archives (job_id, user_id, username, email, archive_time)
+    SELECT $1, v.user_id, v.username, v.email, v.archive_time
+    FROM unnest($2::uuid[], $3::text[], $4::text[], $5::timestamptz[])
+        AS v(user_id, username, email, archive_time)
+    ON CONFLICT DO NOTHING"""
+_COUNT_STUDENTS = "SELECT count(*) FROM users WHERE school_id = $1 AND user_type = 'STUDENT'"
 
 
 class PostgresStudentFile:
@@ -189,6 +210,32 @@ class PostgresStudentFile:
             [row_of(s) for s in ordered],
             *_keys(ordered),
         )
+
+    async def claim_sweep(self, school_id: str, job_id: str) -> bool:
+        return await self._conn.fetchval(_CLAIM_SWEEP, job_id, school_id) is not None
+
+    async def swept(self, job_id: str) -> list[SweptStudent]:
+        rows = await self._conn.fetch(_SWEPT, job_id)
+        return [SweptStudent(str(r["user_id"]), r["username"], r["email"], r["archive_time"]) for r in rows]
+
+    async def not_named(self, school_id: str, job_id: str, *, lock: bool) -> list[User]:
+        rows = await self._conn.fetch(_NOT_NAMED + (" FOR UPDATE" if lock else ""), school_id, job_id)
+        return [to_user(row) for row in rows]
+
+    async def record_swept(self, job_id: str, students: Sequence[SweptStudent]) -> None:
+        if not students:
+            return
+        await self._conn.execute(
+            _RECORD_SWEPT,
+            job_id,
+            [s.user_id for s in students],
+            [s.username for s in students],
+            [s.email for s in students],
+            [s.archive_time for s in students],
+        )
+
+    async def count_students(self, school_id: str) -> int:
+        return int(await self._conn.fetchval(_COUNT_STUDENTS, school_id))
 
 
 def _columns(holders: Sequence[Holder]) -> tuple[list[Any], ...]:

@@ -47,6 +47,7 @@ ALLOWED: dict[str, set[str]] = {
     "CancelEmailChange": {ADMIN, PLATFORM},
     "SetFileUpdates": {ADMIN, PLATFORM},
     "ApplyStudentRows": {ADMIN, IMPORTER},
+    "ArchiveStudentsNotInJob": {ADMIN, IMPORTER},
     "ListAuditEvents": {ADMIN, PLATFORM},
 }
 # RPCs whose platform caller must be ACTIVE STAFF of the school concerned.
@@ -133,6 +134,10 @@ REQUESTS: dict[str, Build] = {
         job_create_time=timestamp_pb2.Timestamp(seconds=1_700_000_000),
     ),
     "ListAuditEvents": lambda w: pb.ListAuditEventsRequest(school_id=w.home.school.id),
+    # A dry run: a real sweep of a job that named nobody would archive the home school's file students.
+    "ArchiveStudentsNotInJob": lambda w: pb.ArchiveStudentsNotInJobRequest(
+        school_id=w.home.school.id, job_id=unique("job-"), dry_run=True
+    ),
 }
 
 

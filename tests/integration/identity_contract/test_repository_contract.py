@@ -19,7 +19,7 @@ from identity_service.domain.mail import MailKind, OutgoingMail
 from identity_service.domain.student_file import Holder, ImportMark, RowOutcome, RowResult, Student
 from identity_service.domain.users import User, UserOrigin, UserStatus, UserType
 from identity_service.service.models import NewAuditEvent, School, StoredResponse
-from identity_service.service.ports import BatchConflict, UserSearch
+from identity_service.service.ports import BatchConflict, SweptStudent, UserSearch
 from shared.errors import Reason, RollcallError
 from tests.unit.identity_service.fakes import FakeDatabase
 
@@ -263,3 +263,30 @@ async def test_users_read_and_decided_as_a_set(new_uow: Callable[..., Any]) -> N
     async with new_uow() as uow:
         after = await uow.users.get_many(ids)
         assert [after[i].status for i in ids] == [UserStatus.ACTIVE, UserStatus.PENDING, UserStatus.ACTIVE]
+
+
+async def test_roster_sweep_candidates_claims_and_archives(new_uow: Callable[..., Any]) -> None:
+    school, job = await _school(new_uow), uuid.uuid4().hex
+    tag = uuid.uuid4().hex[:8]
+
+    def student(name: str, **values: Any) -> User:
+        return _user(school, f"{name}.{tag}@uni.example", origin=UserOrigin.STUDENT_FILE, **values)
+
+    named, left, off = student("named"), student("left"), student("off", file_updates_disabled=True)
+    waiting, typed = student("waiting", status=UserStatus.PENDING), _user(school, f"typed.{tag}@uni.example")
+    async with new_uow() as uow:
+        for user in (named, left, off, waiting, typed):
+            await uow.users.add(user, None)
+    async with new_uow(batch=True) as uow:
+        await uow.student_file.record_outcomes(
+            job, [RowResult(1, RowOutcome.UNCHANGED, False, named.id, None, "")]
+        )
+    async with new_uow() as uow:
+        assert [u.id for u in await uow.student_file.not_named(school, job, lock=True)] == [left.id]
+        assert await uow.student_file.count_students(school) == 5
+        assert await uow.student_file.swept(job) == []
+        assert await uow.student_file.claim_sweep(school, job)
+        await uow.student_file.record_swept(job, [SweptStudent(left.id, left.username, left.email, T0)])
+    async with new_uow() as uow:
+        assert not await uow.student_file.claim_sweep(school, job)
+        assert await uow.student_file.swept(job) == [SweptStudent(left.id, left.username, left.email, T0)]

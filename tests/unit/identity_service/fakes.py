@@ -29,7 +29,7 @@ from identity_service.domain.mail import OutgoingMail
 from identity_service.domain.student_file import Holder, RowResult, StoredStudent, Student
 from identity_service.domain.users import User, UserOrigin, UserStatus, UserType
 from identity_service.service.models import AuditEvent, NewAuditEvent, School, StoredResponse
-from identity_service.service.ports import BatchConflict, OutboxMessage, SendFailed, UserSearch
+from identity_service.service.ports import BatchConflict, OutboxMessage, SendFailed, SweptStudent, UserSearch
 from shared.errors import Reason, RollcallError, not_found
 
 
@@ -51,6 +51,7 @@ class FakeDatabase:
     outbox: dict[int, dict[str, Any]] = field(default_factory=dict)
     rate_events: list[tuple[str, datetime]] = field(default_factory=list)
     outcomes: dict[tuple[str, int], RowResult] = field(default_factory=dict)
+    sweeps: dict[str, list[SweptStudent]] = field(default_factory=dict)  # roster sweeps by job
     opened: list[dict[str, bool]] = field(default_factory=list)  # the options of every unit of work
 
     def factory(self) -> Callable[..., Any]:
@@ -649,6 +650,38 @@ class FakeStudentFile:
     def _mark(self, student: Student, job_id: str, job_time: datetime) -> None:
         assert student.mark is not None
         self._db.marks[student.holder.id] = (job_time, job_id, student.mark.row_number)
+
+    async def claim_sweep(self, school_id: str, job_id: str) -> bool:
+        if job_id in self._db.sweeps:
+            return False
+        self._db.sweeps[job_id] = []
+        return True
+
+    async def swept(self, job_id: str) -> list[SweptStudent]:
+        return sorted(self._db.sweeps.get(job_id, []), key=lambda s: s.user_id)
+
+    async def not_named(self, school_id: str, job_id: str, *, lock: bool) -> list[User]:
+        named = {r.user_id for (job, _), r in self._db.outcomes.items() if job == job_id and r.user_id}
+        return sorted(
+            (
+                u
+                for u in self._db.users.values()
+                if u.school_id == school_id
+                and u.user_type is UserType.STUDENT
+                and u.status is UserStatus.ACTIVE
+                and not u.file_updates_disabled
+                and (u.origin is UserOrigin.STUDENT_FILE or u.id in self._db.marks)
+                and u.id not in named
+            ),
+            key=lambda u: u.id,
+        )
+
+    async def record_swept(self, job_id: str, students: Sequence[SweptStudent]) -> None:
+        self._db.sweeps.setdefault(job_id, []).extend(students)
+
+    async def count_students(self, school_id: str) -> int:
+        users = self._db.users.values()
+        return sum(u.school_id == school_id and u.user_type is UserType.STUDENT for u in users)
 
 
 @dataclass

@@ -1207,3 +1207,97 @@ class ResolveSsoSignInRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ResolveSsoSignInRequest: _TypeAlias = ResolveSsoSignInRequest  # noqa: Y015
+
+@_typing.final
+class ArchiveStudentsNotInJobRequest(_message.Message):
+    """Request of ArchiveStudentsNotInJob."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCHOOL_ID_FIELD_NUMBER: _builtins.int
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    DRY_RUN_FIELD_NUMBER: _builtins.int
+    school_id: _builtins.str
+    """The job's school."""
+    job_id: _builtins.str
+    """The full-roster job whose rows (as identity recorded them) name the students who stay."""
+    dry_run: _builtins.bool
+    """Only tell who would be archived now; change nothing."""
+    def __init__(
+        self,
+        *,
+        school_id: _builtins.str = ...,
+        job_id: _builtins.str = ...,
+        dry_run: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dry_run", b"dry_run", "job_id", b"job_id", "school_id", b"school_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ArchiveStudentsNotInJobRequest: _TypeAlias = ArchiveStudentsNotInJobRequest  # noqa: Y015
+
+@_typing.final
+class SweptStudent(_message.Message):
+    """A student archived (or, in a dry run, to be archived) by a full-roster sweep."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    USERNAME_FIELD_NUMBER: _builtins.int
+    EMAIL_ADDRESS_FIELD_NUMBER: _builtins.int
+    ARCHIVE_TIME_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    """The student."""
+    username: _builtins.str
+    """The student's username (may be empty)."""
+    email_address: _builtins.str
+    """The student's email address."""
+    @_builtins.property
+    def archive_time(self) -> _timestamp_pb2.Timestamp:
+        """When the sweep archived the student (unset in a dry run)."""
+
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        username: _builtins.str = ...,
+        email_address: _builtins.str = ...,
+        archive_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["archive_time", b"archive_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["archive_time", b"archive_time", "email_address", b"email_address", "user_id", b"user_id", "username", b"username"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SweptStudent: _TypeAlias = SweptStudent  # noqa: Y015
+
+@_typing.final
+class ArchiveStudentsNotInJobResponse(_message.Message):
+    """Response of ArchiveStudentsNotInJob."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ARCHIVED_FIELD_NUMBER: _builtins.int
+    SCHOOL_STUDENTS_FIELD_NUMBER: _builtins.int
+    school_students: _builtins.int
+    """The school's students (any status) when answered: the guard's denominator."""
+    @_builtins.property
+    def archived(self) -> _containers.RepeatedCompositeFieldContainer[Global___SweptStudent]:
+        """The students the job's sweep archived (the same list on every call for the job), by user id."""
+
+    def __init__(
+        self,
+        *,
+        archived: _abc.Iterable[Global___SweptStudent] | None = ...,
+        school_students: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["archived", b"archived", "school_students", b"school_students"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ArchiveStudentsNotInJobResponse: _TypeAlias = ArchiveStudentsNotInJobResponse  # noqa: Y015

@@ -164,6 +164,11 @@ class IdentityServiceStub:
                 request_serializer=rollcall_dot_identity_dot_v1_dot_identity__service__pb2.ResolveSsoSignInRequest.SerializeToString,
                 response_deserializer=rollcall_dot_identity_dot_v1_dot_resources__pb2.User.FromString,
                 _registered_method=True)
+        self.ArchiveStudentsNotInJob = channel.unary_unary(
+                '/rollcall.identity.v1.IdentityService/ArchiveStudentsNotInJob',
+                request_serializer=rollcall_dot_identity_dot_v1_dot_identity__service__pb2.ArchiveStudentsNotInJobRequest.SerializeToString,
+                response_deserializer=rollcall_dot_identity_dot_v1_dot_identity__service__pb2.ArchiveStudentsNotInJobResponse.FromString,
+                _registered_method=True)
 
 
 class IdentityServiceServicer:
@@ -349,6 +354,14 @@ class IdentityServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ArchiveStudentsNotInJob(self, request, context):
+        """The end-of-job sweep of a full-roster job: archives the school's ACTIVE file students (file
+        updates on) whom no row of the job named. Idempotent per job. importer, admin.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IdentityServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -476,6 +489,11 @@ def add_IdentityServiceServicer_to_server(servicer, server):
                     servicer.ResolveSsoSignIn,
                     request_deserializer=rollcall_dot_identity_dot_v1_dot_identity__service__pb2.ResolveSsoSignInRequest.FromString,
                     response_serializer=rollcall_dot_identity_dot_v1_dot_resources__pb2.User.SerializeToString,
+            ),
+            'ArchiveStudentsNotInJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.ArchiveStudentsNotInJob,
+                    request_deserializer=rollcall_dot_identity_dot_v1_dot_identity__service__pb2.ArchiveStudentsNotInJobRequest.FromString,
+                    response_serializer=rollcall_dot_identity_dot_v1_dot_identity__service__pb2.ArchiveStudentsNotInJobResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1156,6 +1174,33 @@ class IdentityService:
             '/rollcall.identity.v1.IdentityService/ResolveSsoSignIn',
             rollcall_dot_identity_dot_v1_dot_identity__service__pb2.ResolveSsoSignInRequest.SerializeToString,
             rollcall_dot_identity_dot_v1_dot_resources__pb2.User.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ArchiveStudentsNotInJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rollcall.identity.v1.IdentityService/ArchiveStudentsNotInJob',
+            rollcall_dot_identity_dot_v1_dot_identity__service__pb2.ArchiveStudentsNotInJobRequest.SerializeToString,
+            rollcall_dot_identity_dot_v1_dot_identity__service__pb2.ArchiveStudentsNotInJobResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -91,6 +91,10 @@ class IdentityServiceStub:
     """Reads the audit trail of a school or one user, newest first. Staff, admin."""
     ResolveSsoSignIn: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.ResolveSsoSignInRequest, _resources_pb2.User]
     """The ACTIVE student or staff member of a school whose auth identifier is an SSO subject (platform)."""
+    ArchiveStudentsNotInJob: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.ArchiveStudentsNotInJobRequest, _identity_service_pb2.ArchiveStudentsNotInJobResponse]
+    """The end-of-job sweep of a full-roster job: archives the school's ACTIVE file students (file
+    updates on) whom no row of the job named. Idempotent per job. importer, admin.
+    """
 
 @_typing.type_check_only
 class IdentityServiceAsyncStub(IdentityServiceStub):
@@ -153,6 +157,10 @@ class IdentityServiceAsyncStub(IdentityServiceStub):
     """Reads the audit trail of a school or one user, newest first. Staff, admin."""
     ResolveSsoSignIn: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.ResolveSsoSignInRequest, _resources_pb2.User]  # type: ignore[assignment]
     """The ACTIVE student or staff member of a school whose auth identifier is an SSO subject (platform)."""
+    ArchiveStudentsNotInJob: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.ArchiveStudentsNotInJobRequest, _identity_service_pb2.ArchiveStudentsNotInJobResponse]  # type: ignore[assignment]
+    """The end-of-job sweep of a full-roster job: archives the school's ACTIVE file students (file
+    updates on) whom no row of the job named. Idempotent per job. importer, admin.
+    """
 
 class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
     """Owns every user, keeps each email unique across user types, runs the pending-student queue and
@@ -362,5 +370,15 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_resources_pb2.User, _abc.Awaitable[_resources_pb2.User]]:
         """The ACTIVE student or staff member of a school whose auth identifier is an SSO subject (platform)."""
+
+    @_abc_1.abstractmethod
+    def ArchiveStudentsNotInJob(
+        self,
+        request: _identity_service_pb2.ArchiveStudentsNotInJobRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_service_pb2.ArchiveStudentsNotInJobResponse, _abc.Awaitable[_identity_service_pb2.ArchiveStudentsNotInJobResponse]]:
+        """The end-of-job sweep of a full-roster job: archives the school's ACTIVE file students (file
+        updates on) whom no row of the job named. Idempotent per job. importer, admin.
+        """
 
 def add_IdentityServiceServicer_to_server(servicer: IdentityServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
