@@ -45,6 +45,8 @@ class Reason(StrEnum):
     USER_PENDING = "USER_PENDING"
     USER_DECLINED = "USER_DECLINED"
     SSO_NOT_ENABLED = "SSO_NOT_ENABLED"
+    # issue 9: undo of an import job (an undo, or a job already undone)
+    JOB_NOT_UNDOABLE = "JOB_NOT_UNDOABLE"
 
 
 @dataclass(frozen=True)

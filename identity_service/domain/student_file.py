@@ -84,6 +84,7 @@ class RowOutcome(StrEnum):
     SKIPPED = "SKIPPED"
     FAILED = "FAILED"
     ARCHIVED = "ARCHIVED"  # an explicit status=archived row archived an ACTIVE student (issue 9)
+    DELETED = "DELETED"  # an undo deleted a student the undone job created (issue 9)
 
 
 class RowReason(StrEnum):
@@ -97,6 +98,7 @@ class RowReason(StrEnum):
     AUTH_IDENTIFIER_TAKEN = "AUTH_IDENTIFIER_TAKEN"  # another user of the school has that identifier
     USER_NOT_FOUND = "USER_NOT_FOUND"  # an archive row naming no student of the school (none created)
     NOT_ACTIVE = "NOT_ACTIVE"  # an archive row naming a PENDING or DECLINED student (never archived)
+    CHANGED_SINCE = "CHANGED_SINCE"  # undo: something else changed the student after the job
 
 
 @dataclass(frozen=True)

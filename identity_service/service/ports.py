@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any, Protocol
 
 from identity_service.domain.email_changes import (
@@ -25,6 +26,7 @@ from identity_service.domain.email_changes import (
 from identity_service.domain.identity_keys import EmailIdentity
 from identity_service.domain.mail import OutgoingMail
 from identity_service.domain.student_file import RowResult, StoredStudent, Student
+from identity_service.domain.undo import RecordedChange
 from identity_service.domain.users import User, UserStatus, UserType
 from identity_service.service.models import AuditEvent, NewAuditEvent, School, StoredResponse
 
@@ -333,6 +335,36 @@ class StudentFile(Protocol):
         ...
 
 
+class UndoClaim(StrEnum):
+    CLAIMED = "CLAIMED"  # this undo job now undoes the job
+    REPEATED = "REPEATED"  # this undo job already did (its recorded outcomes are the answer)
+    REFUSED = "REFUSED"  # another undo job did, or the job is an undo itself
+
+
+class JobUndos(Protocol):
+    """Undo of an import job (issue 9): what the job did, the students now, and who undid what."""
+
+    async def claim(self, job_id: str, undo_job_id: str) -> UndoClaim:
+        """Record that ``undo_job_id`` undoes ``job_id`` (held until this transaction ends)."""
+        ...
+
+    async def job_changes(self, job_id: str) -> list[RecordedChange]:
+        """The job's recorded outcomes that changed a student (CREATED, UPDATED, ARCHIVED)."""
+        ...
+
+    async def students(self, user_ids: Sequence[str]) -> list[tuple[StoredStudent, int]]:
+        """These users as stored, with their version, locked FOR UPDATE in id order."""
+        ...
+
+    async def delete_students(self, user_ids: Sequence[str]) -> None:
+        """Delete these users (students the undone job created)."""
+        ...
+
+    async def replay(self, undo_job_id: str) -> list[RowResult]:
+        """The undo job's recorded outcomes, by row number."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """One transaction: everything done through its repositories commits or rolls back together."""
 
@@ -359,6 +391,9 @@ class UnitOfWork(Protocol):
 
     @property
     def student_file(self) -> StudentFile: ...
+
+    @property
+    def undos(self) -> JobUndos: ...
 
 
 class UnitOfWorkFactory(Protocol):

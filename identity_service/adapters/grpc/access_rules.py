@@ -45,6 +45,7 @@ ROLES_BY_METHOD: Mapping[str, frozenset[Role]] = {
     "ListAuditEvents": _PLATFORM,
     "ResolveSsoSignIn": _PLATFORM,
     "ArchiveStudentsNotInJob": _IMPORTER,
+    "UndoStudentRows": _IMPORTER,
 }
 
 ACCESS_RULES: Mapping[str, frozenset[Role]] = {

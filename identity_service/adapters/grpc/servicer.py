@@ -12,6 +12,7 @@ from google.protobuf import empty_pb2
 
 from identity_service.adapters.grpc import converters as to
 from identity_service.adapters.grpc.student_file_convert import request_from_proto, response_to_proto
+from identity_service.adapters.grpc.undo_convert import undo_request_from_proto, undo_response_to_proto
 from identity_service.service import (
     accounts,
     audit_trail,
@@ -30,6 +31,7 @@ from identity_service.service.hashing import AsyncPasswordHasher
 from identity_service.service.ports import UnitOfWorkFactory
 from identity_service.service.roster_sweep import archive_students_not_in_job
 from identity_service.service.student_file import apply_student_rows
+from identity_service.service.undo import undo_student_rows
 from shared.grpc_kit.auth import current_caller
 from shared.proto.rollcall.identity.v1 import identity_service_pb2 as pb
 from shared.proto.rollcall.identity.v1 import identity_service_pb2_grpc as pb_grpc
@@ -278,3 +280,9 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
     ) -> pb.ArchiveStudentsNotInJobResponse:
         caller, school, job = current_caller(), request.school_id, request.job_id
         return to.sweep(await archive_students_not_in_job(self._uow, caller, school, job, request.dry_run))
+
+    async def UndoStudentRows(
+        self, request: pb.UndoStudentRowsRequest, context: Context
+    ) -> pb.UndoStudentRowsResponse:
+        undo = undo_request_from_proto(request)
+        return undo_response_to_proto(await undo_student_rows(self._uow, undo, current_caller().client))

@@ -64,9 +64,14 @@ _NAMED = """SELECT id, user_type, school_id, status, username, email, first_name
             WHERE school_id = $1 AND auth_identifier_key IS NOT NULL AND auth_identifier_key = k.key
             LIMIT 1) AS a))
     ORDER BY id"""
+# user_version (undo, migration 0043): the student's version once this batch is written. Outcomes are
+# recorded before the batch's one UPDATE (which bumps a changed student's version by one) and INSERT
+# (new students start at 1), so it is the stored version + 1, or 1 for a student not stored yet.
 _RECORD = """INSERT INTO import_row_outcomes
-        (job_id, row_number, outcome, approved, user_id, reason, message, changes)
-    SELECT $1, v.row_number, v.outcome, v.approved, v.user_id, v.reason, v.message, v.changes::jsonb
+        (job_id, row_number, outcome, approved, user_id, reason, message, changes, user_version)
+    SELECT $1, v.row_number, v.outcome, v.approved, v.user_id, v.reason, v.message, v.changes::jsonb,
+        CASE WHEN v.outcome IN ('CREATED', 'UPDATED', 'ARCHIVED') THEN
+            coalesce((SELECT version FROM users WHERE id = v.user_id), 0) + 1 END
     FROM unnest($2::bigint[], $3::text[], $4::bool[], $5::uuid[], $6::text[], $7::text[], $8::text[])
         AS v(row_number, outcome, approved, user_id, reason, message, changes)
     ON CONFLICT DO NOTHING"""
@@ -307,3 +312,7 @@ def changes_to_json(changes: Sequence[FieldChange]) -> str | None:
 
 def changes_from_json(text: str | None) -> tuple[FieldChange, ...]:
     return tuple(FieldChange(*change) for change in json.loads(text)) if text else ()
+
+
+stored_student = _stored  # the undo repository reads users the same way
+recorded_result = _result

@@ -18,6 +18,7 @@ from identity_service.adapters.postgres.outbox import PostgresOutbox
 from identity_service.adapters.postgres.rate_limits import PostgresRateLimits
 from identity_service.adapters.postgres.schools import PostgresSchools
 from identity_service.adapters.postgres.student_file import PostgresStudentFile
+from identity_service.adapters.postgres.undo import PostgresJobUndos
 from identity_service.adapters.postgres.users import PostgresUsers
 from identity_service.service.ports import BatchConflict, BatchRefused
 from shared.grpc_kit.metrics import DB_POOL_IN_USE
@@ -48,6 +49,7 @@ class PostgresUnitOfWork:
     outbox: PostgresOutbox
     rate_limits: PostgresRateLimits
     student_file: PostgresStudentFile
+    undos: PostgresJobUndos
 
     def __init__(
         self, pool: asyncpg.Pool, *, read_only: bool = False, autocommit: bool = False, batch: bool = False
@@ -78,6 +80,7 @@ class PostgresUnitOfWork:
         self.outbox = PostgresOutbox(conn)
         self.rate_limits = PostgresRateLimits(conn)
         self.student_file = PostgresStudentFile(conn)
+        self.undos = PostgresJobUndos(conn)
         return self
 
     @property

@@ -48,6 +48,7 @@ ALLOWED: dict[str, set[str]] = {
     "SetFileUpdates": {ADMIN, PLATFORM},
     "ApplyStudentRows": {ADMIN, IMPORTER},
     "ArchiveStudentsNotInJob": {ADMIN, IMPORTER},
+    "UndoStudentRows": {ADMIN, IMPORTER},
     "ListAuditEvents": {ADMIN, PLATFORM},
 }
 # RPCs whose platform caller must be ACTIVE STAFF of the school concerned.
@@ -137,6 +138,9 @@ REQUESTS: dict[str, Build] = {
     # A dry run: a real sweep of a job that named nobody would archive the home school's file students.
     "ArchiveStudentsNotInJob": lambda w: pb.ArchiveStudentsNotInJobRequest(
         school_id=w.home.school.id, job_id=unique("job-"), dry_run=True
+    ),
+    "UndoStudentRows": lambda w: pb.UndoStudentRowsRequest(
+        school_id=w.home.school.id, job_id=unique("job-"), undo_job_id=unique("undo-")
     ),
 }
 

@@ -98,6 +98,7 @@ class World:
             "reason": lambda: "not one of ours",
             "code": lambda: "ABCD-EFGH",
             "job_id": lambda: unique("job-"),
+            "undo_job_id": lambda: unique("undo-"),
             "row_number": lambda: 1,
         }
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -16,10 +17,17 @@ from identity_service.adapters.postgres.unit_of_work import PostgresUnitOfWork
 from identity_service.domain.email_changes import EmailChangeState, NewEmailChange
 from identity_service.domain.identity_keys import EmailIdentity
 from identity_service.domain.mail import MailKind, OutgoingMail
-from identity_service.domain.student_file import Holder, ImportMark, RowOutcome, RowResult, Student
+from identity_service.domain.student_file import (
+    FieldChange,
+    Holder,
+    ImportMark,
+    RowOutcome,
+    RowResult,
+    Student,
+)
 from identity_service.domain.users import User, UserOrigin, UserStatus, UserType
 from identity_service.service.models import NewAuditEvent, School, StoredResponse
-from identity_service.service.ports import BatchConflict, SweptStudent, UserSearch
+from identity_service.service.ports import BatchConflict, SweptStudent, UndoClaim, UserSearch
 from shared.errors import Reason, RollcallError
 from tests.unit.identity_service.fakes import FakeDatabase
 
@@ -263,6 +271,55 @@ async def test_users_read_and_decided_as_a_set(new_uow: Callable[..., Any]) -> N
     async with new_uow() as uow:
         after = await uow.users.get_many(ids)
         assert [after[i].status for i in ids] == [UserStatus.ACTIVE, UserStatus.PENDING, UserStatus.ACTIVE]
+
+
+async def test_job_undos_claims_changes_versions_and_deletes(new_uow: Callable[..., Any]) -> None:
+    """Undo's repository: a job is claimed once (the same undo job repeats, another is refused, an
+    undo is never undone); the job's changes come back with the version after the row's batch; the
+    students with their versions; created students deleted; the undo job's outcomes replayed."""
+    school, job, undo_job = await _school(new_uow), uuid.uuid4().hex, uuid.uuid4().hex
+    email = f"{uuid.uuid4().hex[:8]}@uni.example"
+    holder = Holder(
+        str(uuid.uuid4()), UserType.STUDENT, school, UserStatus.ACTIVE, "s1", email, "Ann", "Lee", "", False
+    )
+    new = Student(
+        holder, ImportMark(T0, job, 7), EmailIdentity.of(email), is_new=True, changed=True, marked=True
+    )
+    created = RowResult(
+        7, RowOutcome.CREATED, False, holder.id, None, "created", (FieldChange("username", "", "s1"),)
+    )
+    async with new_uow(batch=True) as uow:
+        await uow.student_file.record_outcomes(
+            job, [created, RowResult(8, RowOutcome.FAILED, False, None, None, "")]
+        )
+        await uow.student_file.insert_students(job, T0, [new])
+    after = dataclasses.replace(holder, username="s2")
+    renamed = Student(after, ImportMark(T0, job, 9), EmailIdentity.of(email), changed=True)
+    updated = RowResult(
+        9, RowOutcome.UPDATED, False, holder.id, None, "", (FieldChange("username", "s1", "s2"),)
+    )
+    async with new_uow(batch=True) as uow:
+        await uow.student_file.record_outcomes(job, [updated])
+        await uow.student_file.update_students(job, T0, [renamed])
+    async with new_uow(batch=True) as uow:
+        changes = await uow.undos.job_changes(job)
+        assert [(c.row_number, c.outcome, c.user_id, c.changes, c.user_version) for c in changes] == [
+            (7, RowOutcome.CREATED, holder.id, created.changes, 1),
+            (9, RowOutcome.UPDATED, holder.id, updated.changes, 2),
+        ]
+        [(stored, version)] = await uow.undos.students([holder.id, str(uuid.uuid4())])
+        assert (stored.holder.username, version) == ("s2", 2)
+        assert await uow.undos.claim(job, undo_job) is UndoClaim.CLAIMED
+        deleted = RowResult(1, RowOutcome.DELETED, False, holder.id, None, "deleted")
+        await uow.student_file.record_outcomes(undo_job, [deleted])
+        await uow.undos.delete_students([holder.id])
+    async with new_uow(batch=True) as uow:
+        assert await uow.undos.claim(job, undo_job) is UndoClaim.REPEATED
+        assert await uow.undos.claim(job, uuid.uuid4().hex) is UndoClaim.REFUSED
+        assert await uow.undos.claim(undo_job, uuid.uuid4().hex) is UndoClaim.REFUSED
+        assert await uow.undos.replay(undo_job) == [deleted]
+        assert await uow.undos.students([holder.id]) == []
+        assert await uow.users.get(holder.id) is None
 
 
 async def test_roster_sweep_candidates_claims_and_archives(new_uow: Callable[..., Any]) -> None:

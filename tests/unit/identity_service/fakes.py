@@ -27,9 +27,17 @@ from identity_service.domain.email_changes import (
 from identity_service.domain.identity_keys import EmailIdentity, auth_identifier_key, email_key, username_key
 from identity_service.domain.mail import OutgoingMail
 from identity_service.domain.student_file import Holder, RowResult, StoredStudent, Student
+from identity_service.domain.undo import RecordedChange
 from identity_service.domain.users import User, UserOrigin, UserStatus, UserType
 from identity_service.service.models import AuditEvent, NewAuditEvent, School, StoredResponse
-from identity_service.service.ports import BatchConflict, OutboxMessage, SendFailed, SweptStudent, UserSearch
+from identity_service.service.ports import (
+    BatchConflict,
+    OutboxMessage,
+    SendFailed,
+    SweptStudent,
+    UndoClaim,
+    UserSearch,
+)
 from shared.errors import Reason, RollcallError, not_found
 
 
@@ -52,6 +60,8 @@ class FakeDatabase:
     rate_events: list[tuple[str, datetime]] = field(default_factory=list)
     outcomes: dict[tuple[str, int], RowResult] = field(default_factory=dict)
     sweeps: dict[str, list[SweptStudent]] = field(default_factory=dict)  # roster sweeps by job
+    outcome_versions: dict[tuple[str, int], int] = field(default_factory=dict)  # user_version (undo)
+    undos: dict[str, str] = field(default_factory=dict)  # job id → the undo job's id
     opened: list[dict[str, bool]] = field(default_factory=list)  # the options of every unit of work
 
     def factory(self) -> Callable[..., Any]:
@@ -83,6 +93,7 @@ class FakeUnitOfWork:
         self.outbox = FakeOutbox(db)
         self.rate_limits = FakeRateLimits(db)
         self.student_file = FakeStudentFile(db)
+        self.undos = FakeJobUndos(db)
 
 
 class FakeSchools:
@@ -598,6 +609,10 @@ class FakeStudentFile:
             raise BatchConflict(f"rows of job {job_id} were recorded by another call meanwhile")
         for result in results:
             self._db.outcomes[(job_id, result.row_number)] = result
+            if result.outcome.value in ("CREATED", "UPDATED", "ARCHIVED") and result.user_id:
+                # as the SQL: the stored version + 1 (the batch's one update), 1 for a new student
+                stored = self._db.users.get(result.user_id)
+                self._db.outcome_versions[(job_id, result.row_number)] = (stored.version if stored else 0) + 1
 
     async def park_keys(self, user_ids: Sequence[str]) -> None:
         for user_id in user_ids:
@@ -713,3 +728,40 @@ class FakeNotices:
 
 def new_id() -> str:
     return str(uuid.uuid4())
+
+
+class FakeJobUndos:
+    """``ports.JobUndos`` in memory (the contract test holds it to the PostgreSQL one)."""
+
+    def __init__(self, db: FakeDatabase) -> None:
+        self._db = db
+
+    async def claim(self, job_id: str, undo_job_id: str) -> UndoClaim:
+        if job_id in self._db.undos.values():
+            return UndoClaim.REFUSED
+        earlier = self._db.undos.get(job_id)
+        if earlier is None:
+            self._db.undos[job_id] = undo_job_id
+            return UndoClaim.CLAIMED
+        return UndoClaim.REPEATED if earlier == undo_job_id else UndoClaim.REFUSED
+
+    async def job_changes(self, job_id: str) -> list[RecordedChange]:
+        return [
+            RecordedChange(n, r.outcome, r.user_id, r.changes, self._db.outcome_versions.get((j, n)))
+            for (j, n), r in sorted(self._db.outcomes.items())
+            if j == job_id and r.user_id and r.outcome.value in ("CREATED", "UPDATED", "ARCHIVED")
+        ]
+
+    async def students(self, user_ids: Sequence[str]) -> list[tuple[StoredStudent, int]]:
+        files = FakeStudentFile(self._db)
+        found = [self._db.users[i] for i in sorted(set(user_ids)) if i in self._db.users]
+        return [(files._stored(u, EmailIdentity.of(u.email)), u.version) for u in found]
+
+    async def delete_students(self, user_ids: Sequence[str]) -> None:
+        for user_id in user_ids:
+            self._db.users.pop(user_id, None)
+            self._db.passwords.pop(user_id, None)
+            self._db.marks.pop(user_id, None)
+
+    async def replay(self, undo_job_id: str) -> list[RowResult]:
+        return [r for (j, _), r in sorted(self._db.outcomes.items()) if j == undo_job_id]

@@ -1301,3 +1301,63 @@ class ArchiveStudentsNotInJobResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ArchiveStudentsNotInJobResponse: _TypeAlias = ArchiveStudentsNotInJobResponse  # noqa: Y015
+
+@_typing.final
+class UndoStudentRowsRequest(_message.Message):
+    """Request of UndoStudentRows."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCHOOL_ID_FIELD_NUMBER: _builtins.int
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    UNDO_JOB_ID_FIELD_NUMBER: _builtins.int
+    UNDO_JOB_CREATE_TIME_FIELD_NUMBER: _builtins.int
+    school_id: _builtins.str
+    """The job's school."""
+    job_id: _builtins.str
+    """The job to undo (identity's recorded outcomes of it say what it did)."""
+    undo_job_id: _builtins.str
+    """The import job that is the undo (its rows are the results); 1..128 characters."""
+    @_builtins.property
+    def undo_job_create_time(self) -> _timestamp_pb2.Timestamp:
+        """When the undo job was created (the import mark the reverted students get)."""
+
+    def __init__(
+        self,
+        *,
+        school_id: _builtins.str = ...,
+        job_id: _builtins.str = ...,
+        undo_job_id: _builtins.str = ...,
+        undo_job_create_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["undo_job_create_time", b"undo_job_create_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id", "school_id", b"school_id", "undo_job_create_time", b"undo_job_create_time", "undo_job_id", b"undo_job_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UndoStudentRowsRequest: _TypeAlias = UndoStudentRowsRequest  # noqa: Y015
+
+@_typing.final
+class UndoStudentRowsResponse(_message.Message):
+    """Response of UndoStudentRows."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[_student_rows_pb2.RowResult]:
+        """One per student the job changed, row numbers 1..n in the order of the job's first row naming each."""
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[_student_rows_pb2.RowResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UndoStudentRowsResponse: _TypeAlias = UndoStudentRowsResponse  # noqa: Y015

@@ -169,6 +169,11 @@ class IdentityServiceStub:
                 request_serializer=rollcall_dot_identity_dot_v1_dot_identity__service__pb2.ArchiveStudentsNotInJobRequest.SerializeToString,
                 response_deserializer=rollcall_dot_identity_dot_v1_dot_identity__service__pb2.ArchiveStudentsNotInJobResponse.FromString,
                 _registered_method=True)
+        self.UndoStudentRows = channel.unary_unary(
+                '/rollcall.identity.v1.IdentityService/UndoStudentRows',
+                request_serializer=rollcall_dot_identity_dot_v1_dot_identity__service__pb2.UndoStudentRowsRequest.SerializeToString,
+                response_deserializer=rollcall_dot_identity_dot_v1_dot_identity__service__pb2.UndoStudentRowsResponse.FromString,
+                _registered_method=True)
 
 
 class IdentityServiceServicer:
@@ -362,6 +367,17 @@ class IdentityServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UndoStudentRows(self, request, context):
+        """Undoes an import job from identity's recorded outcomes of it: one result per student the job
+        changed (UPDATED: put back; DELETED: created by the job, deleted; SKIPPED CHANGED_SINCE: changed
+        by anything after the job, untouched), recorded as the undo job's rows 1..n. The same undo_job_id
+        again answers the same results; undo of an undo or of a job already undone → FAILED_PRECONDITION
+        JOB_NOT_UNDOABLE. importer, admin.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IdentityServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -494,6 +510,11 @@ def add_IdentityServiceServicer_to_server(servicer, server):
                     servicer.ArchiveStudentsNotInJob,
                     request_deserializer=rollcall_dot_identity_dot_v1_dot_identity__service__pb2.ArchiveStudentsNotInJobRequest.FromString,
                     response_serializer=rollcall_dot_identity_dot_v1_dot_identity__service__pb2.ArchiveStudentsNotInJobResponse.SerializeToString,
+            ),
+            'UndoStudentRows': grpc.unary_unary_rpc_method_handler(
+                    servicer.UndoStudentRows,
+                    request_deserializer=rollcall_dot_identity_dot_v1_dot_identity__service__pb2.UndoStudentRowsRequest.FromString,
+                    response_serializer=rollcall_dot_identity_dot_v1_dot_identity__service__pb2.UndoStudentRowsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1201,6 +1222,33 @@ class IdentityService:
             '/rollcall.identity.v1.IdentityService/ArchiveStudentsNotInJob',
             rollcall_dot_identity_dot_v1_dot_identity__service__pb2.ArchiveStudentsNotInJobRequest.SerializeToString,
             rollcall_dot_identity_dot_v1_dot_identity__service__pb2.ArchiveStudentsNotInJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UndoStudentRows(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rollcall.identity.v1.IdentityService/UndoStudentRows',
+            rollcall_dot_identity_dot_v1_dot_identity__service__pb2.UndoStudentRowsRequest.SerializeToString,
+            rollcall_dot_identity_dot_v1_dot_identity__service__pb2.UndoStudentRowsResponse.FromString,
             options,
             channel_credentials,
             insecure,

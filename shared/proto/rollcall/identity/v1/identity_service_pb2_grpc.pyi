@@ -95,6 +95,13 @@ class IdentityServiceStub:
     """The end-of-job sweep of a full-roster job: archives the school's ACTIVE file students (file
     updates on) whom no row of the job named. Idempotent per job. importer, admin.
     """
+    UndoStudentRows: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.UndoStudentRowsRequest, _identity_service_pb2.UndoStudentRowsResponse]
+    """Undoes an import job from identity's recorded outcomes of it: one result per student the job
+    changed (UPDATED: put back; DELETED: created by the job, deleted; SKIPPED CHANGED_SINCE: changed
+    by anything after the job, untouched), recorded as the undo job's rows 1..n. The same undo_job_id
+    again answers the same results; undo of an undo or of a job already undone → FAILED_PRECONDITION
+    JOB_NOT_UNDOABLE. importer, admin.
+    """
 
 @_typing.type_check_only
 class IdentityServiceAsyncStub(IdentityServiceStub):
@@ -160,6 +167,13 @@ class IdentityServiceAsyncStub(IdentityServiceStub):
     ArchiveStudentsNotInJob: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.ArchiveStudentsNotInJobRequest, _identity_service_pb2.ArchiveStudentsNotInJobResponse]  # type: ignore[assignment]
     """The end-of-job sweep of a full-roster job: archives the school's ACTIVE file students (file
     updates on) whom no row of the job named. Idempotent per job. importer, admin.
+    """
+    UndoStudentRows: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.UndoStudentRowsRequest, _identity_service_pb2.UndoStudentRowsResponse]  # type: ignore[assignment]
+    """Undoes an import job from identity's recorded outcomes of it: one result per student the job
+    changed (UPDATED: put back; DELETED: created by the job, deleted; SKIPPED CHANGED_SINCE: changed
+    by anything after the job, untouched), recorded as the undo job's rows 1..n. The same undo_job_id
+    again answers the same results; undo of an undo or of a job already undone → FAILED_PRECONDITION
+    JOB_NOT_UNDOABLE. importer, admin.
     """
 
 class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -379,6 +393,19 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_identity_service_pb2.ArchiveStudentsNotInJobResponse, _abc.Awaitable[_identity_service_pb2.ArchiveStudentsNotInJobResponse]]:
         """The end-of-job sweep of a full-roster job: archives the school's ACTIVE file students (file
         updates on) whom no row of the job named. Idempotent per job. importer, admin.
+        """
+
+    @_abc_1.abstractmethod
+    def UndoStudentRows(
+        self,
+        request: _identity_service_pb2.UndoStudentRowsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_service_pb2.UndoStudentRowsResponse, _abc.Awaitable[_identity_service_pb2.UndoStudentRowsResponse]]:
+        """Undoes an import job from identity's recorded outcomes of it: one result per student the job
+        changed (UPDATED: put back; DELETED: created by the job, deleted; SKIPPED CHANGED_SINCE: changed
+        by anything after the job, untouched), recorded as the undo job's rows 1..n. The same undo_job_id
+        again answers the same results; undo of an undo or of a job already undone → FAILED_PRECONDITION
+        JOB_NOT_UNDOABLE. importer, admin.
         """
 
 def add_IdentityServiceServicer_to_server(servicer: IdentityServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

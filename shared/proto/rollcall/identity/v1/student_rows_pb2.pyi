@@ -63,6 +63,8 @@ class _RowOutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RowOutcome
     """The row could not be applied (see reason and message)."""
     ROW_OUTCOME_ARCHIVED: _RowOutcome.ValueType  # 6
     """An ACTIVE student was archived by an explicit status=archived row."""
+    ROW_OUTCOME_DELETED: _RowOutcome.ValueType  # 7
+    """An undo deleted a student the undone job had created (UndoStudentRows only)."""
 
 class RowOutcome(_RowOutcome, metaclass=_RowOutcomeEnumTypeWrapper):
     """What happened to one row."""
@@ -81,6 +83,8 @@ ROW_OUTCOME_FAILED: RowOutcome.ValueType  # 5
 """The row could not be applied (see reason and message)."""
 ROW_OUTCOME_ARCHIVED: RowOutcome.ValueType  # 6
 """An ACTIVE student was archived by an explicit status=archived row."""
+ROW_OUTCOME_DELETED: RowOutcome.ValueType  # 7
+"""An undo deleted a student the undone job had created (UndoStudentRows only)."""
 Global___RowOutcome: _TypeAlias = RowOutcome  # noqa: Y015
 
 @_typing.final
