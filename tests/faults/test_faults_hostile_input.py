@@ -538,16 +538,20 @@ async def test_f6_a_few_hundred_fuzzed_rpcs_get_clear_errors_and_crash_nothing(
     after = await _table_counts(stack)
     ok = Counter({method: n for (method, result), n in outcomes.items() if result == "OK"})
     assert after["schools"] - before["schools"] == ok["CreateSchool"]
-    assert (
-        after["users"] - before["users"]
-        == ok["CreateUser"] + ok["SignUpStudent"] - ok["DeletePendingStudent"]
-    )
+    # an undo (UndoStudentRows of the fuzzer's real job) may delete the students that job created
+    undone = ok["UndoStudentRows"]
+    made = ok["CreateUser"] + ok["SignUpStudent"] - ok["DeletePendingStudent"]
+    assert made - 1000 * undone <= after["users"] - before["users"] <= made
     assert (
         after["email_changes"] - before["email_changes"]
         == ok["RequestEmailChange"] + ok["MergePendingStudent"]
     )
     assert after["import.jobs"] - before["import.jobs"] == ok["SubmitFile"] + ok["RetryFailedRows"]
-    assert after["import_row_outcomes"] - before["import_row_outcomes"] <= 1000 * ok["ApplyStudentRows"]
+    recorded = after["import_row_outcomes"] - before["import_row_outcomes"]
+    # identity records outcomes for ApplyStudentRows, an undo (one a student), and the rows of the
+    # jobs a fuzzed SubmitFile or RetryFailedRows started (the import service applies them meanwhile)
+    started = ok["SubmitFile"] + ok["RetryFailedRows"]
+    assert recorded <= 1000 * (ok["ApplyStudentRows"] + undone) + 100_000 * started
     assert sum(outcomes.values()) == 320
     assert sum(n for (_, result), n in outcomes.items() if result.startswith("INVALID_ARGUMENT")) > 50
     await _still_standing(stack, pids)
