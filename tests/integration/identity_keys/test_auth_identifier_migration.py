@@ -4,7 +4,6 @@ in auth_identifier_duplicates and a log line) and leaves their key NULL instead 
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,25 +13,14 @@ import pytest
 
 from identity_service.adapters.postgres import MIGRATION_LOCK_KEY, MIGRATIONS
 from identity_service.domain.identity_keys import EmailIdentity, auth_identifier_key, username_key
-from shared.pg import migrate, with_database
+from shared.pg import migrate
+from tests.integration.identity_keys.migration_support import migrated_up_to
 
 
 @pytest.fixture
 async def before_0040(pg_server_url: str, tmp_path: Path) -> AsyncIterator[str]:
-    name = f"rcauth_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(pg_server_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    url = with_database(pg_server_url, name)
-    before = tmp_path / "before"
-    before.mkdir()
-    for path in sorted(MIGRATIONS.glob("00[0-3][0-9]_*")):
-        shutil.copy(path, before / path.name)
-    await migrate(url, before, lock_key=MIGRATION_LOCK_KEY)
-    try:
+    async with migrated_up_to(pg_server_url, tmp_path / "before", "00[0-3][0-9]_*") as url:
         yield url
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 async def _add(conn: asyncpg.Connection, school: uuid.UUID, username: str, auth: str) -> str:
