@@ -1003,6 +1003,7 @@ class ApplyStudentRowsRequest(_message.Message):
     DRY_RUN_FIELD_NUMBER: _builtins.int
     ROWS_FIELD_NUMBER: _builtins.int
     JOB_CREATE_TIME_FIELD_NUMBER: _builtins.int
+    FULL_ROSTER_FIELD_NUMBER: _builtins.int
     school_id: _builtins.str
     """The school the file belongs to."""
     job_id: _builtins.str
@@ -1013,6 +1014,10 @@ class ApplyStudentRowsRequest(_message.Message):
     """Whether sensitive fields may change (MANUAL_FILE only)."""
     dry_run: _builtins.bool
     """Compute outcomes only; change nothing."""
+    full_roster: _builtins.bool
+    """The job is its school's whole student list. In a dry run identity then remembers which students
+    the rows named (nothing else), so ArchiveStudentsNotInJob's dry run can tell who would be archived.
+    """
     @_builtins.property
     def rows(self) -> _containers.RepeatedCompositeFieldContainer[_student_rows_pb2.StudentRow]:
         """1..1000 rows."""
@@ -1031,10 +1036,11 @@ class ApplyStudentRowsRequest(_message.Message):
         dry_run: _builtins.bool = ...,
         rows: _abc.Iterable[_student_rows_pb2.StudentRow] | None = ...,
         job_create_time: _timestamp_pb2.Timestamp | None = ...,
+        full_roster: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["job_create_time", b"job_create_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dry_run", b"dry_run", "job_create_time", b"job_create_time", "job_id", b"job_id", "mode", b"mode", "rows", b"rows", "school_id", b"school_id", "sensitive_fields_update", b"sensitive_fields_update"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dry_run", b"dry_run", "full_roster", b"full_roster", "job_create_time", b"job_create_time", "job_id", b"job_id", "mode", b"mode", "rows", b"rows", "school_id", b"school_id", "sensitive_fields_update", b"sensitive_fields_update"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1301,6 +1307,54 @@ class ArchiveStudentsNotInJobResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ArchiveStudentsNotInJobResponse: _TypeAlias = ArchiveStudentsNotInJobResponse  # noqa: Y015
+
+@_typing.final
+class GetImportGuardRequest(_message.Message):
+    """Request of GetImportGuard."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCHOOL_ID_FIELD_NUMBER: _builtins.int
+    school_id: _builtins.str
+    """The school."""
+    def __init__(
+        self,
+        *,
+        school_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["school_id", b"school_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetImportGuardRequest: _TypeAlias = GetImportGuardRequest  # noqa: Y015
+
+@_typing.final
+class ImportGuard(_message.Message):
+    """A school's guard figures, read when a guarded job is decided."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANGE_THRESHOLD_PERCENT_FIELD_NUMBER: _builtins.int
+    SCHOOL_STUDENTS_FIELD_NUMBER: _builtins.int
+    change_threshold_percent: _builtins.int
+    """The school's change threshold in percent (0: the guard is off)."""
+    school_students: _builtins.int
+    """The school's students, any status."""
+    def __init__(
+        self,
+        *,
+        change_threshold_percent: _builtins.int = ...,
+        school_students: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["change_threshold_percent", b"change_threshold_percent", "school_students", b"school_students"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportGuard: _TypeAlias = ImportGuard  # noqa: Y015
 
 @_typing.final
 class UndoStudentRowsRequest(_message.Message):

@@ -174,6 +174,11 @@ class IdentityServiceStub:
                 request_serializer=rollcall_dot_identity_dot_v1_dot_identity__service__pb2.UndoStudentRowsRequest.SerializeToString,
                 response_deserializer=rollcall_dot_identity_dot_v1_dot_identity__service__pb2.UndoStudentRowsResponse.FromString,
                 _registered_method=True)
+        self.GetImportGuard = channel.unary_unary(
+                '/rollcall.identity.v1.IdentityService/GetImportGuard',
+                request_serializer=rollcall_dot_identity_dot_v1_dot_identity__service__pb2.GetImportGuardRequest.SerializeToString,
+                response_deserializer=rollcall_dot_identity_dot_v1_dot_identity__service__pb2.ImportGuard.FromString,
+                _registered_method=True)
 
 
 class IdentityServiceServicer:
@@ -368,11 +373,19 @@ class IdentityServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def UndoStudentRows(self, request, context):
-        """Undoes an import job from identity's recorded outcomes of it: one result per student the job
-        changed (UPDATED: put back; DELETED: created by the job, deleted; SKIPPED CHANGED_SINCE: changed
-        by anything after the job, untouched), recorded as the undo job's rows 1..n. The same undo_job_id
+        """Undoes an import job from identity's recorded outcomes of it and its full-roster sweep: one
+        result per student the job changed (UPDATED: put back, archived students ACTIVE again; DELETED:
+        created by the job, deleted; SKIPPED CHANGED_SINCE: changed by anything after the job, untouched), recorded as the undo job's rows 1..n. The same undo_job_id
         again answers the same results; undo of an undo or of a job already undone → FAILED_PRECONDITION
         JOB_NOT_UNDOABLE. importer, admin.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetImportGuard(self, request, context):
+        """What a guarded import job is measured against: the school's change threshold and its number of
+        students (any status). importer, admin.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -515,6 +528,11 @@ def add_IdentityServiceServicer_to_server(servicer, server):
                     servicer.UndoStudentRows,
                     request_deserializer=rollcall_dot_identity_dot_v1_dot_identity__service__pb2.UndoStudentRowsRequest.FromString,
                     response_serializer=rollcall_dot_identity_dot_v1_dot_identity__service__pb2.UndoStudentRowsResponse.SerializeToString,
+            ),
+            'GetImportGuard': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetImportGuard,
+                    request_deserializer=rollcall_dot_identity_dot_v1_dot_identity__service__pb2.GetImportGuardRequest.FromString,
+                    response_serializer=rollcall_dot_identity_dot_v1_dot_identity__service__pb2.ImportGuard.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1249,6 +1267,33 @@ class IdentityService:
             '/rollcall.identity.v1.IdentityService/UndoStudentRows',
             rollcall_dot_identity_dot_v1_dot_identity__service__pb2.UndoStudentRowsRequest.SerializeToString,
             rollcall_dot_identity_dot_v1_dot_identity__service__pb2.UndoStudentRowsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetImportGuard(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rollcall.identity.v1.IdentityService/GetImportGuard',
+            rollcall_dot_identity_dot_v1_dot_identity__service__pb2.GetImportGuardRequest.SerializeToString,
+            rollcall_dot_identity_dot_v1_dot_identity__service__pb2.ImportGuard.FromString,
             options,
             channel_credentials,
             insecure,

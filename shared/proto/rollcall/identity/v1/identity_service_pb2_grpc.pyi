@@ -96,11 +96,15 @@ class IdentityServiceStub:
     updates on) whom no row of the job named. Idempotent per job. importer, admin.
     """
     UndoStudentRows: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.UndoStudentRowsRequest, _identity_service_pb2.UndoStudentRowsResponse]
-    """Undoes an import job from identity's recorded outcomes of it: one result per student the job
-    changed (UPDATED: put back; DELETED: created by the job, deleted; SKIPPED CHANGED_SINCE: changed
-    by anything after the job, untouched), recorded as the undo job's rows 1..n. The same undo_job_id
+    """Undoes an import job from identity's recorded outcomes of it and its full-roster sweep: one
+    result per student the job changed (UPDATED: put back, archived students ACTIVE again; DELETED:
+    created by the job, deleted; SKIPPED CHANGED_SINCE: changed by anything after the job, untouched), recorded as the undo job's rows 1..n. The same undo_job_id
     again answers the same results; undo of an undo or of a job already undone → FAILED_PRECONDITION
     JOB_NOT_UNDOABLE. importer, admin.
+    """
+    GetImportGuard: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.GetImportGuardRequest, _identity_service_pb2.ImportGuard]
+    """What a guarded import job is measured against: the school's change threshold and its number of
+    students (any status). importer, admin.
     """
 
 @_typing.type_check_only
@@ -169,11 +173,15 @@ class IdentityServiceAsyncStub(IdentityServiceStub):
     updates on) whom no row of the job named. Idempotent per job. importer, admin.
     """
     UndoStudentRows: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.UndoStudentRowsRequest, _identity_service_pb2.UndoStudentRowsResponse]  # type: ignore[assignment]
-    """Undoes an import job from identity's recorded outcomes of it: one result per student the job
-    changed (UPDATED: put back; DELETED: created by the job, deleted; SKIPPED CHANGED_SINCE: changed
-    by anything after the job, untouched), recorded as the undo job's rows 1..n. The same undo_job_id
+    """Undoes an import job from identity's recorded outcomes of it and its full-roster sweep: one
+    result per student the job changed (UPDATED: put back, archived students ACTIVE again; DELETED:
+    created by the job, deleted; SKIPPED CHANGED_SINCE: changed by anything after the job, untouched), recorded as the undo job's rows 1..n. The same undo_job_id
     again answers the same results; undo of an undo or of a job already undone → FAILED_PRECONDITION
     JOB_NOT_UNDOABLE. importer, admin.
+    """
+    GetImportGuard: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.GetImportGuardRequest, _identity_service_pb2.ImportGuard]  # type: ignore[assignment]
+    """What a guarded import job is measured against: the school's change threshold and its number of
+    students (any status). importer, admin.
     """
 
 class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -401,11 +409,21 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _identity_service_pb2.UndoStudentRowsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_identity_service_pb2.UndoStudentRowsResponse, _abc.Awaitable[_identity_service_pb2.UndoStudentRowsResponse]]:
-        """Undoes an import job from identity's recorded outcomes of it: one result per student the job
-        changed (UPDATED: put back; DELETED: created by the job, deleted; SKIPPED CHANGED_SINCE: changed
-        by anything after the job, untouched), recorded as the undo job's rows 1..n. The same undo_job_id
+        """Undoes an import job from identity's recorded outcomes of it and its full-roster sweep: one
+        result per student the job changed (UPDATED: put back, archived students ACTIVE again; DELETED:
+        created by the job, deleted; SKIPPED CHANGED_SINCE: changed by anything after the job, untouched), recorded as the undo job's rows 1..n. The same undo_job_id
         again answers the same results; undo of an undo or of a job already undone → FAILED_PRECONDITION
         JOB_NOT_UNDOABLE. importer, admin.
+        """
+
+    @_abc_1.abstractmethod
+    def GetImportGuard(
+        self,
+        request: _identity_service_pb2.GetImportGuardRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_service_pb2.ImportGuard, _abc.Awaitable[_identity_service_pb2.ImportGuard]]:
+        """What a guarded import job is measured against: the school's change threshold and its number of
+        students (any status). importer, admin.
         """
 
 def add_IdentityServiceServicer_to_server(servicer: IdentityServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -32,7 +32,13 @@ class _ImportJobStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Import
     IMPORT_JOB_STATE_RECEIVING: _ImportJobState.ValueType  # 1
     """End-of-file not yet seen, or rows without an outcome."""
     IMPORT_JOB_STATE_COMPLETED: _ImportJobState.ValueType  # 2
-    """End-of-file seen and every row has an outcome."""
+    """End-of-file seen and every row has an outcome (a full roster's sweep done)."""
+    IMPORT_JOB_STATE_HELD: _ImportJobState.ValueType  # 3
+    """A guarded job whose preview exceeds the school's change threshold: nothing applied, waiting for
+    ReleaseImportJob or DiscardImportJob (see `hold`).
+    """
+    IMPORT_JOB_STATE_DISCARDED: _ImportJobState.ValueType  # 4
+    """A held job that was discarded: nothing applied."""
 
 class ImportJobState(_ImportJobState, metaclass=_ImportJobStateEnumTypeWrapper):
     """Where a job stands."""
@@ -42,7 +48,13 @@ IMPORT_JOB_STATE_UNSPECIFIED: ImportJobState.ValueType  # 0
 IMPORT_JOB_STATE_RECEIVING: ImportJobState.ValueType  # 1
 """End-of-file not yet seen, or rows without an outcome."""
 IMPORT_JOB_STATE_COMPLETED: ImportJobState.ValueType  # 2
-"""End-of-file seen and every row has an outcome."""
+"""End-of-file seen and every row has an outcome (a full roster's sweep done)."""
+IMPORT_JOB_STATE_HELD: ImportJobState.ValueType  # 3
+"""A guarded job whose preview exceeds the school's change threshold: nothing applied, waiting for
+ReleaseImportJob or DiscardImportJob (see `hold`).
+"""
+IMPORT_JOB_STATE_DISCARDED: ImportJobState.ValueType  # 4
+"""A held job that was discarded: nothing applied."""
 Global___ImportJobState: _TypeAlias = ImportJobState  # noqa: Y015
 
 class _FileFormat:
@@ -68,6 +80,40 @@ FILE_FORMAT_CSV: FileFormat.ValueType  # 1
 FILE_FORMAT_ONEROSTER_USERS: FileFormat.ValueType  # 2
 """OneRoster 1.1 users.csv."""
 Global___FileFormat: _TypeAlias = FileFormat  # noqa: Y015
+
+@_typing.final
+class JobHold(_message.Message):
+    """Why a guarded job is held: what its preview would change, against the school's threshold."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SENSITIVE_CHANGES_FIELD_NUMBER: _builtins.int
+    ARCHIVES_FIELD_NUMBER: _builtins.int
+    SCHOOL_STUDENTS_FIELD_NUMBER: _builtins.int
+    THRESHOLD_PERCENT_FIELD_NUMBER: _builtins.int
+    sensitive_changes: _builtins.int
+    """Students whose username, email address or auth identifier the job would change."""
+    archives: _builtins.int
+    """Students the job would archive (explicit archive rows and, for a full roster, the sweep)."""
+    school_students: _builtins.int
+    """The school's students (any status) when the job was decided."""
+    threshold_percent: _builtins.int
+    """The school's change_threshold_percent when the job was decided."""
+    def __init__(
+        self,
+        *,
+        sensitive_changes: _builtins.int = ...,
+        archives: _builtins.int = ...,
+        school_students: _builtins.int = ...,
+        threshold_percent: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["archives", b"archives", "school_students", b"school_students", "sensitive_changes", b"sensitive_changes", "threshold_percent", b"threshold_percent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___JobHold: _TypeAlias = JobHold  # noqa: Y015
 
 @_typing.final
 class ImportCounts(_message.Message):
@@ -164,6 +210,9 @@ class ImportJob(_message.Message):
     DEAD_LETTERED_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     COMPLETE_TIME_FIELD_NUMBER: _builtins.int
+    FULL_ROSTER_FIELD_NUMBER: _builtins.int
+    UNDO_OF_JOB_ID_FIELD_NUMBER: _builtins.int
+    HOLD_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     """Chosen by the connector (or the service for uploads and retries); unique."""
     parent_job_id: _builtins.str
@@ -186,6 +235,10 @@ class ImportJob(_message.Message):
     """Distinct rows received so far."""
     dead_lettered: _builtins.int
     """Messages of this job that went to the dead-letter queue."""
+    full_roster: _builtins.bool
+    """The file is the school's whole student list: students it does not name are archived."""
+    undo_of_job_id: _builtins.str
+    """For an undo, the job it undoes."""
     @_builtins.property
     def counts(self) -> Global___ImportCounts:
         """Rows by outcome."""
@@ -196,7 +249,11 @@ class ImportJob(_message.Message):
 
     @_builtins.property
     def complete_time(self) -> _timestamp_pb2.Timestamp:
-        """When it completed."""
+        """When it completed (or was discarded)."""
+
+    @_builtins.property
+    def hold(self) -> Global___JobHold:
+        """While HELD (and after a release or discard): the figures the job was held for."""
 
     def __init__(
         self,
@@ -215,10 +272,13 @@ class ImportJob(_message.Message):
         dead_lettered: _builtins.int = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         complete_time: _timestamp_pb2.Timestamp | None = ...,
+        full_roster: _builtins.bool = ...,
+        undo_of_job_id: _builtins.str = ...,
+        hold: Global___JobHold | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["complete_time", b"complete_time", "counts", b"counts", "create_time", b"create_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["complete_time", b"complete_time", "counts", b"counts", "create_time", b"create_time", "hold", b"hold"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["complete_time", b"complete_time", "counts", b"counts", "create_time", b"create_time", "dead_lettered", b"dead_lettered", "dry_run", b"dry_run", "job_id", b"job_id", "mode", b"mode", "parent_job_id", b"parent_job_id", "rows_received", b"rows_received", "school_id", b"school_id", "sensitive_fields_update", b"sensitive_fields_update", "source_name", b"source_name", "state", b"state", "total_rows", b"total_rows"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["complete_time", b"complete_time", "counts", b"counts", "create_time", b"create_time", "dead_lettered", b"dead_lettered", "dry_run", b"dry_run", "full_roster", b"full_roster", "hold", b"hold", "job_id", b"job_id", "mode", b"mode", "parent_job_id", b"parent_job_id", "rows_received", b"rows_received", "school_id", b"school_id", "sensitive_fields_update", b"sensitive_fields_update", "source_name", b"source_name", "state", b"state", "total_rows", b"total_rows", "undo_of_job_id", b"undo_of_job_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -236,6 +296,7 @@ class FileHeader(_message.Message):
     DRY_RUN_FIELD_NUMBER: _builtins.int
     SOURCE_NAME_FIELD_NUMBER: _builtins.int
     FORMAT_FIELD_NUMBER: _builtins.int
+    FULL_ROSTER_FIELD_NUMBER: _builtins.int
     school_id: _builtins.str
     """The school."""
     mode: _student_rows_pb2.ImportMode.ValueType
@@ -248,6 +309,8 @@ class FileHeader(_message.Message):
     """The file's name."""
     format: Global___FileFormat.ValueType
     """CSV or OneRoster."""
+    full_roster: _builtins.bool
+    """The file is the school's whole student list (students it does not name are archived)."""
     def __init__(
         self,
         *,
@@ -257,10 +320,11 @@ class FileHeader(_message.Message):
         dry_run: _builtins.bool = ...,
         source_name: _builtins.str = ...,
         format: Global___FileFormat.ValueType = ...,
+        full_roster: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dry_run", b"dry_run", "format", b"format", "mode", b"mode", "school_id", b"school_id", "sensitive_fields_update", b"sensitive_fields_update", "source_name", b"source_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dry_run", b"dry_run", "format", b"format", "full_roster", b"full_roster", "mode", b"mode", "school_id", b"school_id", "sensitive_fields_update", b"sensitive_fields_update", "source_name", b"source_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -657,6 +721,7 @@ class ImportMessage(_message.Message):
     ROWS_FIELD_NUMBER: _builtins.int
     END_FIELD_NUMBER: _builtins.int
     PARENT_JOB_ID_FIELD_NUMBER: _builtins.int
+    FULL_ROSTER_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     """Chosen by the connector, unique per file; every message of a file carries the same one."""
     school_id: _builtins.str
@@ -671,6 +736,11 @@ class ImportMessage(_message.Message):
     """The file's name or the connector's label."""
     parent_job_id: _builtins.str
     """For a re-drive, the job it came from."""
+    full_roster: _builtins.bool
+    """The file is the school's whole student list: when the job completes, the school's ACTIVE file
+    students it does not name are archived. The job is guarded (previewed first, held when it
+    would archive more than the school's change threshold).
+    """
     @_builtins.property
     def rows(self) -> Global___RowChunk:
         """Some rows of the file."""
@@ -691,13 +761,186 @@ class ImportMessage(_message.Message):
         rows: Global___RowChunk | None = ...,
         end: Global___JobEnd | None = ...,
         parent_job_id: _builtins.str = ...,
+        full_roster: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "end", b"end", "rows", b"rows"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "dry_run", b"dry_run", "end", b"end", "job_id", b"job_id", "mode", b"mode", "parent_job_id", b"parent_job_id", "rows", b"rows", "school_id", b"school_id", "sensitive_fields_update", b"sensitive_fields_update", "source_name", b"source_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "dry_run", b"dry_run", "end", b"end", "full_roster", b"full_roster", "job_id", b"job_id", "mode", b"mode", "parent_job_id", b"parent_job_id", "rows", b"rows", "school_id", b"school_id", "sensitive_fields_update", b"sensitive_fields_update", "source_name", b"source_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["rows", "end"]  # noqa: Y015
     _WhichOneofArgType_body: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_body) -> _WhichOneofReturnType_body | None: ...
 
 Global___ImportMessage: _TypeAlias = ImportMessage  # noqa: Y015
+
+@_typing.final
+class ReleaseImportJobRequest(_message.Message):
+    """Request of ReleaseImportJob."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    """The HELD job."""
+    request_id: _builtins.str
+    """Idempotency key (optional): the same key again answers the job without releasing it twice."""
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReleaseImportJobRequest: _TypeAlias = ReleaseImportJobRequest  # noqa: Y015
+
+@_typing.final
+class DiscardImportJobRequest(_message.Message):
+    """Request of DiscardImportJob."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    """The HELD job."""
+    request_id: _builtins.str
+    """Idempotency key (optional)."""
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DiscardImportJobRequest: _TypeAlias = DiscardImportJobRequest  # noqa: Y015
+
+@_typing.final
+class UndoImportJobRequest(_message.Message):
+    """Request of UndoImportJob."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    """The COMPLETED job to undo."""
+    request_id: _builtins.str
+    """Idempotency key (optional): the same key again answers the same undo job."""
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UndoImportJobRequest: _TypeAlias = UndoImportJobRequest  # noqa: Y015
+
+@_typing.final
+class ListJobArchivesRequest(_message.Message):
+    """Request of ListJobArchives."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    """The full-roster job."""
+    page_size: _builtins.int
+    """1..500, default 50."""
+    page_token: _builtins.str
+    """From a previous response."""
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListJobArchivesRequest: _TypeAlias = ListJobArchivesRequest  # noqa: Y015
+
+@_typing.final
+class JobArchive(_message.Message):
+    """A student a full-roster job archived."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    USERNAME_FIELD_NUMBER: _builtins.int
+    EMAIL_ADDRESS_FIELD_NUMBER: _builtins.int
+    ARCHIVE_TIME_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    """The student."""
+    username: _builtins.str
+    """The student's username (may be empty)."""
+    email_address: _builtins.str
+    """The student's email address."""
+    @_builtins.property
+    def archive_time(self) -> _timestamp_pb2.Timestamp:
+        """When the sweep archived the student (unset while the job is HELD: would be archived)."""
+
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        username: _builtins.str = ...,
+        email_address: _builtins.str = ...,
+        archive_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["archive_time", b"archive_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["archive_time", b"archive_time", "email_address", b"email_address", "user_id", b"user_id", "username", b"username"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___JobArchive: _TypeAlias = JobArchive  # noqa: Y015
+
+@_typing.final
+class ListJobArchivesResponse(_message.Message):
+    """Response of ListJobArchives."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ARCHIVES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Empty on the last page."""
+    @_builtins.property
+    def archives(self) -> _containers.RepeatedCompositeFieldContainer[Global___JobArchive]:
+        """By user id."""
+
+    def __init__(
+        self,
+        *,
+        archives: _abc.Iterable[Global___JobArchive] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["archives", b"archives", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListJobArchivesResponse: _TypeAlias = ListJobArchivesResponse  # noqa: Y015

@@ -72,6 +72,26 @@ class ImportServiceStub:
                 request_serializer=rollcall_dot_importer_dot_v1_dot_import__service__pb2.RetryFailedRowsRequest.SerializeToString,
                 response_deserializer=rollcall_dot_importer_dot_v1_dot_import__service__pb2.ImportJob.FromString,
                 _registered_method=True)
+        self.ReleaseImportJob = channel.unary_unary(
+                '/rollcall.importer.v1.ImportService/ReleaseImportJob',
+                request_serializer=rollcall_dot_importer_dot_v1_dot_import__service__pb2.ReleaseImportJobRequest.SerializeToString,
+                response_deserializer=rollcall_dot_importer_dot_v1_dot_import__service__pb2.ImportJob.FromString,
+                _registered_method=True)
+        self.DiscardImportJob = channel.unary_unary(
+                '/rollcall.importer.v1.ImportService/DiscardImportJob',
+                request_serializer=rollcall_dot_importer_dot_v1_dot_import__service__pb2.DiscardImportJobRequest.SerializeToString,
+                response_deserializer=rollcall_dot_importer_dot_v1_dot_import__service__pb2.ImportJob.FromString,
+                _registered_method=True)
+        self.UndoImportJob = channel.unary_unary(
+                '/rollcall.importer.v1.ImportService/UndoImportJob',
+                request_serializer=rollcall_dot_importer_dot_v1_dot_import__service__pb2.UndoImportJobRequest.SerializeToString,
+                response_deserializer=rollcall_dot_importer_dot_v1_dot_import__service__pb2.ImportJob.FromString,
+                _registered_method=True)
+        self.ListJobArchives = channel.unary_unary(
+                '/rollcall.importer.v1.ImportService/ListJobArchives',
+                request_serializer=rollcall_dot_importer_dot_v1_dot_import__service__pb2.ListJobArchivesRequest.SerializeToString,
+                response_deserializer=rollcall_dot_importer_dot_v1_dot_import__service__pb2.ListJobArchivesResponse.FromString,
+                _registered_method=True)
 
 
 class ImportServiceServicer:
@@ -129,6 +149,38 @@ class ImportServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReleaseImportJob(self, request, context):
+        """Applies a HELD job: every row is decided afresh against the students as they are now (a row
+        another job changed meanwhile is never applied from the stale preview). Staff of the job's
+        school, admin.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DiscardImportJob(self, request, context):
+        """Ends a HELD job with nothing applied (state DISCARDED). Staff of the job's school, admin.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UndoImportJob(self, request, context):
+        """Puts back what a completed job did, as a new job (undo_of_job_id set) with one row per student.
+        Staff of the job's school, admin.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListJobArchives(self, request, context):
+        """The students a full-roster job archived (while it is HELD: those it would archive), by user id.
+        Staff of the job's school, admin, importer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ImportServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -166,6 +218,26 @@ def add_ImportServiceServicer_to_server(servicer, server):
                     servicer.RetryFailedRows,
                     request_deserializer=rollcall_dot_importer_dot_v1_dot_import__service__pb2.RetryFailedRowsRequest.FromString,
                     response_serializer=rollcall_dot_importer_dot_v1_dot_import__service__pb2.ImportJob.SerializeToString,
+            ),
+            'ReleaseImportJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleaseImportJob,
+                    request_deserializer=rollcall_dot_importer_dot_v1_dot_import__service__pb2.ReleaseImportJobRequest.FromString,
+                    response_serializer=rollcall_dot_importer_dot_v1_dot_import__service__pb2.ImportJob.SerializeToString,
+            ),
+            'DiscardImportJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.DiscardImportJob,
+                    request_deserializer=rollcall_dot_importer_dot_v1_dot_import__service__pb2.DiscardImportJobRequest.FromString,
+                    response_serializer=rollcall_dot_importer_dot_v1_dot_import__service__pb2.ImportJob.SerializeToString,
+            ),
+            'UndoImportJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.UndoImportJob,
+                    request_deserializer=rollcall_dot_importer_dot_v1_dot_import__service__pb2.UndoImportJobRequest.FromString,
+                    response_serializer=rollcall_dot_importer_dot_v1_dot_import__service__pb2.ImportJob.SerializeToString,
+            ),
+            'ListJobArchives': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListJobArchives,
+                    request_deserializer=rollcall_dot_importer_dot_v1_dot_import__service__pb2.ListJobArchivesRequest.FromString,
+                    response_serializer=rollcall_dot_importer_dot_v1_dot_import__service__pb2.ListJobArchivesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -360,6 +432,114 @@ class ImportService:
             '/rollcall.importer.v1.ImportService/RetryFailedRows',
             rollcall_dot_importer_dot_v1_dot_import__service__pb2.RetryFailedRowsRequest.SerializeToString,
             rollcall_dot_importer_dot_v1_dot_import__service__pb2.ImportJob.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleaseImportJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rollcall.importer.v1.ImportService/ReleaseImportJob',
+            rollcall_dot_importer_dot_v1_dot_import__service__pb2.ReleaseImportJobRequest.SerializeToString,
+            rollcall_dot_importer_dot_v1_dot_import__service__pb2.ImportJob.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DiscardImportJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rollcall.importer.v1.ImportService/DiscardImportJob',
+            rollcall_dot_importer_dot_v1_dot_import__service__pb2.DiscardImportJobRequest.SerializeToString,
+            rollcall_dot_importer_dot_v1_dot_import__service__pb2.ImportJob.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UndoImportJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rollcall.importer.v1.ImportService/UndoImportJob',
+            rollcall_dot_importer_dot_v1_dot_import__service__pb2.UndoImportJobRequest.SerializeToString,
+            rollcall_dot_importer_dot_v1_dot_import__service__pb2.ImportJob.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListJobArchives(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rollcall.importer.v1.ImportService/ListJobArchives',
+            rollcall_dot_importer_dot_v1_dot_import__service__pb2.ListJobArchivesRequest.SerializeToString,
+            rollcall_dot_importer_dot_v1_dot_import__service__pb2.ListJobArchivesResponse.FromString,
             options,
             channel_credentials,
             insecure,

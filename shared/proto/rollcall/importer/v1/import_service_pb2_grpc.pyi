@@ -50,6 +50,21 @@ class ImportServiceStub:
     """Streams the failed rows as CSV in the upload format, header first."""
     RetryFailedRows: _grpc.UnaryUnaryMultiCallable[_import_service_pb2.RetryFailedRowsRequest, _import_service_pb2.ImportJob]
     """Re-drives a job's failed rows as a new job linked to it."""
+    ReleaseImportJob: _grpc.UnaryUnaryMultiCallable[_import_service_pb2.ReleaseImportJobRequest, _import_service_pb2.ImportJob]
+    """Applies a HELD job: every row is decided afresh against the students as they are now (a row
+    another job changed meanwhile is never applied from the stale preview). Staff of the job's
+    school, admin.
+    """
+    DiscardImportJob: _grpc.UnaryUnaryMultiCallable[_import_service_pb2.DiscardImportJobRequest, _import_service_pb2.ImportJob]
+    """Ends a HELD job with nothing applied (state DISCARDED). Staff of the job's school, admin."""
+    UndoImportJob: _grpc.UnaryUnaryMultiCallable[_import_service_pb2.UndoImportJobRequest, _import_service_pb2.ImportJob]
+    """Puts back what a completed job did, as a new job (undo_of_job_id set) with one row per student.
+    Staff of the job's school, admin.
+    """
+    ListJobArchives: _grpc.UnaryUnaryMultiCallable[_import_service_pb2.ListJobArchivesRequest, _import_service_pb2.ListJobArchivesResponse]
+    """The students a full-roster job archived (while it is HELD: those it would archive), by user id.
+    Staff of the job's school, admin, importer.
+    """
 
 @_typing.type_check_only
 class ImportServiceAsyncStub(ImportServiceStub):
@@ -73,6 +88,21 @@ class ImportServiceAsyncStub(ImportServiceStub):
     """Streams the failed rows as CSV in the upload format, header first."""
     RetryFailedRows: _aio.UnaryUnaryMultiCallable[_import_service_pb2.RetryFailedRowsRequest, _import_service_pb2.ImportJob]  # type: ignore[assignment]
     """Re-drives a job's failed rows as a new job linked to it."""
+    ReleaseImportJob: _aio.UnaryUnaryMultiCallable[_import_service_pb2.ReleaseImportJobRequest, _import_service_pb2.ImportJob]  # type: ignore[assignment]
+    """Applies a HELD job: every row is decided afresh against the students as they are now (a row
+    another job changed meanwhile is never applied from the stale preview). Staff of the job's
+    school, admin.
+    """
+    DiscardImportJob: _aio.UnaryUnaryMultiCallable[_import_service_pb2.DiscardImportJobRequest, _import_service_pb2.ImportJob]  # type: ignore[assignment]
+    """Ends a HELD job with nothing applied (state DISCARDED). Staff of the job's school, admin."""
+    UndoImportJob: _aio.UnaryUnaryMultiCallable[_import_service_pb2.UndoImportJobRequest, _import_service_pb2.ImportJob]  # type: ignore[assignment]
+    """Puts back what a completed job did, as a new job (undo_of_job_id set) with one row per student.
+    Staff of the job's school, admin.
+    """
+    ListJobArchives: _aio.UnaryUnaryMultiCallable[_import_service_pb2.ListJobArchivesRequest, _import_service_pb2.ListJobArchivesResponse]  # type: ignore[assignment]
+    """The students a full-roster job archived (while it is HELD: those it would archive), by user id.
+    Staff of the job's school, admin, importer.
+    """
 
 class ImportServiceServicer(metaclass=_abc_1.ABCMeta):
     """Import jobs: student files that arrive on RabbitMQ (or through SubmitFile), their progress,
@@ -135,5 +165,44 @@ class ImportServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_import_service_pb2.ImportJob, _abc.Awaitable[_import_service_pb2.ImportJob]]:
         """Re-drives a job's failed rows as a new job linked to it."""
+
+    @_abc_1.abstractmethod
+    def ReleaseImportJob(
+        self,
+        request: _import_service_pb2.ReleaseImportJobRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_import_service_pb2.ImportJob, _abc.Awaitable[_import_service_pb2.ImportJob]]:
+        """Applies a HELD job: every row is decided afresh against the students as they are now (a row
+        another job changed meanwhile is never applied from the stale preview). Staff of the job's
+        school, admin.
+        """
+
+    @_abc_1.abstractmethod
+    def DiscardImportJob(
+        self,
+        request: _import_service_pb2.DiscardImportJobRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_import_service_pb2.ImportJob, _abc.Awaitable[_import_service_pb2.ImportJob]]:
+        """Ends a HELD job with nothing applied (state DISCARDED). Staff of the job's school, admin."""
+
+    @_abc_1.abstractmethod
+    def UndoImportJob(
+        self,
+        request: _import_service_pb2.UndoImportJobRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_import_service_pb2.ImportJob, _abc.Awaitable[_import_service_pb2.ImportJob]]:
+        """Puts back what a completed job did, as a new job (undo_of_job_id set) with one row per student.
+        Staff of the job's school, admin.
+        """
+
+    @_abc_1.abstractmethod
+    def ListJobArchives(
+        self,
+        request: _import_service_pb2.ListJobArchivesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_import_service_pb2.ListJobArchivesResponse, _abc.Awaitable[_import_service_pb2.ListJobArchivesResponse]]:
+        """The students a full-roster job archived (while it is HELD: those it would archive), by user id.
+        Staff of the job's school, admin, importer.
+        """
 
 def add_ImportServiceServicer_to_server(servicer: ImportServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
