@@ -149,6 +149,7 @@ class ImportCounts(_message.Message):
     APPROVED_FIELD_NUMBER: _builtins.int
     ARCHIVED_FIELD_NUMBER: _builtins.int
     FIELD_CHANGES_FIELD_NUMBER: _builtins.int
+    DELETED_FIELD_NUMBER: _builtins.int
     created: _builtins.int
     """Rows that created a student."""
     updated: _builtins.int
@@ -163,6 +164,8 @@ class ImportCounts(_message.Message):
     """Rows that approved a pending student (also counted as updated or unchanged)."""
     archived: _builtins.int
     """Rows that archived a student (ROW_OUTCOME_ARCHIVED: an explicit status=archived row)."""
+    deleted: _builtins.int
+    """Students an undo deleted (ROW_OUTCOME_DELETED: created by the undone job, untouched since)."""
     @_builtins.property
     def field_changes(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
         """How many rows changed (or, in a dry run, would change) each field, by the field names of
@@ -181,10 +184,11 @@ class ImportCounts(_message.Message):
         approved: _builtins.int = ...,
         archived: _builtins.int = ...,
         field_changes: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        deleted: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["approved", b"approved", "archived", b"archived", "created", b"created", "failed", b"failed", "field_changes", b"field_changes", "skipped", b"skipped", "unchanged", b"unchanged", "updated", b"updated"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approved", b"approved", "archived", b"archived", "created", b"created", "deleted", b"deleted", "failed", b"failed", "field_changes", b"field_changes", "skipped", b"skipped", "unchanged", b"unchanged", "updated", b"updated"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
