@@ -2,12 +2,14 @@
 undo puts the student back, deletes it (created by the job) or leaves it alone (CHANGED_SINCE).
 
 The job's recorded outcomes say what it did (``RecordedChange``: the row's field changes old → new
-and the student's version right after the row's batch). ``touches`` folds them into one
-``JobTouch`` per student: each field's value before the job (the old value of its first change),
+and the student's version right after the row's batch), and so does its full-roster sweep
+(``SweptArchive``: a student archived ACTIVE → ARCHIVED because no row named it, with the version
+right after the archive). ``touches`` folds them into one ``JobTouch`` per student: each field's
+value before the job (the old value of its first change; ACTIVE for a swept student's status),
 whether the job created the student, the version the job left. ``decide_undo`` compares that with
 the student as stored now: a different version (staff edited it, an email change, another job, a
 merge that removed it) → SKIPPED ``CHANGED_SINCE``; otherwise a revert of exactly the job's
-changes, or a delete of the student it created.
+changes (a swept student ACTIVE again), or a delete of the student it created.
 """
 
 from __future__ import annotations
@@ -46,18 +48,55 @@ class RecordedChange:
 
 
 @dataclass(frozen=True)
-class JobTouch:
-    """What one job did to one student, across all its rows."""
+class SweptArchive:
+    """One student the job's full-roster sweep archived (ACTIVE → ARCHIVED)."""
 
     user_id: str
-    first_row: int
+    user_version: int | None  # the student's version right after the archive (None: not known)
+
+
+@dataclass(frozen=True)
+class JobTouch:
+    """What one job did to one student, across all its rows and its full-roster sweep."""
+
+    user_id: str
+    first_row: int | None  # None: no row of the job changed the student (its sweep archived it)
     created: bool
     before: Mapping[str, str]  # StudentRow field name → its value before the job
-    version_after: int | None  # the highest version the job's rows left
+    version_after: int | None  # the highest version the job's rows (or its sweep) left
 
 
-def touches(recorded: Sequence[RecordedChange]) -> list[JobTouch]:
-    """One ``JobTouch`` per student, in the order of the job's first row naming each."""
+def touches(recorded: Sequence[RecordedChange], swept: Sequence[SweptArchive] = ()) -> list[JobTouch]:
+    """One ``JobTouch`` per student: the students the job's rows changed, in the order of the job's
+    first row naming each, then the students only its sweep archived, by user id. (A swept student
+    is one no row named, so both cannot happen; if they did, the sweep folds into the rows' touch.)"""
+    by_user = _row_touches(recorded)
+    named = sorted(by_user.values(), key=lambda t: t.first_row or 0)
+    only_swept: list[JobTouch] = []
+    for archive in sorted(swept, key=lambda a: a.user_id):
+        known = by_user.get(archive.user_id)
+        before = dict(known.before) if known else {}
+        before.setdefault(STUDENT_ROW_FIELDS["status"], UserStatus.ACTIVE.value)
+        touch = JobTouch(
+            archive.user_id,
+            known.first_row if known else None,
+            known.created if known else False,
+            before,
+            _highest(known.version_after if known else None, archive.user_version),
+        )
+        if known:
+            named = [touch if t.user_id == archive.user_id else t for t in named]
+        else:
+            only_swept.append(touch)
+    return named + only_swept
+
+
+def _highest(*versions: int | None) -> int | None:
+    known = [v for v in versions if v is not None]
+    return max(known) if known else None
+
+
+def _row_touches(recorded: Sequence[RecordedChange]) -> dict[str, JobTouch]:
     by_user: dict[str, JobTouch] = {}
     for change in sorted(recorded, key=lambda c: c.row_number):
         if change.outcome not in _CHANGING:
@@ -66,15 +105,14 @@ def touches(recorded: Sequence[RecordedChange]) -> list[JobTouch]:
         before = dict(known.before) if known else {}
         for field_change in change.changes:
             before.setdefault(field_change.field, field_change.old_value)
-        versions = [v for v in (known.version_after if known else None, change.user_version) if v is not None]
         by_user[change.user_id] = JobTouch(
             change.user_id,
             known.first_row if known else change.row_number,
             (known.created if known else False) or change.outcome is RowOutcome.CREATED,
             before,
-            max(versions) if versions else None,
+            _highest(known.version_after if known else None, change.user_version),
         )
-    return sorted(by_user.values(), key=lambda t: t.first_row)
+    return by_user
 
 
 class UndoAction(StrEnum):

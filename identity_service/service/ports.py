@@ -26,7 +26,7 @@ from identity_service.domain.email_changes import (
 from identity_service.domain.identity_keys import EmailIdentity
 from identity_service.domain.mail import OutgoingMail
 from identity_service.domain.student_file import RowResult, StoredStudent, Student
-from identity_service.domain.undo import RecordedChange
+from identity_service.domain.undo import RecordedChange, SweptArchive
 from identity_service.domain.users import User, UserStatus, UserType
 from identity_service.service.models import AuditEvent, NewAuditEvent, School, StoredResponse
 
@@ -263,12 +263,15 @@ class BatchRefused(Exception):
 
 @dataclass(frozen=True)
 class SweptStudent:
-    """A student a full-roster sweep archived (``archive_time`` None: a dry run's would-be archive)."""
+    """A student a full-roster sweep archived (``archive_time`` None: a dry run's would-be archive);
+    ``user_version``: the student's version right after the archive (kept for undo; None in a dry run
+    and for archives recorded before it was kept)."""
 
     user_id: str
     username: str | None
     email: str
     archive_time: datetime | None
+    user_version: int | None = None
 
 
 class StudentFile(Protocol):
@@ -320,14 +323,26 @@ class StudentFile(Protocol):
         """The students the job's sweep archived, by user id."""
         ...
 
-    async def not_named(self, school_id: str, job_id: str, *, lock: bool) -> list[User]:
+    async def record_roster_preview(self, job_id: str, named: Sequence[tuple[int, str]]) -> None:
+        """Remember (row number, user id) of a dry-run full-roster batch's rows that named a student;
+        a row already remembered keeps its first user."""
+        ...
+
+    async def not_named(
+        self, school_id: str, job_id: str, *, lock: bool, previews: bool = False
+    ) -> list[User]:
         """The school's ACTIVE students with file updates on who came from or were matched by files
-        (origin STUDENT_FILE or an import mark) and whom no recorded row of the job names, by id;
-        with ``lock``, locked FOR UPDATE in id order."""
+        (origin STUDENT_FILE or an import mark) and whom no recorded row of the job names (with
+        ``previews``, nor a row of the job's dry-run roster preview), by id; with ``lock``, locked
+        FOR UPDATE in id order."""
         ...
 
     async def record_swept(self, job_id: str, students: Sequence[SweptStudent]) -> None:
-        """Keep the students the job's sweep archived."""
+        """Keep the students the job's sweep archived (with their version after the archive)."""
+        ...
+
+    async def clear_roster_preview(self, job_id: str) -> None:
+        """Forget the job's dry-run roster preview."""
         ...
 
     async def count_students(self, school_id: str) -> int:
@@ -350,6 +365,10 @@ class JobUndos(Protocol):
 
     async def job_changes(self, job_id: str) -> list[RecordedChange]:
         """The job's recorded outcomes that changed a student (CREATED, UPDATED, ARCHIVED)."""
+        ...
+
+    async def job_sweep(self, job_id: str) -> list[SweptArchive]:
+        """The students the job's full-roster sweep archived, by user id."""
         ...
 
     async def students(self, user_ids: Sequence[str]) -> list[tuple[StoredStudent, int]]:

@@ -8,9 +8,15 @@ each candidate goes through the domain's ``users.archive`` transition.
 
 Set-wise, in one unit of work: claim the job's sweep (``roster_sweeps``; a second call, or one
 running at the same time, claims nothing and answers the first call's list), load the candidates
-locked in id order, one status update, one insert of the archives, one audit insert
-(``user.archived_by_file`` with ``sweep: true`` and the job). A dry run reads the candidates and
-changes nothing (it claims nothing, so a later real sweep still runs).
+locked in id order, one status update, one insert of the archives (each with the student's version
+after the archive, so UndoStudentRows can put it back unless it changed since), one audit insert
+(``user.archived_by_file`` with ``sweep: true`` and the job), and the job's roster preview deleted.
+
+A dry run reads the candidates and changes nothing (it claims nothing, so a later real sweep still
+runs). Its "named" students are the job's recorded outcomes AND its roster preview: the students the
+rows of a dry-run full-roster ApplyStudentRows named (``roster_previews``), so the dry run of a dry
+run's roster tells exactly who the real sweep would archive. The real sweep reads recorded outcomes
+only: a preview never spares anybody from a real sweep.
 """
 
 from __future__ import annotations
@@ -54,7 +60,7 @@ async def archive_students_not_in_job(
         done = await uow.student_file.swept(job)
         if done:
             return SweepResult(done, await uow.student_file.count_students(school))
-        students = await uow.student_file.not_named(school, job, lock=False)
+        students = await uow.student_file.not_named(school, job, lock=False, previews=True)
         would = [SweptStudent(s.id, s.username, s.email, None) for s in students]
         return SweepResult(would, await uow.student_file.count_students(school))
 
@@ -70,8 +76,9 @@ async def archive_students_not_in_job(
             archive(student.user_type, student.status, student.file_updates_disabled)
         archived = await uow.users.set_status_many([s.id for s in candidates], UserStatus.ARCHIVED)
         now = datetime.now(UTC)
-        swept = [SweptStudent(s.id, s.username, s.email, now) for s in candidates]
+        swept = [SweptStudent(s.id, s.username, s.email, now, archived[s.id].version) for s in candidates]
         await uow.student_file.record_swept(job, swept)
+        await uow.student_file.clear_roster_preview(job)
         status = [UserStatus.ACTIVE.value, UserStatus.ARCHIVED.value]
         details = {"status": status, "sweep": True, "job_id": job}
         events = [event(caller, ARCHIVED_ACTION, archived[s.id], details) for s in candidates]

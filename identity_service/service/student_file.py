@@ -11,7 +11,11 @@
 
 A concurrent writer that takes a username or email between the read and the write (or a deadlock)
 rolls the batch back and it is applied again from the start: the re-read sees the new holder, so the
-decision changes (EMAIL_TAKEN ...). A dry run reads and decides the same way and writes nothing.
+decision changes (EMAIL_TAKEN ...). A dry run reads and decides the same way and writes nothing —
+except a dry run of a full-roster job (``full_roster``), which remembers, in the same unit of work
+and one statement, which student each row named (``record_roster_preview``: the rows whose result has
+a user id), so ArchiveStudentsNotInJob's dry run can tell who the real sweep would archive. Without
+``full_roster`` (and in every real run) that statement is not sent.
 
 No poison rows (product.md Additions): what a row contains never makes the call fail. A batch that
 still conflicts after ``MAX_ATTEMPTS``, or that the database refuses for anything but an outage, is
@@ -63,6 +67,7 @@ class RowBatchRequest:
     sensitive_fields_update: bool
     dry_run: bool
     rows: Sequence[IncomingRow]
+    full_roster: bool = False  # the job is the school's whole list (a dry run remembers whom it named)
 
     @property
     def context(self) -> ImportContext:
@@ -164,6 +169,10 @@ async def _apply(
             request.job_id, [r for r in results if r.row_number not in recorded]
         )
         await _write(uow, request, batch.writes(), client)
+    elif request.dry_run and request.full_roster:
+        named = [(r.row_number, r.user_id) for r in results if r.user_id]
+        if named:
+            await uow.student_file.record_roster_preview(request.job_id, named)
     return results
 
 

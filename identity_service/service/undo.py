@@ -1,17 +1,19 @@
 """UndoStudentRows (issue 9): puts back what one import job did, one outcome per student.
 
-Works from identity's own recorded outcomes of the job (the import service names the job, the undo
-job and its time). In one ``batch=True`` unit of work:
+Works from identity's own records of the job: its recorded outcomes and the students its full-roster
+sweep archived (``roster_archives``, with each student's version after the archive); the import
+service names the job, the undo job and its time. In one ``batch=True`` unit of work:
 
 1. ``uow.undos.claim``: the undo job undoes the job (a job is undone once; an undo is never undone →
    ``JOB_NOT_UNDOABLE``); the same undo job again answers its recorded outcomes (idempotent);
-2. the job's changes folded per student (``domain.undo.touches``), the students now (locked, with
-   their version), the holders of the keys a revert would take back;
-3. per student the pure ``decide_undo`` / ``key_clashes``: revert, delete (created by the job) or
-   SKIPPED ``CHANGED_SINCE``;
-4. the outcomes recorded under the undo job (row numbers 1..n in the order of the job's first row per
-   student), keys parked, reverts written, created students deleted, one audit event per change
-   naming the undo (``undo_of_job_id``) — one statement each.
+2. the job's changes and its sweep folded per student (``domain.undo.touches``), the students now
+   (locked, with their version), the holders of the keys a revert would take back;
+3. per student the pure ``decide_undo`` / ``key_clashes``: revert (a swept student ARCHIVED → ACTIVE),
+   delete (created by the job) or SKIPPED ``CHANGED_SINCE``;
+4. the outcomes recorded under the undo job (row numbers 1..n: the students the job's rows changed in
+   the order of the job's first row per student, then the swept students by user id), keys parked,
+   reverts written, created students deleted, one audit event per change naming the undo
+   (``undo_of_job_id``) — one statement each.
 """
 
 from __future__ import annotations
@@ -80,7 +82,7 @@ async def _undo(uow: UnitOfWork, request: UndoRequest, client: str) -> list[RowR
         raise RollcallError(Reason.JOB_NOT_UNDOABLE, f"job {request.job_id} is an undo or was already undone")
     if claim is UndoClaim.REPEATED:
         return await uow.undos.replay(request.undo_job_id)
-    touched = touches(await uow.undos.job_changes(request.job_id))
+    touched = touches(await uow.undos.job_changes(request.job_id), await uow.undos.job_sweep(request.job_id))
     now = {
         stored.holder.id: (stored, version)
         for stored, version in await uow.undos.students([t.user_id for t in touched])

@@ -46,6 +46,7 @@ ROLES_BY_METHOD: Mapping[str, frozenset[Role]] = {
     "ResolveSsoSignIn": _PLATFORM,
     "ArchiveStudentsNotInJob": _IMPORTER,
     "UndoStudentRows": _IMPORTER,
+    "GetImportGuard": _IMPORTER,
 }
 
 ACCESS_RULES: Mapping[str, frozenset[Role]] = {

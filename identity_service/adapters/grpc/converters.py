@@ -13,6 +13,7 @@ from identity_service.domain.duplicates import Candidate
 from identity_service.domain.email_changes import EmailChange
 from identity_service.domain.sign_in import SignInResolution
 from identity_service.domain.users import User, UserStatus, UserType
+from identity_service.service.import_guard import ImportGuard
 from identity_service.service.models import AuditEvent, BatchDecision, School
 from identity_service.service.roster_sweep import SweepResult
 from shared.proto.rollcall.identity.v1 import identity_service_pb2 as pb
@@ -160,3 +161,9 @@ def sweep(result: SweepResult) -> pb.ArchiveStudentsNotInJobResponse:
         for s in result.archived
     ]
     return pb.ArchiveStudentsNotInJobResponse(archived=students, school_students=result.school_students)
+
+
+def import_guard(guard: ImportGuard) -> pb.ImportGuard:
+    return pb.ImportGuard(
+        change_threshold_percent=guard.change_threshold_percent, school_students=guard.school_students
+    )

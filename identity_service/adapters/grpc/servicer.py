@@ -28,6 +28,7 @@ from identity_service.service import (
 )
 from identity_service.service.email_change import CodeSettings
 from identity_service.service.hashing import AsyncPasswordHasher
+from identity_service.service.import_guard import get_import_guard
 from identity_service.service.ports import UnitOfWorkFactory
 from identity_service.service.roster_sweep import archive_students_not_in_job
 from identity_service.service.student_file import apply_student_rows
@@ -286,3 +287,6 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
     ) -> pb.UndoStudentRowsResponse:
         undo = undo_request_from_proto(request)
         return undo_response_to_proto(await undo_student_rows(self._uow, undo, current_caller().client))
+
+    async def GetImportGuard(self, request: pb.GetImportGuardRequest, context: Context) -> pb.ImportGuard:
+        return to.import_guard(await get_import_guard(self._uow, request.school_id))

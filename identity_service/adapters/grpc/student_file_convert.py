@@ -3,7 +3,7 @@
 The servicer method is ``response_to_proto(await apply_student_rows(new_uow, request_from_proto(request),
 current_caller().client))``. The rows' contents are checked by the decision table (a bad row is a FAILED
 row, not a refused call); here only the envelope is: school id, job id, mode, 1..1000 rows with
-distinct row numbers of 1 or more.
+distinct row numbers of 1 or more. ``full_roster`` is passed on as it is (it matters to dry runs only).
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ def request_from_proto(request: pb.ApplyStudentRowsRequest) -> RowBatchRequest:
         sensitive_fields_update=request.sensitive_fields_update,
         dry_run=request.dry_run,
         rows=[_row(row) for row in request.rows],
+        full_roster=request.full_roster,
     )
 
 

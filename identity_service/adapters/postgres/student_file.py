@@ -116,19 +116,32 @@ _INSERT = """INSERT INTO users (id, user_type, status, school_id, username, emai
 # job waits on the primary key until the first ends, then finds the row and claims nothing.
 _CLAIM_SWEEP = """INSERT INTO roster_sweeps (job_id, school_id) VALUES ($1, $2)
     ON CONFLICT (job_id) DO NOTHING RETURNING job_id"""
-_SWEPT = """SELECT user_id, username, email, archive_time FROM roster_archives
+_SWEPT = """SELECT user_id, username, email, archive_time, user_version FROM roster_archives
     WHERE job_id = $1 ORDER BY user_id"""
-_NOT_NAMED = f"""SELECT {USER_COLUMNS} FROM users u
+_CANDIDATES = f"""SELECT {USER_COLUMNS} FROM users u
     WHERE u.school_id = $1 AND u.user_type = 'STUDENT' AND u.status = 'ACTIVE'
         AND NOT u.file_updates_disabled
         AND (u.origin = 'STUDENT_FILE' OR u.last_import_job_id IS NOT NULL)
-        AND NOT EXISTS (SELECT 1 FROM import_row_outcomes o WHERE o.job_id = $2 AND o.user_id = u.id)
+        AND NOT EXISTS (SELECT 1 FROM import_row_outcomes o WHERE o.job_id = $2 AND o.user_id = u.id)"""
+_NOT_NAMED = _CANDIDATES + " ORDER BY u.id"
+# A dry run's sweep: not named by the recorded outcomes nor by the job's dry-run roster preview.
+_NOT_NAMED_OR_PREVIEWED = (
+    _CANDIDATES
+    + """
+        AND NOT EXISTS (SELECT 1 FROM roster_previews p WHERE p.job_id = $2 AND p.user_id = u.id)
     ORDER BY u.id"""
-_RECORD_SWEPT = """INSERT INTO roster_archives (job_id, user_id, username, email, archive_time)
-    SELECT $1, v.user_id, v.username, v.email, v.archive_time
-    FROM unnest($2::uuid[], $3::text[], $4::text[], $5::timestamptz[])
-        AS v(user_id, username, email, archive_time)
+)
+_RECORD_SWEPT = """INSERT INTO roster_archives (job_id, user_id, username, email, archive_time, user_version)
+    SELECT $1, v.user_id, v.username, v.email, v.archive_time, v.user_version
+    FROM unnest($2::uuid[], $3::text[], $4::text[], $5::timestamptz[], $6::bigint[])
+        AS v(user_id, username, email, archive_time, user_version)
     ON CONFLICT DO NOTHING"""
+# A dry-run full-roster batch: which student each row named (the first answer of a row wins, as for
+# recorded outcomes: a redelivered batch adds nothing).
+_RECORD_PREVIEW = """INSERT INTO roster_previews (job_id, row_number, user_id)
+    SELECT $1, v.row_number, v.user_id FROM unnest($2::bigint[], $3::uuid[]) AS v(row_number, user_id)
+    ON CONFLICT DO NOTHING"""
+_CLEAR_PREVIEW = "DELETE FROM roster_previews WHERE job_id = $1"
 _COUNT_STUDENTS = "SELECT count(*) FROM users WHERE school_id = $1 AND user_type = 'STUDENT'"
 
 
@@ -221,11 +234,25 @@ class PostgresStudentFile:
 
     async def swept(self, job_id: str) -> list[SweptStudent]:
         rows = await self._conn.fetch(_SWEPT, job_id)
-        return [SweptStudent(str(r["user_id"]), r["username"], r["email"], r["archive_time"]) for r in rows]
+        return [
+            SweptStudent(str(r["user_id"]), r["username"], r["email"], r["archive_time"], r["user_version"])
+            for r in rows
+        ]
 
-    async def not_named(self, school_id: str, job_id: str, *, lock: bool) -> list[User]:
-        rows = await self._conn.fetch(_NOT_NAMED + (" FOR UPDATE" if lock else ""), school_id, job_id)
+    async def record_roster_preview(self, job_id: str, named: Sequence[tuple[int, str]]) -> None:
+        if not named:
+            return
+        await self._conn.execute(_RECORD_PREVIEW, job_id, [n for n, _ in named], [u for _, u in named])
+
+    async def not_named(
+        self, school_id: str, job_id: str, *, lock: bool, previews: bool = False
+    ) -> list[User]:
+        query = _NOT_NAMED_OR_PREVIEWED if previews else _NOT_NAMED
+        rows = await self._conn.fetch(query + (" FOR UPDATE" if lock else ""), school_id, job_id)
         return [to_user(row) for row in rows]
+
+    async def clear_roster_preview(self, job_id: str) -> None:
+        await self._conn.execute(_CLEAR_PREVIEW, job_id)
 
     async def record_swept(self, job_id: str, students: Sequence[SweptStudent]) -> None:
         if not students:
@@ -237,6 +264,7 @@ class PostgresStudentFile:
             [s.username for s in students],
             [s.email for s in students],
             [s.archive_time for s in students],
+            [s.user_version for s in students],
         )
 
     async def count_students(self, school_id: str) -> int:

@@ -12,7 +12,7 @@ from identity_service.adapters.postgres.student_file import (
     stored_student,
 )
 from identity_service.domain.student_file import RowOutcome, RowResult, StoredStudent
-from identity_service.domain.undo import RecordedChange
+from identity_service.domain.undo import RecordedChange, SweptArchive
 from identity_service.service.ports import UndoClaim
 
 # The claim is the row itself: a concurrent claim of the same job waits on the primary key until
@@ -29,6 +29,9 @@ _CHANGES = """SELECT row_number, outcome, user_id, changes::text AS changes, use
     FROM import_row_outcomes
     WHERE job_id = $1 AND outcome IN ('CREATED', 'UPDATED', 'ARCHIVED') AND user_id IS NOT NULL
     ORDER BY row_number"""
+# The students the job's full-roster sweep archived, with their version right after (migration 0045;
+# NULL before it: "changed since").
+_SWEEP = "SELECT user_id, user_version FROM roster_archives WHERE job_id = $1 ORDER BY user_id"
 _STUDENTS = """SELECT id, user_type, school_id, status, username, email, first_name, last_name,
         auth_identifier, file_updates_disabled, last_import_job_time, last_import_job_id,
         last_import_row, username_key, email_key, email_skeleton, email_plain, auth_identifier_key,
@@ -66,6 +69,10 @@ class PostgresJobUndos:
             )
             for row in rows
         ]
+
+    async def job_sweep(self, job_id: str) -> list[SweptArchive]:
+        rows = await self._conn.fetch(_SWEEP, job_id)
+        return [SweptArchive(str(row["user_id"]), row["user_version"]) for row in rows]
 
     async def students(self, user_ids: Sequence[str]) -> list[tuple[StoredStudent, int]]:
         if not user_ids:

@@ -49,6 +49,7 @@ ALLOWED: dict[str, set[str]] = {
     "ApplyStudentRows": {ADMIN, IMPORTER},
     "ArchiveStudentsNotInJob": {ADMIN, IMPORTER},
     "UndoStudentRows": {ADMIN, IMPORTER},
+    "GetImportGuard": {ADMIN, IMPORTER},
     "ListAuditEvents": {ADMIN, PLATFORM},
 }
 # RPCs whose platform caller must be ACTIVE STAFF of the school concerned.
@@ -142,6 +143,7 @@ REQUESTS: dict[str, Build] = {
     "UndoStudentRows": lambda w: pb.UndoStudentRowsRequest(
         school_id=w.home.school.id, job_id=unique("job-"), undo_job_id=unique("undo-")
     ),
+    "GetImportGuard": lambda w: pb.GetImportGuardRequest(school_id=w.home.school.id),
 }
 
 

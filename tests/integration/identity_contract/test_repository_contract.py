@@ -347,3 +347,46 @@ async def test_roster_sweep_candidates_claims_and_archives(new_uow: Callable[...
     async with new_uow() as uow:
         assert not await uow.student_file.claim_sweep(school, job)
         assert await uow.student_file.swept(job) == [SweptStudent(left.id, left.username, left.email, T0)]
+
+
+async def test_roster_previews_count_as_named_only_when_asked_and_are_cleared_per_job(
+    new_uow: Callable[..., Any],
+) -> None:
+    """A dry run's roster preview (first row wins), read by ``not_named(previews=True)`` only,
+    cleared for its job alone; the sweep's archives keep the version, which undo reads back."""
+    school, job, other = await _school(new_uow), uuid.uuid4().hex, uuid.uuid4().hex
+    tag = uuid.uuid4().hex[:8]
+    ann, bob, cy = (
+        _user(school, f"{n}.{tag}@uni.example", origin=UserOrigin.STUDENT_FILE) for n in ("ann", "bob", "cy")
+    )
+    async with new_uow() as uow:
+        for user in (ann, bob, cy):
+            await uow.users.add(user, None)
+    async with new_uow(batch=True) as uow:
+        await uow.student_file.record_roster_preview(job, [(1, ann.id), (2, bob.id)])
+        await uow.student_file.record_roster_preview(job, [(2, cy.id)])  # row 2 keeps bob
+        await uow.student_file.record_roster_preview(other, [(1, cy.id)])
+    async with new_uow() as uow:
+        everyone = sorted([ann.id, bob.id, cy.id])
+        assert [u.id for u in await uow.student_file.not_named(school, job, lock=False)] == everyone
+        previewed = await uow.student_file.not_named(school, job, lock=False, previews=True)
+        assert [u.id for u in previewed] == [cy.id]
+        await uow.student_file.clear_roster_preview(job)
+    async with new_uow() as uow:
+        assert [
+            u.id for u in await uow.student_file.not_named(school, job, lock=True, previews=True)
+        ] == everyone
+        others = await uow.student_file.not_named(school, other, lock=False, previews=True)
+        assert [u.id for u in others] == sorted([ann.id, bob.id])
+        assert await uow.student_file.claim_sweep(school, job)
+        archived = [
+            SweptStudent(cy.id, cy.username, cy.email, T0, 7),
+            SweptStudent(bob.id, None, bob.email, T0),
+        ]
+        await uow.student_file.record_swept(job, archived)
+    async with new_uow(batch=True) as uow:
+        assert await uow.student_file.swept(job) == sorted(archived, key=lambda s: s.user_id)
+        by_id = {a.user_id: a.user_version for a in await uow.undos.job_sweep(job)}
+        assert by_id == {cy.id: 7, bob.id: None}
+        assert [a.user_id for a in await uow.undos.job_sweep(job)] == sorted(by_id)
+        assert await uow.undos.job_sweep(other) == []

@@ -27,7 +27,7 @@ from identity_service.domain.email_changes import (
 from identity_service.domain.identity_keys import EmailIdentity, auth_identifier_key, email_key, username_key
 from identity_service.domain.mail import OutgoingMail
 from identity_service.domain.student_file import Holder, RowResult, StoredStudent, Student
-from identity_service.domain.undo import RecordedChange
+from identity_service.domain.undo import RecordedChange, SweptArchive
 from identity_service.domain.users import User, UserOrigin, UserStatus, UserType
 from identity_service.service.models import AuditEvent, NewAuditEvent, School, StoredResponse
 from identity_service.service.ports import (
@@ -60,6 +60,7 @@ class FakeDatabase:
     rate_events: list[tuple[str, datetime]] = field(default_factory=list)
     outcomes: dict[tuple[str, int], RowResult] = field(default_factory=dict)
     sweeps: dict[str, list[SweptStudent]] = field(default_factory=dict)  # roster sweeps by job
+    previews: dict[tuple[str, int], str] = field(default_factory=dict)  # roster_previews: (job, row) → user
     outcome_versions: dict[tuple[str, int], int] = field(default_factory=dict)  # user_version (undo)
     undos: dict[str, str] = field(default_factory=dict)  # job id → the undo job's id
     opened: list[dict[str, bool]] = field(default_factory=list)  # the options of every unit of work
@@ -675,8 +676,19 @@ class FakeStudentFile:
     async def swept(self, job_id: str) -> list[SweptStudent]:
         return sorted(self._db.sweeps.get(job_id, []), key=lambda s: s.user_id)
 
-    async def not_named(self, school_id: str, job_id: str, *, lock: bool) -> list[User]:
+    async def record_roster_preview(self, job_id: str, named: Sequence[tuple[int, str]]) -> None:
+        for row_number, user_id in named:
+            self._db.previews.setdefault((job_id, row_number), user_id)
+
+    async def clear_roster_preview(self, job_id: str) -> None:
+        self._db.previews = {key: u for key, u in self._db.previews.items() if key[0] != job_id}
+
+    async def not_named(
+        self, school_id: str, job_id: str, *, lock: bool, previews: bool = False
+    ) -> list[User]:
         named = {r.user_id for (job, _), r in self._db.outcomes.items() if job == job_id and r.user_id}
+        if previews:
+            named |= {u for (job, _), u in self._db.previews.items() if job == job_id}
         return sorted(
             (
                 u
@@ -751,6 +763,10 @@ class FakeJobUndos:
             for (j, n), r in sorted(self._db.outcomes.items())
             if j == job_id and r.user_id and r.outcome.value in ("CREATED", "UPDATED", "ARCHIVED")
         ]
+
+    async def job_sweep(self, job_id: str) -> list[SweptArchive]:
+        swept = sorted(self._db.sweeps.get(job_id, []), key=lambda s: s.user_id)
+        return [SweptArchive(s.user_id, s.user_version) for s in swept]
 
     async def students(self, user_ids: Sequence[str]) -> list[tuple[StoredStudent, int]]:
         files = FakeStudentFile(self._db)
