@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import socket
 import time
+import uuid
 from dataclasses import dataclass, field
 
 import aio_pika
@@ -25,7 +28,11 @@ from import_service.adapters.identity.client import IdentityClient
 from import_service.adapters.postgres.store import TRANSIENT_ERRORS, PostgresStore
 from import_service.domain.connectors import ConnectorPolicy, parse_connectors
 from import_service.service.access import SchoolAccess
+from import_service.service.applying import RowsApplying
+from import_service.service.decisions import JobDecisions
 from import_service.service.ingest import Ingest
+from import_service.service.job_guard import JobGuard
+from import_service.service.job_runner import JobRunner
 from import_service.service.jobs import JobQueries
 from import_service.service.redrive import Redrives
 from import_service.service.retrying import Backoff
@@ -53,6 +60,7 @@ class ImportApp:
     identity: IdentityClient
     publisher: AmqpPublisher
     ingest: Ingest
+    runner: JobRunner
     consumer: AmqpConsumer
     servicer: ImportServicer
     topology: Topology
@@ -75,7 +83,9 @@ class ImportApp:
         return self.running
 
     async def start_consumer(self) -> None:
+        """Consumes the rows queue and runs the job runner (held, guarded, full-roster, undo jobs)."""
         await self.consumer.start()
+        self.runner.start()
 
     async def close(self, grace: float | None = None) -> None:
         """Graceful stop within ``grace`` seconds (default: settings.shutdown_grace_seconds)."""
@@ -84,6 +94,7 @@ class ImportApp:
         self._closed = True
         deadline = time.monotonic() + (self.settings.shutdown_grace_seconds if grace is None else grace)
         await self.consumer.stop_consuming()
+        await self.runner.stop()
         await asyncio.gather(self._drain(deadline), self._stop_server(deadline))
         for task in self._background:
             task.cancel()
@@ -145,6 +156,17 @@ async def _wire(
         settings.identity_call_timeout_seconds,
         client_credentials(settings, settings.identity_tls_ca),
     )
+    backoff = backoff or Backoff()
+    applying = RowsApplying(identity, backoff, settings.import_batches_in_flight)
+    runner = JobRunner(
+        store,
+        identity,
+        applying,
+        owner=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
+        batch_rows=settings.import_batch_rows,
+        transient_db=TRANSIENT_ERRORS,
+        backoff=backoff,
+    )
     ingest = Ingest(
         store,
         identity,
@@ -156,13 +178,19 @@ async def _wire(
         max_in_flight=settings.import_batches_in_flight,
         transient_db=TRANSIENT_ERRORS,
         backoff=backoff,
+        applying=applying,
+        rows_done=runner.nudge,
     )
     consumer = AmqpConsumer(connection, topology, ingest, settings.import_prefetch)
     access = SchoolAccess(identity)
     queries = JobQueries(store, access, FailedRowsCsv())
-    uploads = Uploads(store, publisher, access, row_reader_for)
-    servicer = ImportServicer(queries, uploads, Redrives(store, publisher, queries))
-    return ImportApp(settings, store, connection, identity, publisher, ingest, consumer, servicer, topology)
+    guard = JobGuard(identity, backoff)
+    uploads = Uploads(store, publisher, access, row_reader_for, guard)
+    decisions = JobDecisions(store, queries, runner.nudge)
+    servicer = ImportServicer(queries, uploads, Redrives(store, publisher, queries, guard), decisions)
+    return ImportApp(
+        settings, store, connection, identity, publisher, ingest, runner, consumer, servicer, topology
+    )
 
 
 def connector_policy(settings: Settings) -> ConnectorPolicy:

@@ -24,3 +24,4 @@ BATCH_SPLITS = Counter(
     "rollcall_import_batch_splits_total", "Batches identity refused, split in two to isolate the rows"
 )
 JOBS_COMPLETED = Counter("rollcall_import_jobs_completed_total", "Jobs that reached COMPLETED")
+JOBS_HELD = Counter("rollcall_import_jobs_held_total", "Guarded jobs held for staff (over the threshold)")

@@ -47,6 +47,8 @@ class Reason(StrEnum):
     SSO_NOT_ENABLED = "SSO_NOT_ENABLED"
     # issue 9: undo of an import job (an undo, or a job already undone)
     JOB_NOT_UNDOABLE = "JOB_NOT_UNDOABLE"
+    # issue 9: release or discard of a job that is not HELD
+    JOB_NOT_HELD = "JOB_NOT_HELD"
 
 
 @dataclass(frozen=True)

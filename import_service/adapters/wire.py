@@ -23,6 +23,7 @@ _OUTCOME_TO_PROTO = {
     Outcome.SKIPPED: rows_pb.ROW_OUTCOME_SKIPPED,
     Outcome.FAILED: rows_pb.ROW_OUTCOME_FAILED,
     Outcome.ARCHIVED: rows_pb.ROW_OUTCOME_ARCHIVED,
+    Outcome.DELETED: rows_pb.ROW_OUTCOME_DELETED,
 }
 _OUTCOME_FROM_PROTO = {v: k for k, v in _OUTCOME_TO_PROTO.items()}
 

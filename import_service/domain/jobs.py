@@ -36,11 +36,50 @@ class Outcome(StrEnum):
     SKIPPED = "SKIPPED"
     FAILED = "FAILED"
     ARCHIVED = "ARCHIVED"  # an explicit status=archived row archived the student (issue 9)
+    DELETED = "DELETED"  # an undo deleted a student the undone job created
 
 
 class JobState(StrEnum):
+    """Where a job stands as clients see it (proto ``IMPORT_JOB_STATE_*``)."""
+
     RECEIVING = "RECEIVING"
     COMPLETED = "COMPLETED"
+    HELD = "HELD"
+    DISCARDED = "DISCARDED"
+
+
+class Phase(StrEnum):
+    """Where a job is in its life (stored in ``jobs.phase``). Rows are received (for a guarded job as
+    a dry-run preview); then, by ``phase_after_rows``: an ordinary job is COMPLETED at once, a guarded
+    one is DECIDING (the job runner measures its preview against the school's threshold → HELD, or
+    APPLYING), a full roster SWEEPING after its rows are applied; an undo job is UNDOING from its
+    creation. The runner drives DECIDING, APPLYING, SWEEPING and UNDOING (``RUNNER_PHASES``)."""
+
+    RECEIVING = "RECEIVING"
+    DECIDING = "DECIDING"
+    HELD = "HELD"
+    APPLYING = "APPLYING"
+    SWEEPING = "SWEEPING"
+    UNDOING = "UNDOING"
+    COMPLETED = "COMPLETED"
+    DISCARDED = "DISCARDED"
+
+    @property
+    def state(self) -> JobState:
+        if self is Phase.HELD:
+            return JobState.HELD
+        if self is Phase.COMPLETED:
+            return JobState.COMPLETED
+        if self is Phase.DISCARDED:
+            return JobState.DISCARDED
+        return JobState.RECEIVING
+
+
+RUNNER_PHASES = (Phase.DECIDING, Phase.APPLYING, Phase.SWEEPING, Phase.UNDOING)
+"""The phases the job runner moves on (mirrored by the partial index ``jobs_to_run``)."""
+
+SENSITIVE_FIELDS = frozenset({"username", "email_address", "auth_identifier"})
+"""product.md "Sensitive fields", named as ``FieldChange`` names them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,10 +93,20 @@ class JobSpec:
     dry_run: bool = False
     source_name: str = ""
     parent_job_id: str = ""
+    full_roster: bool = False
+    undo_of_job_id: str = ""
+
+    @property
+    def guardable(self) -> bool:
+        """A job the change threshold guards (product.md "Guarded jobs"): it may change sensitive
+        fields or archive students, and it is neither a dry run nor an undo. Whether it IS guarded
+        also depends on the school's threshold when the job is created (0: the guard is off)."""
+        may_harm = self.sensitive_fields_update or self.full_roster
+        return may_harm and not self.dry_run and not self.undo_of_job_id
 
     def mismatch(self, other: JobSpec) -> str | None:
         """The first field on which ``other`` (a message of the same job id) disagrees, if any."""
-        for name in ("school_id", "mode", "sensitive_fields_update", "dry_run"):
+        for name in ("school_id", "mode", "sensitive_fields_update", "dry_run", "full_roster"):
             if getattr(self, name) != getattr(other, name):
                 return name
         return None
@@ -105,6 +154,7 @@ class Counts:
     approved: int = 0
     field_changes: Mapping[str, int] = field(default_factory=dict)
     archived: int = 0
+    deleted: int = 0
 
 
 def count_field_changes(counted: Mapping[str, int], results: Iterable[RowResult]) -> dict[str, int]:
@@ -115,6 +165,44 @@ def count_field_changes(counted: Mapping[str, int], results: Iterable[RowResult]
         for change in result.changes:
             total[change.field] = total.get(change.field, 0) + 1
     return total
+
+
+def phase_after_rows(spec: JobSpec, guarded: bool) -> Phase:
+    """What a job becomes once every row has an outcome (stored with the job as ``after_rows``, read
+    by the recording statements): a guarded job is decided, a full roster swept, others complete."""
+    if guarded:
+        return Phase.DECIDING
+    if spec.full_roster:
+        return Phase.SWEEPING
+    return Phase.COMPLETED
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """A guarded job's figures (proto ``JobHold``): the students its preview would change in a
+    sensitive field, the students it would archive, the school's students and threshold."""
+
+    sensitive_changes: int
+    archives: int
+    school_students: int
+    threshold_percent: int
+
+    @property
+    def exceeded(self) -> bool:
+        """The preview changes more than ``threshold_percent`` of the school's students (0: never)."""
+        if self.threshold_percent <= 0:
+            return False
+        return (self.sensitive_changes + self.archives) * 100 > self.threshold_percent * self.school_students
+
+
+@dataclass(frozen=True, slots=True)
+class Archive:
+    """A student a full-roster job archived (``archive_time`` None: would archive, while HELD)."""
+
+    user_id: str
+    username: str
+    email_address: str
+    archive_time: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +217,9 @@ class Job:
     counts: Counts = field(default_factory=Counts)
     dead_lettered: int = 0
     complete_time: datetime | None = None
+    phase: Phase = Phase.RECEIVING
+    guarded: bool = False
+    hold: Hold | None = None
 
     @property
     def job_id(self) -> str:
@@ -136,7 +227,12 @@ class Job:
 
     @property
     def state(self) -> JobState:
-        return JobState.COMPLETED if self.complete_time is not None else JobState.RECEIVING
+        return self.phase.state
+
+    @property
+    def preview(self) -> bool:
+        """Rows of this job are sent to identity as a dry run: it is one, or a guarded job's preview."""
+        return self.spec.dry_run or self.guarded
 
 
 def is_complete(end_seen: bool, total_rows: int | None, rows_recorded: int) -> bool:
@@ -151,10 +247,13 @@ IDENTITY_REFUSED = "IDENTITY_REFUSED"
 @dataclass(frozen=True, slots=True)
 class EndRecorded:
     """What recording an end message did: ``mismatch`` says why it contradicts the job (then nothing
-    was recorded); ``completed`` is True when this end completed the job."""
+    was recorded); ``completed`` is True when this end brought the job's last row (the job then
+    moved on to ``phase``: COMPLETED, or a phase of the job runner)."""
 
     completed: bool = False
     mismatch: str | None = None
+    phase: Phase | None = None
+    """Where the job stands after the end (when recorded)."""
 
 
 def end_mismatch(end_seen: bool, total_rows: int | None, rows_recorded: int, new_total: int) -> str | None:

@@ -86,6 +86,7 @@ def job_spec(
     dry_run: bool,
     source_name: str,
     parent_job_id: str,
+    full_roster: bool = False,
 ) -> JobSpec:
     """The job a message names, once its header fields are on-contract (``routing_school`` is the
     routing key's suffix); raises ContractViolation."""
@@ -98,6 +99,7 @@ def job_spec(
         school_id=school_id,
         mode=mode,
         sensitive_fields_update=sensitive_fields_update,
+        full_roster=full_roster,
         dry_run=dry_run,
         source_name=source_name[:MAX_SOURCE_NAME_CHARS],
         parent_job_id=parent_job_id[:MAX_JOB_ID_CHARS],

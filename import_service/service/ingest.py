@@ -35,10 +35,9 @@ from import_service.domain.connectors import ConnectorPolicy
 from import_service.domain.jobs import (
     Job,
     JobSpec,
+    Phase,
     RowResult,
-    check_results,
-    failed_results,
-    refused_row,
+    phase_after_rows,
     split_at_total,
 )
 from import_service.domain.messages import (
@@ -49,14 +48,14 @@ from import_service.domain.messages import (
     RowsMessage,
 )
 from import_service.domain.rows import FileRow
+from import_service.service.applying import RowsApplying
 from import_service.service.dead_lettering import DeadLettering
+from import_service.service.job_guard import JobGuard
 from import_service.service.ports import (
-    BatchRefused,
     DeadLetterQueue,
     Delivery,
-    IdentityUnavailable,
+    JobsIdentity,
     MessageDecoder,
-    RowsApplier,
     Store,
 )
 from import_service.service.retrying import Backoff, until_answered
@@ -66,8 +65,6 @@ from shared.logging import get_logger
 T = TypeVar("T")
 log = get_logger("import.ingest")
 JOB_CACHE_SIZE = 10_000
-LONE_ROW_RETRIES = 1
-"""A lone row identity refuses is tried this many times more (after a pause) before it is FAILED."""
 
 
 @dataclass(eq=False, slots=True)
@@ -94,7 +91,7 @@ class Ingest:
     def __init__(
         self,
         store: Store,
-        identity: RowsApplier,
+        identity: JobsIdentity,
         dead_letters: DeadLetterQueue,
         decode: MessageDecoder,
         connectors: ConnectorPolicy,
@@ -104,16 +101,19 @@ class Ingest:
         max_in_flight: int = 4,
         transient_db: tuple[type[BaseException], ...] = (),
         backoff: Backoff | None = None,
+        applying: RowsApplying | None = None,
+        rows_done: Callable[[str], None] | None = None,
     ) -> None:
         self._store = store
-        self._identity = identity
         self._decode = decode
         self._connectors = connectors
         self._batch_rows = batch_rows
         self._wait = wait_ms / 1000
-        self._slots = asyncio.Semaphore(max_in_flight)
         self._transient_db = transient_db
         self._backoff = backoff or Backoff()
+        self._applying = applying or RowsApplying(identity, self._backoff, max_in_flight)
+        self._guard = JobGuard(identity, self._backoff)
+        self._rows_done = rows_done or (lambda job_id: None)
         self._buffers: dict[str, _Buffer] = {}
         self._running: dict[tuple[str, int], _Batch] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -192,8 +192,14 @@ class Ingest:
 
     async def _job(self, spec: JobSpec) -> Job:
         job = self._jobs.get(spec.job_id)
+        if job is None and spec.guardable:
+            job = await self._db(lambda: self._store.jobs.get(spec.job_id), "read job")
+            if job is None:
+                guarded = await self._guard.guarded(spec)
+                job = await self._db(lambda: self._store.jobs.ensure(spec, guarded=guarded), "ensure job")
         if job is None:
             job = await self._db(lambda: self._store.jobs.ensure(spec), "ensure job")
+        if spec.job_id not in self._jobs:
             if len(self._jobs) >= JOB_CACHE_SIZE:
                 del self._jobs[next(iter(self._jobs))]
             self._jobs[spec.job_id] = job
@@ -207,7 +213,7 @@ class Ingest:
             raise ContractViolation(DeadReason.JOB_MISMATCH, end.mismatch, job.job_id)
         log.info("import.end", job_id=job.job_id, total_rows=total_rows, completed=end.completed)
         if end.completed:
-            metrics.JOBS_COMPLETED.inc()
+            self._rows_in(job)
         await self.settler.done(self.settler.track(delivery, 1))
 
     def _add(self, job: Job, rows: Sequence[FileRow], tracked: Tracked) -> None:
@@ -285,10 +291,11 @@ class Ingest:
                 total, recorded = await self._db(lambda: self._store.jobs.progress(job.job_id), "progress")
                 todo, over = split_at_total(todo, total, recorded)
             if todo:
-                results = await self._apply(job, todo)
+                results = await self._applying.apply(job, todo, dry_run=job.preview)
                 outcomes = list(zip(todo, results, strict=True))
                 inserted, completed = await self._db(
-                    lambda: self._store.results.record(job.job_id, outcomes), "record"
+                    lambda: self._store.results.record(job.job_id, outcomes, applied=not job.guarded),
+                    "record",
                 )
         except Exception as exc:
             log.exception("import.batch_failed", job_id=job.job_id, rows=len(rows))
@@ -296,53 +303,18 @@ class Ingest:
             return Refusal(DeadReason.PROCESSING_FAILED.value, detail, job.job_id), {}
         elapsed = time.perf_counter() - started
         _observe(job, rows, results, len(done), inserted, completed, elapsed)
+        if completed:
+            self._rows_in(job)
         if over:
             log.warning("import.rows_past_total", job_id=job.job_id, rows=len(over), total=total)
         return None, {row.row_number: _past_total(job, row, total) for row in over}
 
-    async def _apply(self, job: Job, rows: list[FileRow]) -> list[RowResult]:
-        """Identity's results for ``rows``; a refused batch is split until refused rows are alone."""
-        try:
-            return await self._call(job, rows)
-        except BatchRefused as refused:
-            if refused.whole_batch:
-                return failed_results(rows, refused.reason, refused.message)
-            if len(rows) == 1:
-                return [await self._lone(job, rows[0], refused)]
-            metrics.BATCH_SPLITS.inc()
-            log.warning("import.batch_split", job_id=job.job_id, rows=len(rows), code=refused.code)
-            middle = len(rows) // 2
-            return await self._apply(job, rows[:middle]) + await self._apply(job, rows[middle:])
-
-    async def _lone(self, job: Job, row: FileRow, refused: BatchRefused) -> RowResult:
-        for _ in range(LONE_ROW_RETRIES):
-            await asyncio.sleep(self._backoff.initial_seconds)
-            try:
-                return (await self._call(job, [row]))[0]
-            except BatchRefused as again:
-                if again.whole_batch:
-                    return failed_results([row], again.reason, again.message)[0]
-                refused = again
-        log.warning("import.row_refused", job_id=job.job_id, row=row.row_number, code=refused.code)
-        return refused_row(row, refused.code, refused.reason)
-
-    async def _call(self, job: Job, rows: list[FileRow]) -> list[RowResult]:
-        """One ApplyStudentRows, waiting out outages; a slot is held only while a call is made."""
-
-        async def attempt() -> list[RowResult]:
-            async with self._slots:
-                results = await self._identity.apply_rows(job, rows)
-            try:
-                check_results(rows, results)
-            except ValueError:
-                raise BatchRefused(
-                    "IDENTITY_REFUSED", "identity answered other rows", code="BAD_ANSWER", whole_batch=False
-                ) from None
-            return results
-
-        return await until_answered(
-            attempt, (IdentityUnavailable,), self._backoff, "identity", metrics.IDENTITY_RETRIES.inc
-        )
+    def _rows_in(self, job: Job) -> None:
+        """Every row of ``job`` has an outcome: it completed, or the job runner takes it on."""
+        if phase_after_rows(job.spec, job.guarded) is Phase.COMPLETED:
+            metrics.JOBS_COMPLETED.inc()
+        else:
+            self._rows_done(job.job_id)
 
     async def _db(self, call: Callable[[], Awaitable[T]], what: str) -> T:
         return await until_answered(call, self._transient_db, self._backoff, what)
@@ -377,8 +349,6 @@ def _observe(
             metrics.ROWS.labels(outcome).inc(count)
     metrics.DUPLICATE_ROWS.inc(duplicates + len(results) - inserted)
     metrics.BATCH_SECONDS.observe(elapsed)
-    if completed:
-        metrics.JOBS_COMPLETED.inc()
     log.info(
         "import.batch",
         job_id=job.job_id,

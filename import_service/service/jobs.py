@@ -66,10 +66,11 @@ class JobQueries:
         return jobs[:limit], paging.job_cursor_token(last.create_time, last.job_id)
 
     async def watch(self, caller: Caller, job_id: str) -> AsyncIterator[Job]:
-        """The job now, then each time it changes; ends after it is COMPLETED."""
+        """The job now, then each time it changes; ends after it is COMPLETED, DISCARDED or HELD (a
+        held job waits for a person: watch it again after releasing it)."""
         job = await self.get(caller, job_id)
         yield job
-        while job.state is not JobState.COMPLETED:
+        while job.state is JobState.RECEIVING:
             await asyncio.sleep(self._poll)
             latest = await self._store.jobs.get(job_id)
             if latest is not None and latest != job:

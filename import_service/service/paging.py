@@ -84,3 +84,17 @@ def row_cursor(token: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= INT64_MAX:
         raise _refused()
     return value
+
+
+def archive_cursor_token(user_id: str) -> str:
+    return _encode("archives", user_id)
+
+
+def archive_cursor(token: str) -> str:
+    """The user id after which a ListJobArchives page starts ("" for the first page)."""
+    if not token:
+        return ""
+    value = _decode("archives", token)
+    if not isinstance(value, str) or not 1 <= len(value) <= 128 or not value.isprintable():
+        raise _refused()
+    return value

@@ -12,6 +12,7 @@ import uuid
 
 from import_service.domain.jobs import ImportMode, Job, JobSpec, JobState, Outcome
 from import_service.domain.messages import MAX_SOURCE_NAME_CHARS
+from import_service.service.job_guard import JobGuard
 from import_service.service.jobs import JobQueries
 from import_service.service.ports import RetryRequest, RowsPublisher, Store
 from shared.errors import Reason, RollcallError
@@ -21,10 +22,11 @@ PUBLISH_CHUNK_ROWS = 500
 
 
 class Redrives:
-    def __init__(self, store: Store, publisher: RowsPublisher, queries: JobQueries) -> None:
+    def __init__(self, store: Store, publisher: RowsPublisher, queries: JobQueries, guard: JobGuard) -> None:
         self._store = store
         self._publisher = publisher
         self._queries = queries
+        self._guard = guard
 
     async def retry_failed(self, caller: Caller, job_id: str, sensitive: bool, request_id: str) -> Job:
         parent = await self._queries.get(caller, job_id)
@@ -37,13 +39,14 @@ class Redrives:
         if parent.counts.failed == 0:
             raise RollcallError(Reason.FAILED_PRECONDITION, "the job has no failed rows")
         spec = _child_spec(parent, sensitive)
+        guarded = await self._guard.guarded(spec)
         async with self._store.unit_of_work() as uow:
             claim = RetryRequest(request_id, job_id, sensitive, spec.job_id)
             if request_id and not await uow.retries.add(claim):
                 earlier = await self._store.retries.get(request_id)
                 assert earlier is not None
                 return await self._repeat(earlier, job_id, sensitive)
-            await uow.jobs.ensure(spec)
+            await uow.jobs.ensure(spec, guarded=guarded)
             await uow.commit()
         return await self._publish(spec)
 

@@ -6,6 +6,8 @@ publishes nothing and leaves no job. A problem further down the file (e.g. an un
 record) stops the upload: if rows were already published, every row read before the problem is
 published and ended as a job of its own (so it completes instead of waiting forever) and the call
 fails naming the problem and that job; if nothing was published yet, nothing is, and no job exists.
+A ``full_roster`` upload (or a sensitive one) is guarded (``job_guard``): a file cut short is
+previewed and, archiving too many students, HELD like any other.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from import_service.domain.messages import (
 from import_service.domain.messages import check_header as contract_header
 from import_service.domain.rows import FileFormat, FileFormatError, FileRow
 from import_service.service.access import SchoolAccess
+from import_service.service.job_guard import JobGuard
 from import_service.service.ports import RowReader, RowReaders, RowsPublisher, Store
 from shared.errors import FieldViolation, RollcallError, invalid, invalid_fields
 from shared.grpc_kit.auth import Caller
@@ -39,6 +42,7 @@ class UploadHeader:
     dry_run: bool
     source_name: str
     file_format: FileFormat | None
+    full_roster: bool = False
 
 
 def check_header(header: UploadHeader) -> None:
@@ -79,9 +83,10 @@ def _school_id_problem(school_id: str) -> str | None:
 class _Upload:
     """One file on its way to the queue."""
 
-    def __init__(self, store: Store, publisher: RowsPublisher, spec: JobSpec) -> None:
+    def __init__(self, store: Store, publisher: RowsPublisher, guard: JobGuard, spec: JobSpec) -> None:
         self._store = store
         self._publisher = publisher
+        self._guard = guard
         self.spec = spec
         self.published = 0
         self.started = False
@@ -104,18 +109,24 @@ class _Upload:
 
     async def _start(self) -> None:
         if not self.started:
-            await self._store.jobs.ensure(self.spec)
+            await self._store.jobs.ensure(self.spec, guarded=await self._guard.guarded(self.spec))
             self.started = True
 
 
 class Uploads:
     def __init__(
-        self, store: Store, publisher: RowsPublisher, access: SchoolAccess, readers: RowReaders
+        self,
+        store: Store,
+        publisher: RowsPublisher,
+        access: SchoolAccess,
+        readers: RowReaders,
+        guard: JobGuard,
     ) -> None:
         self._store = store
         self._publisher = publisher
         self._access = access
         self._readers = readers
+        self._guard = guard
 
     async def submit(self, caller: Caller, header: UploadHeader, chunks: AsyncIterator[bytes]) -> Job:
         check_header(header)
@@ -128,8 +139,9 @@ class Uploads:
             sensitive_fields_update=header.sensitive_fields_update,
             dry_run=header.dry_run,
             source_name=header.source_name,
+            full_roster=header.full_roster,
         )
-        upload = _Upload(self._store, self._publisher, spec)
+        upload = _Upload(self._store, self._publisher, self._guard, spec)
         reader = self._readers(header.file_format)
         try:
             await _read(reader, upload, chunks)

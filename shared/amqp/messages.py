@@ -87,6 +87,7 @@ def _header(spec: JobSpec) -> bytes:
         dry_run=spec.dry_run,
         source_name=spec.source_name,
         parent_job_id=spec.parent_job_id,
+        full_roster=spec.full_roster,
     ).SerializeToString()
 
 

@@ -42,6 +42,7 @@ _STATUS: dict[Reason, grpc.StatusCode] = {
     Reason.USER_DECLINED: grpc.StatusCode.FAILED_PRECONDITION,
     Reason.SSO_NOT_ENABLED: grpc.StatusCode.FAILED_PRECONDITION,
     Reason.JOB_NOT_UNDOABLE: grpc.StatusCode.FAILED_PRECONDITION,
+    Reason.JOB_NOT_HELD: grpc.StatusCode.FAILED_PRECONDITION,
 }
 
 

@@ -39,6 +39,7 @@ def decode(body: bytes, content_type: str | None, routing: str) -> ImportMessage
         dry_run=message.dry_run,
         source_name=message.source_name,
         parent_job_id=message.parent_job_id,
+        full_roster=message.full_roster,
     )
     kind = message.WhichOneof("body")
     if kind == "rows":

@@ -20,4 +20,8 @@ RULES: dict[str, frozenset[Role]] = {
     f"/{SERVICE}/ListRowResults": _READERS,
     f"/{SERVICE}/ExportFailedRows": _READERS,
     f"/{SERVICE}/RetryFailedRows": _ACTORS,
+    f"/{SERVICE}/ReleaseImportJob": _ACTORS,
+    f"/{SERVICE}/DiscardImportJob": _ACTORS,
+    f"/{SERVICE}/UndoImportJob": _ACTORS,
+    f"/{SERVICE}/ListJobArchives": _READERS,
 }

@@ -8,7 +8,7 @@ from import_service.adapters.wire import (
     outcome_to_proto,
     timestamp_to_proto,
 )
-from import_service.domain.jobs import Job, JobState, Outcome, RecordedRow
+from import_service.domain.jobs import Archive, Hold, Job, JobState, Outcome, RecordedRow
 from import_service.domain.rows import FileFormat
 from import_service.service.uploads import UploadHeader
 from shared.amqp.messages import mode_from_proto, mode_to_proto, row_to_proto
@@ -18,6 +18,8 @@ from shared.proto.rollcall.importer.v1 import import_service_pb2 as pb
 _STATE = {
     JobState.RECEIVING: pb.IMPORT_JOB_STATE_RECEIVING,
     JobState.COMPLETED: pb.IMPORT_JOB_STATE_COMPLETED,
+    JobState.HELD: pb.IMPORT_JOB_STATE_HELD,
+    JobState.DISCARDED: pb.IMPORT_JOB_STATE_DISCARDED,
 }
 _FORMAT = {pb.FILE_FORMAT_CSV: FileFormat.CSV, pb.FILE_FORMAT_ONEROSTER_USERS: FileFormat.ONEROSTER_USERS}
 
@@ -44,10 +46,34 @@ def job_to_proto(job: Job) -> pb.ImportJob:
             approved=counts.approved,
             archived=counts.archived,
             field_changes=counts.field_changes,
+            deleted=counts.deleted,
         ),
         dead_lettered=job.dead_lettered,
         create_time=timestamp_to_proto(job.create_time),
         complete_time=timestamp_to_proto(job.complete_time),
+        full_roster=spec.full_roster,
+        undo_of_job_id=spec.undo_of_job_id,
+        hold=_hold(job.hold),
+    )
+
+
+def _hold(hold: Hold | None) -> pb.JobHold | None:
+    if hold is None:
+        return None
+    return pb.JobHold(
+        sensitive_changes=hold.sensitive_changes,
+        archives=hold.archives,
+        school_students=hold.school_students,
+        threshold_percent=hold.threshold_percent,
+    )
+
+
+def archive_to_proto(archive: Archive) -> pb.JobArchive:
+    return pb.JobArchive(
+        user_id=archive.user_id,
+        username=archive.username,
+        email_address=archive.email_address,
+        archive_time=timestamp_to_proto(archive.archive_time),
     )
 
 
@@ -83,4 +109,5 @@ def header_from_proto(header: pb.FileHeader) -> UploadHeader:
         dry_run=header.dry_run,
         source_name=header.source_name,
         file_format=_FORMAT.get(header.format),
+        full_roster=header.full_roster,
     )

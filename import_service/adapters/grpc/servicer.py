@@ -10,12 +10,14 @@ from typing import Any
 import grpc
 
 from import_service.adapters.grpc.convert import (
+    archive_to_proto,
     header_from_proto,
     job_to_proto,
     outcomes_from_proto,
     record_to_proto,
 )
 from import_service.domain.messages import storable_text_problem
+from import_service.service.decisions import JobDecisions
 from import_service.service.jobs import JobQueries
 from import_service.service.redrive import Redrives
 from import_service.service.uploads import Uploads
@@ -30,10 +32,13 @@ DRAIN_SECONDS = 10.0
 
 
 class ImportServicer(pb_grpc.ImportServiceServicer):
-    def __init__(self, queries: JobQueries, uploads: Uploads, redrives: Redrives) -> None:
+    def __init__(
+        self, queries: JobQueries, uploads: Uploads, redrives: Redrives, decisions: JobDecisions
+    ) -> None:
         self._queries = queries
         self._uploads = uploads
         self._redrives = redrives
+        self._decisions = decisions
 
     async def SubmitFile(
         self, request_iterator: AsyncIterator[pb.SubmitFileRequest], context: grpc.aio.ServicerContext
@@ -92,6 +97,28 @@ class ImportServicer(pb_grpc.ImportServiceServicer):
             current_caller(), request.job_id, request.sensitive_fields_update, request.request_id
         )
         return job_to_proto(job)
+
+    async def ReleaseImportJob(self, request: pb.ReleaseImportJobRequest, context: Any) -> pb.ImportJob:
+        job = await self._decisions.release(current_caller(), request.job_id, request.request_id)
+        return job_to_proto(job)
+
+    async def DiscardImportJob(self, request: pb.DiscardImportJobRequest, context: Any) -> pb.ImportJob:
+        job = await self._decisions.discard(current_caller(), request.job_id, request.request_id)
+        return job_to_proto(job)
+
+    async def UndoImportJob(self, request: pb.UndoImportJobRequest, context: Any) -> pb.ImportJob:
+        job = await self._decisions.undo(current_caller(), request.job_id, request.request_id)
+        return job_to_proto(job)
+
+    async def ListJobArchives(
+        self, request: pb.ListJobArchivesRequest, context: Any
+    ) -> pb.ListJobArchivesResponse:
+        archives, token = await self._decisions.archives(
+            current_caller(), request.job_id, request.page_size, request.page_token
+        )
+        return pb.ListJobArchivesResponse(
+            archives=[archive_to_proto(archive) for archive in archives], next_page_token=token
+        )
 
 
 async def _drain(requests: AsyncIterator[pb.SubmitFileRequest]) -> None:

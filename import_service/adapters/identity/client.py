@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from datetime import UTC
 
 import grpc
 
 from import_service.adapters.wire import result_from_proto, timestamp_to_proto
-from import_service.domain.jobs import Job, RowResult
+from import_service.domain.jobs import Archive, Job, RowResult
 from import_service.domain.rows import FileRow
 from import_service.service.ports import BatchRefused, IdentityUnavailable
 from shared.amqp.messages import mode_to_proto, rows_to_proto
@@ -53,7 +54,8 @@ _CHANNEL_OPTIONS = [
     ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.max_pings_without_data", 0),
-    ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+    # a full roster's sweep or an undo answers every student in one message
+    ("grpc.max_receive_message_length", 128 * 1024 * 1024),
     ("grpc.max_send_message_length", 16 * 1024 * 1024),
     ("grpc.initial_reconnect_backoff_ms", 200),
     ("grpc.max_reconnect_backoff_ms", 2_000),
@@ -84,19 +86,65 @@ class IdentityClient:
     async def close(self) -> None:
         await self._channel.close()
 
-    async def apply_rows(self, job: Job, rows: Sequence[FileRow]) -> list[RowResult]:
+    async def apply_rows(self, job: Job, rows: Sequence[FileRow], *, dry_run: bool) -> list[RowResult]:
         spec = job.spec
         request = pb.ApplyStudentRowsRequest(
             school_id=spec.school_id,
             job_id=spec.job_id,
             mode=mode_to_proto(spec.mode),
             sensitive_fields_update=spec.sensitive_fields_update,
-            dry_run=spec.dry_run,
+            dry_run=dry_run,
             rows=rows_to_proto(rows),
             job_create_time=timestamp_to_proto(job.create_time),
+            full_roster=spec.full_roster,
         )
         try:
             response = await self._stub.ApplyStudentRows(
+                request, timeout=self._timeout, metadata=self._metadata
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _translate(exc) from exc
+        return [result_from_proto(result) for result in response.results]
+
+    async def import_guard(self, school_id: str) -> tuple[int, int]:
+        try:
+            guard = await self._stub.GetImportGuard(
+                pb.GetImportGuardRequest(school_id=school_id), timeout=self._timeout, metadata=self._metadata
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _translate(exc) from exc
+        return guard.change_threshold_percent, guard.school_students
+
+    async def sweep(self, job: Job, *, dry_run: bool) -> tuple[list[Archive], int]:
+        request = pb.ArchiveStudentsNotInJobRequest(
+            school_id=job.spec.school_id, job_id=job.job_id, dry_run=dry_run
+        )
+        try:
+            response = await self._stub.ArchiveStudentsNotInJob(
+                request, timeout=self._timeout, metadata=self._metadata
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _translate(exc) from exc
+        archives = [
+            Archive(
+                s.user_id,
+                s.username,
+                s.email_address,
+                s.archive_time.ToDatetime(tzinfo=UTC) if s.HasField("archive_time") else None,
+            )
+            for s in response.archived
+        ]
+        return archives, response.school_students
+
+    async def undo_rows(self, undo: Job) -> list[RowResult]:
+        request = pb.UndoStudentRowsRequest(
+            school_id=undo.spec.school_id,
+            job_id=undo.spec.undo_of_job_id,
+            undo_job_id=undo.job_id,
+            undo_job_create_time=timestamp_to_proto(undo.create_time),
+        )
+        try:
+            response = await self._stub.UndoStudentRows(
                 request, timeout=self._timeout, metadata=self._metadata
             )
         except grpc.aio.AioRpcError as exc:

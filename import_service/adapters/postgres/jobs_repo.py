@@ -9,17 +9,21 @@ from typing import Any
 from import_service.domain.jobs import (
     Counts,
     EndRecorded,
+    Hold,
     ImportMode,
     Job,
     JobSpec,
+    Phase,
     end_mismatch,
+    phase_after_rows,
 )
 
 _JOB_COLUMNS = """
     j.job_id, j.parent_job_id, j.school_id, j.mode, j.sensitive_fields_update, j.dry_run,
     j.source_name, j.total_rows, j.end_seen, j.rows_recorded, j.created, j.updated, j.unchanged,
     j.skipped, j.failed, j.approved, j.field_changes::text AS field_changes, j.create_time, j.complete_time,
-    j.archived,
+    j.archived, j.deleted, j.full_roster, j.undo_of_job_id, j.guarded, j.phase, j.hold_sensitive_changes,
+    j.hold_archives, j.hold_school_students, j.hold_threshold_percent,
     (SELECT count(*) FROM dead_letters d
      WHERE d.job_id = j.job_id AND d.school_id = j.school_id) AS dead_lettered
 """
@@ -28,8 +32,9 @@ _GET = f"SELECT {_JOB_COLUMNS} FROM jobs j WHERE j.job_id = $1"
 
 _ENSURE = """
 WITH ins AS (
-    INSERT INTO jobs (job_id, parent_job_id, school_id, mode, sensitive_fields_update, dry_run, source_name)
-    VALUES ($1, NULLIF($2, ''), $3, $4, $5, $6, $7)
+    INSERT INTO jobs (job_id, parent_job_id, school_id, mode, sensitive_fields_update, dry_run, source_name,
+                      full_roster, undo_of_job_id, guarded, phase, after_rows)
+    VALUES ($1, NULLIF($2, ''), $3, $4, $5, $6, $7, $8, NULLIF($9, ''), $10, $11, $12)
     ON CONFLICT (job_id) DO NOTHING
     RETURNING *
 )
@@ -41,13 +46,19 @@ LIMIT 1
 
 # Recorded only when it agrees with the job (domain.jobs.end_mismatch); the WHERE is evaluated again on
 # the newest row version after waiting for a concurrent writer's lock, so two ends cannot both win.
+# When every row is in, the job moves on to what ``after_rows`` says (domain.jobs.phase_after_rows).
 _RECORD_END = """
 UPDATE jobs SET
     total_rows = $2,
     end_seen = true,
-    complete_time = COALESCE(complete_time, CASE WHEN rows_recorded >= $2 THEN now() END)
+    phase = CASE WHEN phase = 'RECEIVING' AND rows_recorded >= $2 THEN after_rows ELSE phase END,
+    rows_done_time = COALESCE(
+        rows_done_time, CASE WHEN phase = 'RECEIVING' AND rows_recorded >= $2 THEN now() END),
+    complete_time = COALESCE(
+        complete_time,
+        CASE WHEN phase = 'RECEIVING' AND after_rows = 'COMPLETED' AND rows_recorded >= $2 THEN now() END)
 WHERE job_id = $1 AND (NOT end_seen OR total_rows = $2) AND rows_recorded <= $2
-RETURNING complete_time IS NOT DISTINCT FROM now()
+RETURNING rows_done_time IS NOT DISTINCT FROM now(), phase
 """
 _PROGRESS = "SELECT total_rows, end_seen, rows_recorded FROM jobs WHERE job_id = $1"
 
@@ -61,6 +72,8 @@ def job_from_record(rec: Any) -> Job:
         dry_run=rec["dry_run"],
         source_name=rec["source_name"],
         parent_job_id=rec["parent_job_id"] or "",
+        full_roster=rec["full_roster"],
+        undo_of_job_id=rec["undo_of_job_id"] or "",
     )
     counts = Counts(
         created=rec["created"],
@@ -70,8 +83,20 @@ def job_from_record(rec: Any) -> Job:
         failed=rec["failed"],
         approved=rec["approved"],
         archived=rec["archived"],
+        deleted=rec["deleted"],
         field_changes=json.loads(rec["field_changes"]) if rec["field_changes"] else {},
     )
+    hold = None
+    if rec["hold_threshold_percent"] is not None:
+        hold = Hold(
+            sensitive_changes=rec["hold_sensitive_changes"],
+            archives=rec["hold_archives"],
+            school_students=rec["hold_school_students"],
+            threshold_percent=rec["hold_threshold_percent"],
+        )
+    phase = Phase(rec["phase"])
+    if phase is Phase.RECEIVING and rec["complete_time"] is not None:
+        phase = Phase.COMPLETED  # completed by the version before migration 0006 (during a rollout)
     return Job(
         spec=spec,
         create_time=rec["create_time"],
@@ -81,6 +106,9 @@ def job_from_record(rec: Any) -> Job:
         counts=counts,
         dead_lettered=rec["dead_lettered"],
         complete_time=rec["complete_time"],
+        phase=phase,
+        guarded=rec["guarded"],
+        hold=hold,
     )
 
 
@@ -90,8 +118,11 @@ class JobsRepository:
     def __init__(self, db: Any) -> None:
         self._db = db
 
-    async def ensure(self, spec: JobSpec) -> Job:
-        """The stored job of ``spec.job_id``, created from ``spec`` when it is new."""
+    async def ensure(self, spec: JobSpec, *, guarded: bool = False) -> Job:
+        """The stored job of ``spec.job_id``, created from ``spec`` when it is new (``guarded``: its
+        rows are previewed and the job decided against the school's threshold; an undo job starts
+        UNDOING)."""
+        first = Phase.UNDOING if spec.undo_of_job_id else Phase.RECEIVING
         args = (
             spec.job_id,
             spec.parent_job_id,
@@ -100,6 +131,11 @@ class JobsRepository:
             spec.sensitive_fields_update,
             spec.dry_run,
             spec.source_name,
+            spec.full_roster,
+            spec.undo_of_job_id,
+            guarded,
+            first.value,
+            phase_after_rows(spec, guarded).value,
         )
         for _ in range(5):  # a concurrent insert is invisible to this statement's snapshot: ask again
             rec = await self._db.fetchrow(_ENSURE, *args)
@@ -115,7 +151,7 @@ class JobsRepository:
         """Marks the end of file unless it contradicts the job (then says why)."""
         rec = await self._db.fetchrow(_RECORD_END, job_id, total_rows)
         if rec is not None:
-            return EndRecorded(completed=bool(rec[0]))
+            return EndRecorded(completed=bool(rec[0]), phase=Phase(rec[1]))
         now = await self._db.fetchrow(_PROGRESS, job_id)
         if now is None:
             raise LookupError(f"job {job_id} does not exist")

@@ -2,8 +2,10 @@
 
 ``record`` stores a batch's outcomes and moves the job's counters in ONE statement: rows that
 already have an outcome are left alone (ON CONFLICT DO NOTHING, first outcome wins), only the rows
-actually inserted are counted, and the job is marked complete in the same statement when its end
-has been seen and every announced row is recorded. The rows' field changes (``changes``, a JSON
+actually inserted are counted, and when the job's end has been seen and every announced row is
+recorded the same statement moves the job on to its ``after_rows`` phase (COMPLETED, or the job
+runner's DECIDING / SWEEPING). A guarded job's rows are recorded as its preview (``applied`` false):
+the job runner replaces them with what identity applied. The rows' field changes (``changes``, a JSON
 array of [field, old, new]) are counted per field into the job's ``field_changes`` by that statement
 too (``domain.jobs.count_field_changes`` is the reference).
 """
@@ -23,9 +25,9 @@ from import_service.domain.rows import FileRow
 _RECORD = """
 WITH ins AS (
     INSERT INTO row_results
-        (job_id, row_number, outcome, approved, user_id, reason, message, row_pb, changes)
+        (job_id, row_number, outcome, approved, user_id, reason, message, row_pb, changes, applied)
     SELECT $1, t.row_number, t.outcome, t.approved, NULLIF(t.user_id, ''), NULLIF(t.reason, ''),
-           NULLIF(t.message, ''), t.row_pb, t.changes::jsonb
+           NULLIF(t.message, ''), t.row_pb, t.changes::jsonb, $10
     FROM unnest($2::bigint[], $3::text[], $4::bool[], $5::text[], $6::text[], $7::text[], $8::bytea[],
                 $9::text[])
          AS t(row_number, outcome, approved, user_id, reason, message, row_pb, changes)
@@ -43,7 +45,8 @@ WITH ins AS (
            count(*) FILTER (WHERE outcome = 'SKIPPED') AS skipped,
            count(*) FILTER (WHERE outcome = 'FAILED') AS failed,
            count(*) FILTER (WHERE approved) AS approved,
-           count(*) FILTER (WHERE outcome = 'ARCHIVED') AS archived
+           count(*) FILTER (WHERE outcome = 'ARCHIVED') AS archived,
+           count(*) FILTER (WHERE outcome = 'DELETED') AS deleted
     FROM ins
 )
 UPDATE jobs j SET
@@ -55,16 +58,24 @@ UPDATE jobs j SET
     failed = j.failed + t.failed,
     approved = j.approved + t.approved,
     archived = j.archived + t.archived,
+    deleted = j.deleted + t.deleted,
     field_changes = j.field_changes || COALESCE(
         (SELECT jsonb_object_agg(f.field, COALESCE((j.field_changes->>f.field)::bigint, 0) + f.n)
          FROM per_field f),
         '{}'::jsonb),
+    phase = CASE WHEN j.phase = 'RECEIVING' AND j.end_seen AND j.rows_recorded + t.n >= j.total_rows
+                 THEN j.after_rows ELSE j.phase END,
+    rows_done_time = COALESCE(
+        j.rows_done_time,
+        CASE WHEN j.phase = 'RECEIVING' AND j.end_seen AND j.rows_recorded + t.n >= j.total_rows
+             THEN now() END),
     complete_time = COALESCE(
         j.complete_time,
-        CASE WHEN j.end_seen AND j.rows_recorded + t.n >= j.total_rows THEN now() END)
+        CASE WHEN j.phase = 'RECEIVING' AND j.after_rows = 'COMPLETED' AND j.end_seen
+                  AND j.rows_recorded + t.n >= j.total_rows THEN now() END)
 FROM tally t
 WHERE j.job_id = $1
-RETURNING t.n AS inserted, j.complete_time IS NOT DISTINCT FROM now() AS just_completed
+RETURNING t.n AS inserted, j.rows_done_time IS NOT DISTINCT FROM now() AS just_completed
 """
 
 # The range bounds the read to the batch's span of the primary key: without it a young table (never
@@ -130,8 +141,11 @@ class RowResultsRepository:
         )
         return {rec["row_number"] for rec in recs}
 
-    async def record(self, job_id: str, outcomes: Sequence[tuple[FileRow, RowResult]]) -> tuple[int, bool]:
-        """Stores outcomes not yet recorded; returns (rows inserted, whether this completed the job)."""
+    async def record(
+        self, job_id: str, outcomes: Sequence[tuple[FileRow, RowResult]], *, applied: bool = True
+    ) -> tuple[int, bool]:
+        """Stores outcomes not yet recorded (``applied`` false: a guarded job's preview); returns (rows
+        inserted, whether this recorded the job's last row)."""
         columns: tuple[list[Any], ...] = ([], [], [], [], [], [], [], [])
         for row, result in outcomes:
             columns[0].append(result.row_number)
@@ -142,7 +156,7 @@ class RowResultsRepository:
             columns[5].append(storable(result.message))
             columns[6].append(row_to_bytes(row))
             columns[7].append(changes_to_json(result.changes))
-        rec = await self._db.fetchrow(_RECORD, job_id, *columns)
+        rec = await self._db.fetchrow(_RECORD, job_id, *columns, applied)
         if rec is None:
             raise LookupError(f"job {job_id} does not exist")
         return int(rec["inserted"]), bool(rec["just_completed"])

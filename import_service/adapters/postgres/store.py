@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 
 from import_service.adapters.postgres.dead_letters_repo import DeadLettersRepository
+from import_service.adapters.postgres.job_runs_repo import JobRunsRepository
 from import_service.adapters.postgres.jobs_repo import JobsRepository
 from import_service.adapters.postgres.results_repo import RowResultsRepository
 from import_service.adapters.postgres.retries_repo import RetryRequestsRepository
@@ -46,6 +47,8 @@ class PostgresUnitOfWork:
         self._tx = self._conn.transaction()
         await self._tx.start()
         self.jobs = JobsRepository(self._conn)
+        self.results = RowResultsRepository(self._conn)
+        self.runs = JobRunsRepository(self._conn)
         self.retries = RetryRequestsRepository(self._conn)
         return self
 
@@ -68,6 +71,7 @@ class PostgresStore:
         self.pool = pool
         self.jobs = JobsRepository(pool)
         self.results = RowResultsRepository(pool)
+        self.runs = JobRunsRepository(pool)
         self.dead_letters = DeadLettersRepository(pool)
         self.retries = RetryRequestsRepository(pool)
 

@@ -68,7 +68,11 @@ class FakeIdentity(ipb_grpc.IdentityServiceServicer):
     - a row already applied for the same job gets the same answer again (idempotent per job row);
     - school ``no-such-school`` → NOT_FOUND SCHOOL_NOT_FOUND for the whole batch;
     - ``down_for(seconds)`` answers UNAVAILABLE meanwhile; ``delay`` slows every call;
-      ``crash_next`` calls answer INTERNAL.
+      ``crash_next`` calls answer INTERNAL;
+    - GetImportGuard answers ``threshold`` (0 unless a test sets it: the guard off, so an ordinary
+      test's sensitive job is not previewed) and the students of the school seen so far;
+      ArchiveStudentsNotInJob archives nobody; UndoStudentRows answers one UPDATED result per
+      student the job created or matched.
     """
 
     def __init__(self) -> None:
@@ -84,6 +88,7 @@ class FakeIdentity(ipb_grpc.IdentityServiceServicer):
         self.delay = 0.0
         self.calls = 0
         self.crash_next = 0
+        self.threshold = 0
 
     def down_for(self, seconds: float) -> None:
         self.down_until = time.monotonic() + seconds
@@ -111,6 +116,29 @@ class FakeIdentity(ipb_grpc.IdentityServiceServicer):
             await context.abort(status.code, status.details, status.trailing_metadata)
         self.calls += 1
         return ipb.ApplyStudentRowsResponse(results=[self._apply(request, row) for row in request.rows])
+
+    async def GetImportGuard(self, request: Any, context: Any) -> ipb.ImportGuard:
+        await self._check_token(context)
+        students = sum(1 for school, _ in self.seen if school == request.school_id)
+        return ipb.ImportGuard(change_threshold_percent=self.threshold, school_students=students)
+
+    async def ArchiveStudentsNotInJob(
+        self, request: Any, context: Any
+    ) -> ipb.ArchiveStudentsNotInJobResponse:
+        await self._check_token(context)
+        students = sum(1 for school, _ in self.seen if school == request.school_id)
+        return ipb.ArchiveStudentsNotInJobResponse(school_students=students)
+
+    async def UndoStudentRows(self, request: Any, context: Any) -> ipb.UndoStudentRowsResponse:
+        await self._check_token(context)
+        users = sorted(
+            {a.user_id for (job, _), a in self.answers.items() if job == request.job_id and a.user_id}
+        )
+        results = [
+            rows_pb.RowResult(row_number=n, outcome=rows_pb.ROW_OUTCOME_UPDATED, user_id=user_id)
+            for n, user_id in enumerate(users, start=1)
+        ]
+        return ipb.UndoStudentRowsResponse(results=results)
 
     async def GetUser(self, request: Any, context: Any) -> res.User:
         await self._check_token(context)

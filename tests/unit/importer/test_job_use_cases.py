@@ -13,8 +13,10 @@ import pytest
 from import_service.domain.jobs import ImportMode, JobSpec, JobState, Outcome, RowResult
 from import_service.domain.rows import FileFormat, FileRow
 from import_service.service.access import SchoolAccess
+from import_service.service.job_guard import JobGuard
 from import_service.service.jobs import JobQueries
 from import_service.service.redrive import Redrives
+from import_service.service.retrying import Backoff
 from import_service.service.uploads import PUBLISH_CHUNK_ROWS, UploadHeader, Uploads
 from shared.errors import Reason, RollcallError
 from shared.files import row_reader_for
@@ -37,8 +39,9 @@ class World:
         self.publisher = FakePublisher()
         access = SchoolAccess(self.identity)
         self.queries = JobQueries(self.store, access, FailedRowsCsv(), watch_poll_seconds=0.001)
-        self.uploads = Uploads(self.store, self.publisher, access, row_reader_for)
-        self.redrives = Redrives(self.store, self.publisher, self.queries)
+        guard = JobGuard(self.identity, Backoff(initial_seconds=0.001))
+        self.uploads = Uploads(self.store, self.publisher, access, row_reader_for, guard)
+        self.redrives = Redrives(self.store, self.publisher, self.queries, guard)
 
     async def job(self, outcomes: dict[int, Outcome], *, end: bool = True, **fields: object) -> JobSpec:
         """A job of ``SCHOOL`` whose rows have ``outcomes`` (row number → outcome)."""
