@@ -79,7 +79,8 @@ RUNNER_PHASES = (Phase.DECIDING, Phase.APPLYING, Phase.SWEEPING, Phase.UNDOING)
 """The phases the job runner moves on (mirrored by the partial index ``jobs_to_run``)."""
 
 SENSITIVE_FIELDS = frozenset({"username", "email_address", "auth_identifier"})
-"""product.md "Sensitive fields", named as ``FieldChange`` names them."""
+"""product.md "Sensitive fields", named as ``FieldChange`` names them. The guard counts a student whose
+value of one of them a row changes (filling a blank one changes nobody's identity)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,12 +47,14 @@ _RENEW = """UPDATE jobs SET lease_until = now() + make_interval(secs => $3)
             WHERE job_id = $1 AND lease_owner = $2 RETURNING job_id"""
 _LET_GO = "UPDATE jobs SET lease_until = NULL WHERE job_id = $1 AND lease_owner = $2"
 
-# The students whose sensitive field an UPDATED preview row changes, and the explicit archive rows.
+# The students whose sensitive field an UPDATED preview row changes (a value they had: filling a blank
+# one is no change of identity, as identity's decision table says), and the explicit archive rows.
 _FIGURES = """
 SELECT
     count(DISTINCT user_id) FILTER (
         WHERE outcome = 'UPDATED' AND EXISTS (
-            SELECT 1 FROM jsonb_array_elements(changes) AS c(change) WHERE c.change->>0 = ANY($2::text[])))
+            SELECT 1 FROM jsonb_array_elements(changes) AS c(change)
+            WHERE c.change->>0 = ANY($2::text[]) AND c.change->>1 <> ''))
         AS sensitive_changes,
     count(DISTINCT user_id) FILTER (WHERE outcome = 'ARCHIVED') AS archives
 FROM row_results WHERE job_id = $1

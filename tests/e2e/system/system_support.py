@@ -354,3 +354,20 @@ def outcome_name(value: int) -> str:
 def essence(record: pb.RowRecord) -> tuple[int, str, str, bool]:
     """What a row's outcome says, without ids: (row, outcome, reason, approved)."""
     return (record.row_number, outcome_name(record.outcome), record.reason, record.approved)
+
+
+async def completed_after_release(stack: ProcessStack, campus: Campus, job_id: str) -> pb.ImportJob:
+    """The job once COMPLETED; a guarded job the school's threshold HELD is released by the school's
+    staff first, as a careers office does once it has read the preview (issue 9)."""
+
+    def ended(job: pb.ImportJob) -> bool:
+        return job.state in (pb.IMPORT_JOB_STATE_COMPLETED, pb.IMPORT_JOB_STATE_HELD)
+
+    job = await stack.wait_job(job_id, until=ended, timeout=90)
+    if job.state == pb.IMPORT_JOB_STATE_HELD:
+        await stack.importer.ReleaseImportJob(
+            pb.ReleaseImportJobRequest(job_id=job_id, request_id=f"release-{job_id}"),
+            metadata=campus.staff_md,
+        )
+        job = await stack.wait_job(job_id, timeout=90)
+    return job

@@ -106,6 +106,11 @@ async def test_a_sync_and_a_sensitive_file_show_every_change_old_and_new(
 
     manual = spec_for(campus.id, mode=ImportMode.MANUAL_FILE, sensitive=True, source="fix.csv")
     await publish_csv(stack, tmp_path, csv_text(manual_rows), manual)
+    held = await stack.wait_job(manual.job_id, until=lambda job: job.state == pb.IMPORT_JOB_STATE_HELD)
+    assert held.hold.sensitive_changes == 2, "ann's username and bo's email (dmay's blank auth id is filled)"
+    await stack.importer.ReleaseImportJob(
+        pb.ReleaseImportJobRequest(job_id=manual.job_id), metadata=campus.staff_md
+    )
     manual_job = await stack.wait_job(manual.job_id)
     manual_changes = changes_by_row(await stack.row_results(manual.job_id))
 

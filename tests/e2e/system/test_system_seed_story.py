@@ -14,6 +14,7 @@ from shared.proto.rollcall.importer.v1 import import_service_pb2 as pb
 from tests.e2e.system.system_support import (
     SENSITIVE_MESSAGE,
     Campus,
+    completed_after_release,
     csv_text,
     email,
     new_campus,
@@ -92,7 +93,7 @@ async def test_export_the_failed_rows_and_upload_them_again_with_sensitive_field
 
     upload = await _upload(campus, exported)
     assert (upload.mode, upload.sensitive_fields_update) == (rows_pb.IMPORT_MODE_MANUAL_FILE, True)
-    job = await stack.wait_job(upload.job_id)
+    job = await completed_after_release(stack, campus, upload.job_id)
 
     assert job_counts(job) == {
         "created": 0,
@@ -133,7 +134,7 @@ async def test_retry_failed_rows_with_sensitive_fields_approves_the_pending_stud
         rows_pb.IMPORT_MODE_MANUAL_FILE,
         True,
     )
-    job = await stack.wait_job(retry.job_id)
+    job = await completed_after_release(stack, campus, retry.job_id)
     assert job_counts(job) == {
         "created": 0,
         "updated": 2,

@@ -259,7 +259,7 @@ class MemoryRuns:
             r.result.user_id
             for r in rows
             if r.result.outcome is Outcome.UPDATED
-            and any(c.field in SENSITIVE_FIELDS for c in r.result.changes)
+            and any(c.field in SENSITIVE_FIELDS and c.old_value for c in r.result.changes)
         }
         archives = {r.result.user_id for r in rows if r.result.outcome is Outcome.ARCHIVED}
         return len(sensitive), len(archives)
