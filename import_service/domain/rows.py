@@ -19,6 +19,8 @@ MAX_TRANSPORT_FIELD_CHARS = 4096
 """Hard cap on any one value (known field or extra) carried by the import service."""
 
 FILE_ROW_FIELDS = ("username", "email_address", "first_name", "last_name", "auth_identifier")
+STATUS_COLUMN = "status"
+"""The upload's optional column for ``FileRow.status`` (CSV; OneRoster's ``status`` is mapped to it)."""
 """The named student fields of a row, in upload-column order."""
 
 ExtraValues = tuple[tuple[str, str], ...]

@@ -20,7 +20,7 @@ complete, holding at most one record (plus one chunk) in memory whatever the fil
 
 from __future__ import annotations
 
-from import_service.domain.rows import FILE_ROW_FIELDS
+from import_service.domain.rows import FILE_ROW_FIELDS, STATUS_COLUMN
 from shared.files.columns import Cells, ColumnLayout, HeaderedRowReader
 from shared.files.formula_cells import unguard_formula
 
@@ -37,10 +37,10 @@ class CsvRowReader(HeaderedRowReader):
 
     field_by_column = {column: column for column in UPLOAD_COLUMNS}
     required_columns = REQUIRED_UPLOAD_COLUMNS
-    not_extra = ("status",)
+    not_extra = (STATUS_COLUMN,)
 
     def _status(self, layout: ColumnLayout, cells: Cells) -> str:
-        return layout.cell(cells, "status")
+        return layout.cell(cells, STATUS_COLUMN)
 
     def _cells(self, cells: Cells) -> Cells:
         for cell in cells:

@@ -2,7 +2,8 @@
 
 The file re-uploads unchanged through ``CsvRowReader``: UTF-8 with a BOM (so spreadsheet programs
 detect the encoding; the reader drops it), CRLF line ends, RFC 4180 quoting, header row
-``username,email_address,first_name,last_name,auth_identifier`` followed by the extra columns given.
+``username,email_address,first_name,last_name,auth_identifier`` followed by the extra columns given
+(a column named ``status`` carries the row's status, as the upload's optional ``status`` column).
 Every cell, header included, is guarded against formula injection by ``formula_cells.guard_formula``
 (a leading ``'``), which the CSV reader removes again, so values survive the round trip exactly.
 """
@@ -13,7 +14,7 @@ import csv
 import io
 from collections.abc import Iterable, Iterator, Sequence
 
-from import_service.domain.rows import FileRow
+from import_service.domain.rows import STATUS_COLUMN, FileRow
 from shared.files.columns import SECRET_COLUMNS, column_key
 from shared.files.csv_reader import UPLOAD_COLUMNS
 from shared.files.formula_cells import guard_formula
@@ -71,7 +72,8 @@ def _row_values(row: FileRow, extra_columns: Sequence[str]) -> tuple[str, ...]:
     if not extra_columns:
         return row.field_values()
     extras = row.extra_values()
-    return (*row.field_values(), *(extras.get(name, "") for name in extra_columns))
+    cells = (row.status if name == STATUS_COLUMN else extras.get(name, "") for name in extra_columns)
+    return (*row.field_values(), *cells)
 
 
 def _drain(buffer: io.StringIO) -> bytes:

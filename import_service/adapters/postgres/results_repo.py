@@ -17,10 +17,10 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 from import_service.adapters.postgres.storable import storable
-from import_service.adapters.postgres.stored_rows import extra_names, stored_row
+from import_service.adapters.postgres.stored_rows import stored_row
 from import_service.adapters.wire import row_to_bytes
 from import_service.domain.jobs import FieldChange, Outcome, RecordedRow, RowResult
-from import_service.domain.rows import FileRow
+from import_service.domain.rows import STATUS_COLUMN, FileRow
 
 _RECORD = """
 WITH ins AS (
@@ -183,13 +183,17 @@ class RowResultsRepository:
         return [_recorded(rec) for rec in recs]
 
     async def failed_extra_columns(self, job_id: str) -> list[str]:
-        """Extra column names of the failed rows, in order of first appearance."""
+        """The columns the failed rows need beyond the named ones: ``status`` when any row has one
+        (an explicit archive row), then their extra column names in order of first appearance."""
         recs = await self._db.fetch(
             """SELECT row_pb, row FROM row_results
                WHERE job_id = $1 AND outcome = 'FAILED' ORDER BY row_number""",
             job_id,
         )
         names: dict[str, None] = {}
+        status = False
         for rec in recs:
-            names.update(dict.fromkeys(extra_names(rec["row_pb"], rec["row"])))
-        return list(names)
+            row = stored_row(1, rec["row_pb"], rec["row"])
+            status = status or bool(row.status)
+            names.update(dict.fromkeys(name for name, _ in row.extra))
+        return [STATUS_COLUMN, *names] if status else list(names)

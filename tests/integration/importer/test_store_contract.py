@@ -205,3 +205,17 @@ async def test_a_unit_of_work_keeps_only_what_it_committed(store: Any) -> None:
     assert await store.jobs.get(kept.job_id) is not None
     assert await store.retries.get(f"r-{kept.job_id}") is not None
     assert await store.jobs.get(dropped.job_id) is None
+
+
+async def test_failed_rows_ask_for_a_status_column_when_one_has_a_status(store: Any) -> None:
+    spec = _spec()
+    await store.jobs.ensure(spec)
+    archived = FileRow(1, "ann", "ann@uni.example", extra=(("grade", "12"),), status="archived")
+    await store.results.record(
+        spec.job_id, [(archived, RowResult(1, Outcome.FAILED)), _outcome(2, Outcome.FAILED)]
+    )
+    assert await store.results.failed_extra_columns(spec.job_id) == ["status", "grade", "class"]
+    plain = _spec()
+    await store.jobs.ensure(plain)
+    await store.results.record(plain.job_id, [_outcome(1, Outcome.FAILED)])
+    assert await store.results.failed_extra_columns(plain.job_id) == ["class"]

@@ -38,7 +38,7 @@ from import_service.domain.jobs import (
     phase_after_rows,
 )
 from import_service.domain.messages import ContractViolation, DeadReason, ImportMessage
-from import_service.domain.rows import FileRow
+from import_service.domain.rows import STATUS_COLUMN, FileRow
 from import_service.service.ports import (
     BatchRefused,
     DeadLetter,
@@ -181,9 +181,10 @@ class MemoryResults:
 
     async def failed_extra_columns(self, job_id: str) -> list[str]:
         names: dict[str, None] = {}
-        for record in await self.page(job_id, (Outcome.FAILED,), 0, 1 << 62):
+        failed = await self.page(job_id, (Outcome.FAILED,), 0, 1 << 62)
+        for record in failed:
             names.update(dict.fromkeys(name for name, _ in record.row.extra))
-        return list(names)
+        return [STATUS_COLUMN, *names] if any(r.row.status for r in failed) else list(names)
 
 
 def _rows_in(job: Job) -> Job:

@@ -115,3 +115,15 @@ def test_large_exports_come_in_bounded_chunks_while_rows_are_still_being_read() 
 def test_extra_columns_that_would_clash_on_reupload_are_refused(columns: tuple[str, ...]) -> None:
     with pytest.raises(ValueError, match="clashes"):
         export([], columns)
+
+
+def test_a_status_column_carries_the_rows_status_and_reads_back_as_it() -> None:
+    rows = [FileRow(1, "ann", "ann@uni.example", status="archived"), FileRow(2, "bo", "bo@uni.example")]
+    data = b"".join(failed_rows_csv(rows, ["status"]))
+    assert (
+        data.splitlines()[0]
+        == b"\xef\xbb\xbfusername,email_address,first_name,last_name,auth_identifier,status"
+    )
+    reader = CsvRowReader()
+    back = reader.feed(data) + reader.finish()
+    assert [(r.username, r.status, r.extra) for r in back] == [("ann", "archived", ()), ("bo", "", ())]
