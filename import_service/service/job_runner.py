@@ -41,7 +41,8 @@ from shared.logging import get_logger
 
 T = TypeVar("T")
 log = get_logger("import.runner")
-LEASE_SECONDS = 60.0
+LEASE_SECONDS = 15.0
+"""A runner renews its lease every third of it; a process that died holds its jobs this long at most."""
 POLL_SECONDS = 1.0
 APPLY_BATCHES_AT_ONCE = 4
 UNDO_RECORD_ROWS = 1000
