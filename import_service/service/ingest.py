@@ -20,6 +20,10 @@ is FAILED ``IDENTITY_REFUSED``), records the outcomes in one statement, and only
 messages whose rows are all recorded. A row that is already in a running batch (a redelivery racing
 its original) waits for that batch instead of being applied twice. An unexpected error dead-letters
 the batch's messages with PROCESSING_FAILED: never a redelivery loop.
+
+A guarded job (``job_guard``; decided when its first message creates it) is sent to identity as a
+dry run and its outcomes recorded as the preview; when its last row is in, the job runner is woken
+(``rows_done``) to decide it. Applying rows is ``RowsApplying``'s, shared with the runner.
 """
 
 from __future__ import annotations

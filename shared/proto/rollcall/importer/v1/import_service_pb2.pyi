@@ -257,7 +257,9 @@ class ImportJob(_message.Message):
 
     @_builtins.property
     def hold(self) -> Global___JobHold:
-        """While HELD (and after a release or discard): the figures the job was held for."""
+        """A guarded job's figures once its preview was measured (HELD when they exceed the threshold;
+        kept after a release, a discard, or when the job applied at once).
+        """
 
     def __init__(
         self,
