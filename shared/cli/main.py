@@ -1,4 +1,5 @@
-"""``rollcall``: publish student files like an SIS connector, follow jobs, export and re-drive failures.
+"""``rollcall``: publish student files like an SIS connector, follow jobs, export and re-drive failures,
+and decide about guarded jobs (hold, release, discard, undo).
 
 Every command talks to the running services (``make run``) and the broker; ``--json`` prints
 machine-readable output for scripts.
@@ -20,18 +21,26 @@ from google.protobuf import json_format
 from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 
-from import_service.domain.jobs import ImportMode, JobSpec
+from import_service.domain.jobs import JobSpec
 from import_service.domain.rows import FileFormat
 from shared.cli import demo as demo_story
 from shared.cli.changes_view import job_changes, print_changes
 from shared.cli.clients import Target
+from shared.cli.held_jobs import (
+    Decision,
+    decide_job,
+    decided_line,
+    print_hold,
+    read_hold,
+    request_id_or_new,
+    request_id_problem,
+)
 from shared.cli.jobs_view import console, explain, failed_rows, print_failures, print_job, wait_for_job
-from shared.cli.publishing import publish_file
+from shared.cli.publishing import job_spec, publish_file
 from shared.cli.schools import SchoolChange, get_school, print_school, split_list, update_school
 from shared.cli.students import check_request_id, decide, print_decisions
-from shared.cli.uploading import upload_file
+from shared.cli.uploading import upload_file, upload_header
 from shared.proto.rollcall.identity.v1 import identity_service_pb2 as ipb
-from shared.proto.rollcall.identity.v1 import student_rows_pb2 as rows_pb
 from shared.proto.rollcall.importer.v1 import import_service_pb2 as pb
 
 app = typer.Typer(help="rollcall — identity and student-import services", no_args_is_help=True)
@@ -43,6 +52,14 @@ school_app = typer.Typer(help="A school's settings", no_args_is_help=True)
 app.add_typer(school_app, name="school")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="print JSON on stdout instead of tables")]
+FullRosterOption = Annotated[
+    bool,
+    typer.Option(
+        "--full-roster",
+        help="FILE is the school's whole student list: students it does not name are archived "
+        "(guarded: held when it would change more than the school's threshold)",
+    ),
+]
 
 
 class Mode(StrEnum):
@@ -86,20 +103,22 @@ def publish(
     mode: Annotated[Mode, typer.Option()] = Mode.sync,
     sensitive: Annotated[bool, typer.Option(help="allow sensitive-field updates (manual only)")] = False,
     dry_run: Annotated[bool, typer.Option()] = False,
+    full_roster: FullRosterOption = False,
     file_format: Annotated[Format, typer.Option("--format")] = Format.csv,
     rows_per_message: Annotated[int, typer.Option(min=1, max=1000)] = 100,
     job_id: Annotated[str, typer.Option(help="default: a new UUID")] = "",
-    wait: Annotated[bool, typer.Option(help="follow the job until it completes")] = False,
+    wait: Annotated[bool, typer.Option(help="follow the job until it completes or is held")] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Publish FILE's rows to the import queue as a connector would."""
     target: Target = ctx.obj
-    spec = JobSpec(
+    spec = job_spec(
         job_id=job_id or str(uuid.uuid4()),
         school_id=school,
-        mode=ImportMode.MANUAL_FILE if mode is Mode.manual else ImportMode.ONGOING_SYNC,
-        sensitive_fields_update=sensitive,
+        manual=mode is Mode.manual,
+        sensitive=sensitive,
         dry_run=dry_run,
+        full_roster=full_roster,
         source_name=file.name,
     )
     fmt = FileFormat.ONEROSTER_USERS if file_format is Format.oneroster else FileFormat.CSV
@@ -137,9 +156,10 @@ async def _publish(
         print(f'{{"jobId": "{spec.job_id}", "rowsPublished": {total}}}')
 
 
-async def _follow(target: Target, job_id: str, as_json: bool) -> None:
+async def _follow(target: Target, job_id: str, as_json: bool, extra: dict[str, str] | None = None) -> None:
+    """Follow the job until it ends (COMPLETED, DISCARDED or HELD), then print it."""
     job = await wait_for_job(target, job_id, show_progress=not as_json)
-    print_job(job, await failed_rows(target, job_id, 10), as_json)
+    print_job(job, await failed_rows(target, job_id, 10), as_json, extra)
 
 
 @import_app.command("status")
@@ -149,7 +169,7 @@ def status(
     wait: Annotated[bool, typer.Option()] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Show a job's counts (with --wait, follow it until it completes)."""
+    """Show a job's state and counts (with --wait, follow it until it completes or is held)."""
     _run(_status(ctx.obj, job_id, wait, as_json))
 
 
@@ -257,19 +277,21 @@ def upload(
     mode: Annotated[Mode, typer.Option(help="manual file (default) or sync")] = Mode.manual,
     sensitive: Annotated[bool, typer.Option(help="allow sensitive-field updates (manual only)")] = False,
     dry_run: Annotated[bool, typer.Option(help="compute outcomes, change nothing")] = False,
+    full_roster: FullRosterOption = False,
     file_format: Annotated[Format, typer.Option("--format", help="file format")] = Format.csv,
     source_name: Annotated[str, typer.Option(help="the job's source name (default: FILE's name)")] = "",
-    wait: Annotated[bool, typer.Option(help="follow the job until it completes")] = False,
+    wait: Annotated[bool, typer.Option(help="follow the job until it completes or is held")] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Upload FILE through the import service (SubmitFile), as staff do."""
-    header = pb.FileHeader(
+    header = upload_header(
         school_id=school,
-        mode=rows_pb.IMPORT_MODE_MANUAL_FILE if mode is Mode.manual else rows_pb.IMPORT_MODE_ONGOING_SYNC,
-        sensitive_fields_update=sensitive,
+        manual=mode is Mode.manual,
+        sensitive=sensitive,
         dry_run=dry_run,
+        full_roster=full_roster,
+        oneroster=file_format is Format.oneroster,
         source_name=source_name or file.name,
-        format=pb.FILE_FORMAT_ONEROSTER_USERS if file_format is Format.oneroster else pb.FILE_FORMAT_CSV,
     )
     _run(_upload(ctx.obj, file, header, wait, as_json))
 
@@ -292,6 +314,79 @@ async def _upload(target: Target, file: Path, header: pb.FileHeader, wait: bool,
         await _follow(target, job.job_id, as_json)
     else:
         print_job(job, [], as_json)
+
+
+@import_app.command("hold")
+def hold(ctx: typer.Context, job_id: str, as_json: JsonOption = False) -> None:
+    """Why a job is held (its figures against the school's threshold) and its preview: every row
+    with a field change, old → new, and the students a full roster would archive."""
+    _run(_hold(ctx.obj, job_id, as_json))
+
+
+async def _hold(target: Target, job_id: str, as_json: bool) -> None:
+    print_hold(await read_hold(target, job_id, show_progress=not as_json), as_json)
+
+
+DecisionRequestId = Annotated[
+    str,
+    typer.Option(
+        help="idempotency key: the same one again decides nothing twice (default: a new UUID, printed)"
+    ),
+]
+WaitOption = Annotated[bool, typer.Option(help="follow the job until it ends, then print its counts")]
+
+
+@import_app.command("release")
+def release(
+    ctx: typer.Context,
+    job_id: str,
+    wait: WaitOption = False,
+    request_id: DecisionRequestId = "",
+    as_json: JsonOption = False,
+) -> None:
+    """Apply a HELD job: every row is decided afresh against the students as they are now."""
+    _decide_job(ctx.obj, Decision.release, job_id, request_id, wait, as_json)
+
+
+@import_app.command("discard")
+def discard(
+    ctx: typer.Context, job_id: str, request_id: DecisionRequestId = "", as_json: JsonOption = False
+) -> None:
+    """End a HELD job with nothing applied (DISCARDED)."""
+    _decide_job(ctx.obj, Decision.discard, job_id, request_id, False, as_json)
+
+
+@import_app.command("undo")
+def undo(
+    ctx: typer.Context,
+    job_id: str,
+    wait: WaitOption = False,
+    request_id: DecisionRequestId = "",
+    as_json: JsonOption = False,
+) -> None:
+    """Put back what a COMPLETED job did, as a new job: one row per student (UPDATED, DELETED, or
+    SKIPPED when the student changed since)."""
+    _decide_job(ctx.obj, Decision.undo, job_id, request_id, wait, as_json)
+
+
+def _decide_job(
+    target: Target, decision: Decision, job_id: str, request_id: str, wait: bool, as_json: bool
+) -> None:
+    if problem := request_id_problem(request_id):
+        raise typer.BadParameter(problem, param_hint="--request-id")
+    key = request_id_or_new(request_id)
+
+    async def run() -> None:
+        job = await decide_job(target, decision, job_id, key)
+        extra = {"requestId": key}
+        if not as_json:
+            console.print(decided_line(decision, job, job_id, key), highlight=False, soft_wrap=True)
+        if wait:
+            await _follow(target, job.job_id, as_json, extra)
+        else:
+            print_job(job, [], as_json, extra)
+
+    _run(run())
 
 
 SchoolOption = Annotated[str, typer.Option(help="the school every student belongs to")]

@@ -3,7 +3,8 @@
 Rows are read incrementally (constant memory), grouped ``rows_per_message`` to a message, and
 published persistently with publisher confirms; ``window`` publishers take the next message as soon
 as their previous one is confirmed, so one-row messages are not limited by a confirm round trip
-each (and no task is made per message: at one row a message that showed in profiles). The end
+each (and no task is made per message: at one row a message that showed in profiles). Every message
+carries the job's ``job_spec``: school, mode and flags (``full_roster`` among them). The end
 message goes last, after every row message was confirmed. Every message carries ``user_id``: the
 AMQP user of the URL (the import service accepts a school's rows only from a connector allowed for
 it, ``ROLLCALL_CONNECTORS``). A connector user with write-only permissions may not declare the
@@ -20,7 +21,7 @@ from typing import BinaryIO
 import aio_pika
 import aiormq
 
-from import_service.domain.jobs import JobSpec
+from import_service.domain.jobs import ImportMode, JobSpec
 from import_service.domain.rows import FileFormat, FileRow
 from shared.amqp.publisher import AmqpPublisher, amqp_user
 from shared.amqp.topology import Topology, declare
@@ -28,6 +29,29 @@ from shared.files import row_reader_for
 
 READ_BYTES = 256 * 1024
 Progress = Callable[[int, int], None]  # (bytes read so far, rows published so far)
+
+
+def job_spec(
+    *,
+    job_id: str,
+    school_id: str,
+    manual: bool,
+    sensitive: bool = False,
+    dry_run: bool = False,
+    full_roster: bool = False,
+    source_name: str = "",
+) -> JobSpec:
+    """The job a published file is: a full roster (``full_roster``) archives, when the job completes,
+    the school's file students it does not name, and is guarded like a sensitive file."""
+    return JobSpec(
+        job_id=job_id,
+        school_id=school_id,
+        mode=ImportMode.MANUAL_FILE if manual else ImportMode.ONGOING_SYNC,
+        sensitive_fields_update=sensitive,
+        dry_run=dry_run,
+        source_name=source_name,
+        full_roster=full_roster,
+    )
 
 
 class FileMessages:

@@ -7,9 +7,32 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from shared.cli.clients import Target
+from shared.proto.rollcall.identity.v1 import student_rows_pb2 as rows_pb
 from shared.proto.rollcall.importer.v1 import import_service_pb2 as pb
 
 CHUNK_BYTES = 256 * 1024  # SubmitFile takes chunks of at most 1 MiB
+
+
+def upload_header(
+    *,
+    school_id: str,
+    manual: bool,
+    sensitive: bool = False,
+    dry_run: bool = False,
+    full_roster: bool = False,
+    oneroster: bool = False,
+    source_name: str = "",
+) -> pb.FileHeader:
+    """SubmitFile's first message; ``full_roster``: the file is the school's whole student list."""
+    return pb.FileHeader(
+        school_id=school_id,
+        mode=rows_pb.IMPORT_MODE_MANUAL_FILE if manual else rows_pb.IMPORT_MODE_ONGOING_SYNC,
+        sensitive_fields_update=sensitive,
+        dry_run=dry_run,
+        source_name=source_name,
+        format=pb.FILE_FORMAT_ONEROSTER_USERS if oneroster else pb.FILE_FORMAT_CSV,
+        full_roster=full_roster,
+    )
 
 
 async def _messages(
