@@ -4,8 +4,9 @@ when the job is created. Decided once, by whoever creates the job (the consumer 
 first message, SubmitFile, RetryFailedRows), and stored with it; the threshold that decides whether
 the job is HELD is read again when its preview is complete.
 
-Identity is asked only for guardable jobs (an ordinary sync never waits for this); an outage is
-waited out. A school identity does not know is guarded (its rows fail SCHOOL_NOT_FOUND anyway).
+Identity is asked only for guardable jobs (an ordinary sync never waits for this). The consumer
+waits an outage out; an RPC (``wait=False``) answers UNAVAILABLE instead of hanging. A school
+identity does not know is guarded (its rows fail SCHOOL_NOT_FOUND anyway).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from import_service.domain.jobs import JobSpec
 from import_service.service.ports import BatchRefused, IdentityUnavailable, JobsIdentity
 from import_service.service.retrying import Backoff, until_answered
+from shared.errors import Reason, RollcallError
 
 
 class JobGuard:
@@ -22,13 +24,18 @@ class JobGuard:
         self._identity = identity
         self._backoff = backoff
 
-    async def guarded(self, spec: JobSpec) -> bool:
+    async def guarded(self, spec: JobSpec, *, wait: bool = True) -> bool:
         if not spec.guardable:
             return False
         try:
-            threshold, _ = await self.figures(spec.school_id)
+            if wait:
+                threshold, _ = await self.figures(spec.school_id)
+            else:
+                threshold, _ = await self._identity.import_guard(spec.school_id)
         except BatchRefused:
             return True
+        except IdentityUnavailable:
+            raise RollcallError(Reason.UNAVAILABLE, "identity service unavailable; try again") from None
         return threshold > 0
 
     async def figures(self, school_id: str) -> tuple[int, int]:

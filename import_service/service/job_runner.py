@@ -18,8 +18,9 @@ phase it leaves, so a step repeated after a crash changes nothing twice:
   roster: tells who it would); the list is kept with the job; COMPLETED.
 - UNDOING: identity's UndoStudentRows; its one result per student becomes the undo job's rows.
 
-A step that fails on something other than an outage is logged and tried again later (the lease is
-let go); outages are waited out inside.
+A step that fails on something other than an outage is logged and tried again once its lease ran
+out (so a lasting fault repeats every ``LEASE_SECONDS``, not in a loop); outages are waited out
+inside.
 """
 
 from __future__ import annotations
@@ -138,6 +139,7 @@ class JobRunner:
         """Steps the job until it waits for someone (HELD) or is done, renewing the lease meanwhile."""
         work = asyncio.create_task(self._steps(job_id))
         keeper = asyncio.create_task(self._keep_lease(job_id, work))
+        failed = False
         try:
             await work
         except asyncio.CancelledError:
@@ -145,11 +147,13 @@ class JobRunner:
                 work.cancel()
             raise
         except Exception:
+            failed = True  # the lease is kept until it runs out: the step is tried again after it
             log.exception("import.runner_step_failed", job_id=job_id)
         finally:
             keeper.cancel()
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await self._store.runs.let_go(job_id, self._owner)
+            if not failed:
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await self._store.runs.let_go(job_id, self._owner)
 
     async def _keep_lease(self, job_id: str, work: asyncio.Task[None]) -> None:
         while True:
@@ -186,7 +190,11 @@ class JobRunner:
         return None
 
     async def _decide(self, job: Job) -> None:
-        threshold, students = await self._guard.figures(job.spec.school_id)
+        try:
+            threshold, students = await self._guard.figures(job.spec.school_id)
+        except BatchRefused as refused:  # the school is unknown (or gone): its rows fail on their own
+            log.warning("import.guard_refused", job_id=job.job_id, reason=refused.reason)
+            threshold, students = 0, 0
         sensitive, explicit = await self._db(lambda: self._store.runs.preview_figures(job.job_id), "figures")
         would: list[Archive] = []
         if job.spec.full_roster:

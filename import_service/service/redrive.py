@@ -39,7 +39,7 @@ class Redrives:
         if parent.counts.failed == 0:
             raise RollcallError(Reason.FAILED_PRECONDITION, "the job has no failed rows")
         spec = _child_spec(parent, sensitive)
-        guarded = await self._guard.guarded(spec)
+        guarded = await self._guard.guarded(spec, wait=False)
         async with self._store.unit_of_work() as uow:
             claim = RetryRequest(request_id, job_id, sensitive, spec.job_id)
             if request_id and not await uow.retries.add(claim):

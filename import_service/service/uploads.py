@@ -109,7 +109,8 @@ class _Upload:
 
     async def _start(self) -> None:
         if not self.started:
-            await self._store.jobs.ensure(self.spec, guarded=await self._guard.guarded(self.spec))
+            guarded = await self._guard.guarded(self.spec, wait=False)
+            await self._store.jobs.ensure(self.spec, guarded=guarded)
             self.started = True
 
 

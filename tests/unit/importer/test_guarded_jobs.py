@@ -281,3 +281,23 @@ async def test_a_runner_that_stopped_mid_apply_is_taken_over_after_its_lease() -
     job = w.job(spec)
     assert job.state is JobState.COMPLETED and job.counts.updated == 1 and job.counts.unchanged == 9
     assert not w.store.state.unapplied[spec.job_id]
+
+
+async def test_a_guarded_job_of_a_school_identity_does_not_know_completes_with_its_rows_failed() -> None:
+    w = World()
+    w.identity.unknown_schools.add(w.school)
+    spec = w.spec()
+    await w.send_file(spec, w.roster(changed={1}))
+    job = w.job(spec)
+    assert (job.state, job.counts.failed) == (JobState.COMPLETED, 10)
+    assert job.hold == Hold(0, 0, 0, 0)
+
+
+async def test_an_upload_while_identity_is_down_is_unavailable_not_stuck() -> None:
+    from import_service.service.job_guard import JobGuard
+
+    w = World()
+    w.identity.down.add(w.school)
+    with pytest.raises(RollcallError) as down:
+        await JobGuard(w.identity, BACKOFF).guarded(w.spec(), wait=False)
+    assert down.value.reason is Reason.UNAVAILABLE
