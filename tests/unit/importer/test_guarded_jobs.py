@@ -4,6 +4,7 @@ staff release, discard and undo. One rule a test; the fake identity keeps a few 
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
@@ -301,3 +302,23 @@ async def test_an_upload_while_identity_is_down_is_unavailable_not_stuck() -> No
     with pytest.raises(RollcallError) as down:
         await JobGuard(w.identity, BACKOFF).guarded(w.spec(), wait=False)
     assert down.value.reason is Reason.UNAVAILABLE
+
+
+async def test_watching_a_job_ends_when_it_is_held() -> None:
+    w = World()
+    spec = w.spec()
+    rows = w.roster(changed={1, 2, 3})
+    await w.h.send("rows", RowsMessage(spec, tuple(rows)))
+    await w.h.send("end", EndMessage(spec, len(rows)))
+    queries = JobQueries(w.store, SchoolAccess(w.identity), FailedRowsCsv(), watch_poll_seconds=0.001)
+    seen = []
+
+    async def watch() -> None:
+        async for job in queries.watch(STAFF, spec.job_id):
+            seen.append(job.state)
+
+    watching = asyncio.create_task(watch())
+    await w.h.until(lambda: w.job(spec).phase is Phase.DECIDING)
+    await w.runner.run_until_idle()
+    await asyncio.wait_for(watching, 5)
+    assert seen[-1] is JobState.HELD and set(seen[:-1]) <= {JobState.RECEIVING}
