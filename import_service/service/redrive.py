@@ -35,7 +35,10 @@ class Redrives:
             if earlier is not None:
                 return await self._repeat(earlier, job_id, sensitive)
         if parent.state is not JobState.COMPLETED:
-            raise RollcallError(Reason.FAILED_PRECONDITION, "the job is still receiving rows")
+            why = "still receiving rows" if parent.state is JobState.RECEIVING else parent.state.value
+            raise RollcallError(
+                Reason.FAILED_PRECONDITION, f"only a COMPLETED job's failed rows are re-driven (it is {why})"
+            )
         if parent.counts.failed == 0:
             raise RollcallError(Reason.FAILED_PRECONDITION, "the job has no failed rows")
         spec = _child_spec(parent, sensitive)
