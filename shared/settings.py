@@ -74,6 +74,13 @@ class Settings(BaseSettings):
     identity_metrics_port: int = Field(default=9101, ge=0, le=65535)
     import_metrics_port: int = Field(default=9102, ge=0, le=65535)
     courier_metrics_port: int = Field(default=9103, ge=0, le=65535)
+    relay_metrics_port: int = Field(default=9104, ge=0, le=65535)
+    import_relay_metrics_port: int = Field(default=9105, ge=0, le=65535)
+    relay_health_port: int = Field(default=50053, ge=0, le=65535)
+    import_relay_health_port: int = Field(default=50054, ge=0, le=65535)
+    # events (api.md "Events"): body format, and how long published outbox rows are kept
+    events_content_type: str = Field(default="application/json", pattern=r"^application/(json|x-protobuf)$")
+    events_retention_hours: float = Field(default=168.0, gt=0, le=24 * 90)
     tokens: str = ""
     tokens_file: Path | None = None
     import_token: str = ""

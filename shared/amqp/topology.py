@@ -8,7 +8,9 @@ With prefix ``P`` (``ROLLCALL_AMQP_PREFIX``, default ``rollcall``):
   a nack) rather than dropping rows;
 - ``P.import.dead``: fanout exchange and quorum queue for dead letters (messages the consumer
   refused, with ``x-rollcall-dead-reason``, and messages over the delivery limit). Capped too, the
-  oldest dead letter dropped first (each is also recorded in the import database).
+  oldest dead letter dropped first (each is also recorded in the import database);
+- ``P.events``: durable topic exchange the relays publish change events to (api.md "Events"),
+  routing key = event type; consumers bind their own queues.
 
 Only features RabbitMQ 3.10 and 4.x share are used; the same arguments are in the broker
 definitions under ``deploy/`` (a mismatch makes the declaration fail with PRECONDITION_FAILED).
@@ -49,6 +51,10 @@ class Topology:
     @property
     def dead_queue(self) -> str:
         return f"{self.prefix}.import.dead"
+
+    @property
+    def events_exchange(self) -> str:
+        return f"{self.prefix}.events"
 
     def rows_queue_arguments(self) -> dict[str, Any]:
         return {
@@ -97,9 +103,14 @@ async def declare(channel: AbstractChannel, topology: Topology) -> Declared:
     return Declared(exchange, rows_queue, dead_exchange, dead_queue)
 
 
+async def declare_events(channel: AbstractChannel, topology: Topology) -> AbstractExchange:
+    """Declares the events exchange (safe to repeat)."""
+    return await channel.declare_exchange(topology.events_exchange, aio_pika.ExchangeType.TOPIC, durable=True)
+
+
 async def delete(channel: AbstractChannel, topology: Topology) -> None:
     """Removes the queues and exchanges (tests and tenant teardown), whatever they still hold."""
     for queue in (topology.rows_queue, topology.dead_queue):
         await channel.queue_delete(queue, if_unused=False, if_empty=False)
-    for exchange in (topology.exchange, topology.dead_exchange):
+    for exchange in (topology.exchange, topology.dead_exchange, topology.events_exchange):
         await channel.exchange_delete(exchange)
