@@ -1,4 +1,4 @@
-"""``identity-service migrate | serve | courier`` (operations.md)."""
+"""``identity-service migrate | serve | courier | relay`` (operations.md)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import asyncio
 import typer
 
 from identity_service.adapters.postgres import MIGRATION_LOCK_KEY, MIGRATIONS
-from identity_service.bootstrap import build_courier, build_identity
+from identity_service.bootstrap import build_courier, build_identity, relay_spec
 from shared import event_loop, pg
+from shared.events.runner import serve_relay
 from shared.grpc_kit.metrics import serve_metrics
 from shared.grpc_kit.server import install_signal_handlers
 from shared.logging import configure_logging, get_logger
@@ -74,6 +75,14 @@ async def _courier(settings: Settings) -> None:
         await build_courier(pool, settings).run(stop)
     finally:
         await pool.close()
+
+
+@app.command()
+def relay() -> None:
+    """Publish the event outbox to the events exchange (and serve /metrics and health) until SIGTERM."""
+    settings = load_settings()
+    configure_logging(settings.log_level, service="identity-relay")
+    asyncio.run(serve_relay(settings, relay_spec(settings)))
 
 
 def main() -> None:

@@ -11,8 +11,11 @@ from dataclasses import dataclass, field
 import asyncpg
 import grpc
 
+from identity_service.adapters.event_encoding import SOURCE as EVENT_SOURCE
+from identity_service.adapters.event_encoding import encode_event
 from identity_service.adapters.grpc.access_rules import ACCESS_RULES, SERVICE_NAME
 from identity_service.adapters.grpc.servicer import IdentityServicer
+from identity_service.adapters.postgres.events import RelayOutbox
 from identity_service.adapters.postgres.outbox_notices import PostgresMailNotices
 from identity_service.adapters.postgres.unit_of_work import PostgresUnitOfWork
 from identity_service.adapters.smtp.mailer import SmtpMailer
@@ -21,6 +24,7 @@ from identity_service.service.courier import Courier, CourierConfig
 from identity_service.service.email_change import CodeSettings
 from identity_service.service.hashing import AsyncPasswordHasher
 from shared import pg
+from shared.events.runner import RelaySpec
 from shared.grpc_kit.server import RunningServer, start_server, watch_readiness
 from shared.proto.rollcall.identity.v1 import identity_service_pb2_grpc as pb_grpc
 from shared.settings import Settings
@@ -88,6 +92,24 @@ async def build_identity(settings: Settings, *, password_hasher: PasswordHasher 
     )
     servicer = IdentityServicer(new_uow, hasher, codes)
     return IdentityApp(settings, pool, servicer, hasher)
+
+
+RELAY_LOCK_KEY = 7_101
+"""The advisory lock the identity relay's leader holds (the migration lock is another)."""
+
+
+def relay_spec(settings: Settings) -> RelaySpec:
+    """Identity's events relay: its outbox, its CloudEvents source, its ports."""
+    return RelaySpec(
+        name="identity",
+        source=EVENT_SOURCE,
+        dsn=settings.identity_database_url,
+        lock_key=RELAY_LOCK_KEY,
+        outbox=RelayOutbox,
+        encode=encode_event,
+        metrics_port=settings.relay_metrics_port,
+        health_port=settings.relay_health_port,
+    )
 
 
 def build_courier(pool: asyncpg.Pool, settings: Settings, config: CourierConfig | None = None) -> Courier:

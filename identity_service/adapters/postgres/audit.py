@@ -1,4 +1,7 @@
-"""The audit_events table: append and read only (the database refuses UPDATE, DELETE, TRUNCATE)."""
+"""The audit_events table: append and read only (the database refuses UPDATE, DELETE, TRUNCATE).
+
+Appending also writes each change's event to the outbox (``domain.events.change_event``,
+``events.PostgresEventOutbox``) in the same transaction: one more statement per append."""
 
 from __future__ import annotations
 
@@ -8,6 +11,8 @@ from typing import Any
 
 import asyncpg
 
+from identity_service.adapters.postgres.events import PostgresEventOutbox, enqueue_args, enqueue_sql
+from identity_service.domain.events import ChangeEvent, change_event
 from identity_service.service.models import AuditEvent, NewAuditEvent
 
 _COLUMNS = "id, time, actor_id, client, action, user_id, school_id, details"
@@ -17,11 +22,14 @@ _APPEND_MANY = """INSERT INTO audit_events (actor_id, client, action, user_id, s
     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::uuid[], $6::text[]) WITH ORDINALITY
         AS v(actor_id, client, action, user_id, school_id, details, n)
     ORDER BY v.n"""
+# The same append with its events, one statement (the student file's batch keeps its round trips).
+_APPEND_MANY_WITH_EVENTS = enqueue_sql(7, before=f"audit AS ({_APPEND_MANY} RETURNING 1)")
 
 
 class PostgresAudit:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn
+        self._outbox = PostgresEventOutbox(conn)
 
     async def append(self, event: NewAuditEvent) -> None:
         await self._conn.execute(
@@ -34,12 +42,12 @@ class PostgresAudit:
             event.school_id,
             json.dumps(event.details, default=str),
         )
+        await self._outbox.enqueue(_changes([event]))
 
     async def append_many(self, events: Sequence[NewAuditEvent]) -> None:
         if not events:
             return
-        await self._conn.execute(
-            _APPEND_MANY,
+        audit = (
             [e.actor_id for e in events],
             [e.client for e in events],
             [e.action for e in events],
@@ -47,6 +55,11 @@ class PostgresAudit:
             [e.school_id for e in events],
             [json.dumps(e.details, default=str) for e in events],
         )
+        changes = _changes(events)
+        if changes:
+            await self._conn.execute(_APPEND_MANY_WITH_EVENTS, *audit, *enqueue_args(changes))
+        else:
+            await self._conn.execute(_APPEND_MANY, *audit)
 
     async def list(
         self, school_id: str | None, user_id: str | None, before_id: int | None, limit: int
@@ -65,6 +78,15 @@ class PostgresAudit:
             *args,
         )
         return [_event(row) for row in rows]
+
+
+def _changes(events: Sequence[NewAuditEvent]) -> list[tuple[ChangeEvent, str | None, str, str | None]]:
+    found = []
+    for e in events:
+        change = change_event(e.action, e.user_id, e.school_id, e.details)
+        if change is not None:
+            found.append((change, e.actor_id, e.client, e.school_id))
+    return found
 
 
 def _event(row: Any) -> AuditEvent:

@@ -24,6 +24,7 @@ from identity_service.domain.email_changes import (
     EmailChangeState,
     NewEmailChange,
 )
+from identity_service.domain.events import ChangeEvent, change_event
 from identity_service.domain.identity_keys import EmailIdentity, auth_identifier_key, email_key, username_key
 from identity_service.domain.mail import OutgoingMail
 from identity_service.domain.student_file import Holder, RowResult, StoredStudent, Student
@@ -54,6 +55,7 @@ class FakeDatabase:
     passwords: dict[str, str | None] = field(default_factory=dict)
     marks: dict[str, tuple[datetime, str, int]] = field(default_factory=dict)
     audit: list[AuditEvent] = field(default_factory=list)
+    events: list[ChangeEvent] = field(default_factory=list)  # the event outbox, in commit order
     answers: dict[tuple[str, str, str], tuple[StoredResponse, datetime]] = field(default_factory=dict)
     changes: dict[str, EmailChangeRecord] = field(default_factory=dict)
     outbox: dict[int, dict[str, Any]] = field(default_factory=dict)
@@ -291,6 +293,9 @@ class FakeAudit:
                 details,
             )
         )
+        change = change_event(event.action, event.user_id, event.school_id, details)
+        if change is not None:
+            self._db.events.append(change)
 
     async def append_many(self, events: Sequence[NewAuditEvent]) -> None:
         for event in events:
