@@ -1,4 +1,4 @@
-"""``import-service migrate | serve`` (operations.md): SREs run ``migrate`` as its own step."""
+"""``import-service migrate | serve | relay`` (operations.md): SREs run ``migrate`` as its own step."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import asyncio
 import typer
 
 from import_service.adapters.postgres.store import migrate as migrate_database
-from import_service.bootstrap import build_import
+from import_service.bootstrap import build_import, relay_spec
 from shared import event_loop
+from shared.events.runner import serve_relay
 from shared.grpc_kit.metrics import serve_metrics
 from shared.grpc_kit.server import install_signal_handlers
 from shared.logging import configure_logging, get_logger
@@ -48,6 +49,14 @@ async def _serve(settings: Settings) -> None:
         log.info("import.stopping", grace_seconds=settings.shutdown_grace_seconds)
     finally:
         await import_app.close()
+
+
+@app.command()
+def relay() -> None:
+    """Publish import_job.* events from the outbox to the events exchange until SIGTERM/SIGINT."""
+    settings = load_settings()
+    configure_logging(settings.log_level, service="import-relay")
+    event_loop.run(serve_relay(settings, relay_spec(settings)))
 
 
 def main() -> None:

@@ -22,6 +22,8 @@ from aio_pika.abc import AbstractRobustConnection
 from import_service.adapters.amqp.codec import decode
 from import_service.adapters.amqp.consumer import AmqpConsumer
 from import_service.adapters.amqp.dead_letters import AmqpDeadLetters
+from import_service.adapters.event_encoding import SOURCE as EVENT_SOURCE
+from import_service.adapters.event_encoding import encode_event
 from import_service.adapters.grpc.access_rules import RULES, SERVICE
 from import_service.adapters.grpc.servicer import ImportServicer
 from import_service.adapters.identity.client import IdentityClient
@@ -39,6 +41,8 @@ from import_service.service.retrying import Backoff
 from import_service.service.uploads import Uploads
 from shared.amqp.publisher import AmqpPublisher, amqp_user
 from shared.amqp.topology import Topology, declare
+from shared.events.pg_outbox import RelayOutbox
+from shared.events.runner import RelaySpec
 from shared.files import row_reader_for
 from shared.files.failed_rows_writer import FailedRowsCsv
 from shared.grpc_kit.metrics import DB_POOL_IN_USE
@@ -190,6 +194,24 @@ async def _wire(
     servicer = ImportServicer(queries, uploads, Redrives(store, publisher, queries, guard), decisions)
     return ImportApp(
         settings, store, connection, identity, publisher, ingest, runner, consumer, servicer, topology
+    )
+
+
+RELAY_LOCK_KEY = 7_102
+"""The advisory lock the import relay's leader holds."""
+
+
+def relay_spec(settings: Settings) -> RelaySpec:
+    """The import service's events relay (import_job.*): its outbox, CloudEvents source and ports."""
+    return RelaySpec(
+        name="import",
+        source=EVENT_SOURCE,
+        dsn=settings.import_database_url,
+        lock_key=RELAY_LOCK_KEY,
+        outbox=RelayOutbox,
+        encode=encode_event,
+        metrics_port=settings.import_relay_metrics_port,
+        health_port=settings.import_relay_health_port,
     )
 
 

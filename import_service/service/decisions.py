@@ -90,7 +90,7 @@ class JobDecisions:
             earlier = await self._earlier(request_id, action, job_id)
             if earlier is not None:
                 return earlier
-        actor = caller.actor_id or caller.client
+        actor = caller.actor_id or ""  # the person deciding (an admin client without one: nobody)
         async with self._store.unit_of_work() as uow:
             if request_id and not await uow.runs.add_decision(request_id, action, job_id, job_id):
                 pass  # a concurrent call with the same id decided: answered below

@@ -4,12 +4,11 @@
 statement numbers each subject's events (``event_sequences``, rows locked in subject order) and
 inserts them with the user or school as the transaction sees it right after the change (the same
 columns the services read — never a password hash). ``RelayOutbox`` is the relay's side on its
-leader connection: unpublished rows by position, stamping what the broker confirmed, purging.
+leader connection (``shared.events.pg_outbox``, the same for both services' outboxes).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -19,7 +18,9 @@ import asyncpg
 from identity_service.adapters.postgres.schools import _COLUMNS as SCHOOL_COLUMNS
 from identity_service.adapters.postgres.user_rows import USER_COLUMNS
 from identity_service.domain.events import ChangeEvent
-from shared.events.outbox import OutboxRow
+from shared.events.pg_outbox import RelayOutbox
+
+__all__ = ["PostgresEventOutbox", "RelayOutbox", "enqueue_args", "enqueue_sql", "snapshot_row"]
 
 
 def enqueue_sql(first: int = 1, before: str = "") -> str:
@@ -56,15 +57,6 @@ ORDER BY e.n
 
 
 _ENQUEUE = enqueue_sql()
-_PENDING = """
-SELECT position, id::text AS id, type, subject, sequence, time, actor_id, client, kind, changed_fields,
-       snapshot::text AS snapshot
-FROM event_outbox WHERE published_time IS NULL ORDER BY position LIMIT $1
-"""
-_MARK = "UPDATE event_outbox SET published_time = now() WHERE position = ANY($1::bigint[])"
-_PURGE = """DELETE FROM event_outbox WHERE position IN (
-    SELECT position FROM event_outbox WHERE published_time < $1 ORDER BY published_time LIMIT $2)"""
-_BACKLOG = "SELECT count(*) FROM event_outbox WHERE published_time IS NULL"
 
 
 class PostgresEventOutbox:
@@ -92,43 +84,6 @@ def enqueue_args(events: Sequence[Queued]) -> tuple[list[str], ...]:
         [actor or "" for _, actor, _, _ in events],
         [client for _, _, client, _ in events],
     )
-
-
-class RelayOutbox:
-    """``shared.events.outbox.Outbox`` on the relay's leader connection."""
-
-    def __init__(self, conn: asyncpg.Connection) -> None:
-        self._conn = conn
-
-    async def pending(self, limit: int) -> list[OutboxRow]:
-        rows = await self._conn.fetch(_PENDING, limit)
-        return [
-            OutboxRow(
-                position=row["position"],
-                id=row["id"],
-                type=row["type"],
-                subject=row["subject"],
-                sequence=row["sequence"],
-                time=row["time"],
-                actor_id=row["actor_id"] or "",
-                client=row["client"],
-                kind=row["kind"],
-                changed_fields=tuple(row["changed_fields"] or ()),
-                snapshot=json.loads(row["snapshot"]) if row["snapshot"] else None,
-            )
-            for row in rows
-        ]
-
-    async def mark_published(self, positions: Sequence[int]) -> None:
-        if positions:
-            await self._conn.execute(_MARK, list(positions))
-
-    async def purge(self, published_before: datetime, limit: int) -> int:
-        status = await self._conn.execute(_PURGE, published_before, limit)
-        return int(status.split()[-1])
-
-    async def backlog(self) -> int:
-        return int(await self._conn.fetchval(_BACKLOG))
 
 
 def snapshot_row(snapshot: dict[str, Any]) -> dict[str, Any]:

@@ -65,9 +65,9 @@ UPDATE jobs SET phase = $2, hold_sensitive_changes = $3, hold_archives = $4, hol
 WHERE job_id = $1 AND phase = 'DECIDING'
 RETURNING job_id
 """
-_RELEASE = """UPDATE jobs SET phase = 'APPLYING', decided_by = $2, lease_until = NULL
+_RELEASE = """UPDATE jobs SET phase = 'APPLYING', decided_by = NULLIF($2, ''), lease_until = NULL
               WHERE job_id = $1 AND phase = 'HELD' RETURNING job_id"""
-_DISCARD = """UPDATE jobs SET phase = 'DISCARDED', decided_by = $2, complete_time = now()
+_DISCARD = """UPDATE jobs SET phase = 'DISCARDED', decided_by = NULLIF($2, ''), complete_time = now()
               WHERE job_id = $1 AND phase = 'HELD' RETURNING job_id"""
 
 _UNAPPLIED = """

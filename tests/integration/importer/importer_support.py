@@ -176,8 +176,15 @@ class FakeIdentity(ipb_grpc.IdentityServiceServicer):
                 reason="SENSITIVE_FIELDS_REQUIRED",
                 message="attempting to update sensitive fields without sensitive fields setting",
             )
-        if name.startswith("sens"):
-            return rows_pb.RowResult(row_number=number, outcome=rows_pb.ROW_OUTCOME_UPDATED, approved=True)
+        if name.startswith("sens"):  # a pending student's username set from the file
+            renamed = rows_pb.FieldChange(field="username", old_value=f"pending-{name}", new_value=name)
+            return rows_pb.RowResult(
+                row_number=number,
+                outcome=rows_pb.ROW_OUTCOME_UPDATED,
+                approved=True,
+                user_id=f"pending-{request.school_id}-{name}",
+                changes=[renamed],
+            )
         student = (request.school_id, name.lower())
         if student in self.seen:
             outcome = rows_pb.ROW_OUTCOME_UNCHANGED
