@@ -56,6 +56,7 @@ PLATFORM_MD = (("authorization", f"Bearer {PLATFORM_TOKEN}"),)
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 IDENTITY, IMPORT, COURIER = "identity", "import", "courier"
+IDENTITY_RELAY, IMPORT_RELAY = "identity-relay", "import-relay"
 
 
 def staff_md(actor_id: str) -> tuple[tuple[str, str], ...]:
@@ -167,6 +168,7 @@ class ProcessStack:
     metrics_port: int
     log_dir: Path
     _channels: list[grpc.aio.Channel] = field(default_factory=list)
+    _relay_channels: dict[str, grpc.aio.Channel] = field(default_factory=dict)
     admin_token: str = ADMIN_TOKEN
     importer_token: str = IMPORTER_TOKEN
     platform_token: str = PLATFORM_TOKEN
@@ -178,6 +180,10 @@ class ProcessStack:
         self.import_channel = self._channel(self.import_addr)
         self.identity = ipb_grpc.IdentityServiceStub(self.identity_channel)
         self.importer = pb_grpc.ImportServiceStub(self.import_channel)
+
+    def _relay_channel(self, name: str) -> grpc.aio.Channel:
+        channel = self._relay_channels[name] = self._channel(self.services[name].addr)
+        return channel
 
     def _channel(self, addr: str) -> grpc.aio.Channel:
         channel = grpc.aio.insecure_channel(
@@ -216,7 +222,12 @@ class ProcessStack:
 
     async def health(self, name: str, timeout: float = 1.0) -> int | None:
         """The service's overall health status, or None when it does not answer in ``timeout``."""
-        channel = self.identity_channel if name == IDENTITY else self.import_channel
+        if name == IDENTITY:
+            channel = self.identity_channel
+        elif name == IMPORT:
+            channel = self.import_channel
+        else:
+            channel = self._relay_channels.get(name) or self._relay_channel(name)
         try:
             reply = await health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=""), timeout=timeout
@@ -406,11 +417,14 @@ async def process_stack(
     *,
     extra_env: dict[str, str] | None = None,
     smtp_port: int | None = None,
+    relays: bool = False,
 ) -> AsyncIterator[ProcessStack]:
     """Both services as processes on their own databases and queue prefix (and the courier sending
-    to ``smtp_port`` when given). ``extra_env`` overrides any ``ROLLCALL_*`` setting."""
+    to ``smtp_port`` when given; both event relays with ``relays``). ``extra_env`` overrides any
+    ``ROLLCALL_*`` setting."""
     identity_name, import_name = f"{prefix}_identity", f"{prefix}_import"
     identity_port, import_port, metrics_port = free_port(), free_port(), free_port()
+    relay_port, import_relay_port = free_port(), free_port()
     log_dir = Path(tempfile.mkdtemp(prefix=f"{prefix}_logs_"))
     env = {
         **os.environ,
@@ -425,6 +439,10 @@ async def process_stack(
         "ROLLCALL_IDENTITY_METRICS_PORT": "0",
         "ROLLCALL_IMPORT_METRICS_PORT": str(metrics_port),
         "ROLLCALL_COURIER_METRICS_PORT": "0",
+        "ROLLCALL_RELAY_METRICS_PORT": "0",
+        "ROLLCALL_IMPORT_RELAY_METRICS_PORT": "0",
+        "ROLLCALL_RELAY_HEALTH_PORT": str(relay_port),
+        "ROLLCALL_IMPORT_RELAY_HEALTH_PORT": str(import_relay_port),
         "ROLLCALL_TOKENS": TOKEN_SPEC,
         "ROLLCALL_IMPORT_TOKEN": IMPORTER_TOKEN,
         # the tests' connectors publish as the broker user of the URL (user_id set), for any school
@@ -451,6 +469,21 @@ async def process_stack(
         services[COURIER] = ServiceProcess(
             COURIER, [*python, "identity_service", "courier"], env, 0, log_dir / "courier.log"
         )
+    if relays:
+        services[IDENTITY_RELAY] = ServiceProcess(
+            IDENTITY_RELAY,
+            [*python, "identity_service", "relay"],
+            env,
+            relay_port,
+            log_dir / "identity-relay.log",
+        )
+        services[IMPORT_RELAY] = ServiceProcess(
+            IMPORT_RELAY,
+            [*python, "import_service", "relay"],
+            env,
+            import_relay_port,
+            log_dir / "import-relay.log",
+        )
     stack = ProcessStack(
         tag=prefix,
         prefix=prefix,
@@ -465,8 +498,9 @@ async def process_stack(
     try:
         for service in services.values():
             service.start()
-        await stack.wait_health(IDENTITY)
-        await stack.wait_health(IMPORT)
+        for name in services:
+            if name != COURIER:
+                await stack.wait_health(name)
         yield stack
     except BaseException:
         failed = True

@@ -12,7 +12,7 @@ from tests.process_stack import ProcessStack, process_stack
 
 @pytest.fixture(scope="session")
 async def system_stack(pg_server_url: str, amqp_url: str, amqp_prefix: str) -> AsyncIterator[ProcessStack]:
-    async with process_stack(pg_server_url, amqp_url, f"{amqp_prefix}_sys") as stack:
+    async with process_stack(pg_server_url, amqp_url, f"{amqp_prefix}_sys", relays=True) as stack:
         yield stack
 
 
