@@ -418,10 +418,12 @@ async def process_stack(
     extra_env: dict[str, str] | None = None,
     smtp_port: int | None = None,
     relays: bool = False,
+    identity_relays: int = 1,
 ) -> AsyncIterator[ProcessStack]:
     """Both services as processes on their own databases and queue prefix (and the courier sending
     to ``smtp_port`` when given; both event relays with ``relays``). ``extra_env`` overrides any
-    ``ROLLCALL_*`` setting."""
+    ``ROLLCALL_*`` setting; ``identity_relays`` replicas of identity's relay: identity-relay,
+    identity-relay-2, ...)."""
     identity_name, import_name = f"{prefix}_identity", f"{prefix}_import"
     identity_port, import_port, metrics_port = free_port(), free_port(), free_port()
     relay_port, import_relay_port = free_port(), free_port()
@@ -477,6 +479,15 @@ async def process_stack(
             relay_port,
             log_dir / "identity-relay.log",
         )
+        for replica in range(2, identity_relays + 1):
+            name, port = f"{IDENTITY_RELAY}-{replica}", free_port()
+            services[name] = ServiceProcess(
+                name,
+                [*python, "identity_service", "relay"],
+                {**env, "ROLLCALL_RELAY_HEALTH_PORT": str(port)},
+                port,
+                log_dir / f"{name}.log",
+            )
         services[IMPORT_RELAY] = ServiceProcess(
             IMPORT_RELAY,
             [*python, "import_service", "relay"],

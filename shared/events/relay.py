@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -125,7 +126,10 @@ def advisory_leadership(
 
     @contextlib.asynccontextmanager
     async def lead() -> AsyncIterator[Outbox]:
-        conn = await asyncpg.connect(dsn)
+        # the lock holder names its process, so an operator (and the fault test) sees who leads
+        conn = await asyncpg.connect(
+            dsn, server_settings={"application_name": f"rollcall-relay:{os.getpid()}"}
+        )
         try:
             while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", lock_key):  # noqa: ASYNC110
                 await asyncio.sleep(poll_seconds)  # another relay leads: ask again
