@@ -171,7 +171,9 @@ class UpdateSchoolRequest(_message.Message):
 
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
-        """Which fields change: name, email_domains, sso_enabled, change_threshold_percent, notify_emails."""
+        """Which fields change: name, email_domains, sso_enabled, change_threshold_percent, notify_emails,
+        muted_notifications.
+        """
 
     def __init__(
         self,

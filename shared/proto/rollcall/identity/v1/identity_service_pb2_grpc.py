@@ -203,8 +203,8 @@ class IdentityServiceServicer:
 
     def UpdateSchool(self, request, context):
         """Changes the fields of a school named by update_mask. admin: name, email_domains, sso_enabled,
-        change_threshold_percent, notify_emails; platform with a staff actor of the school: only
-        change_threshold_percent and notify_emails.
+        change_threshold_percent, notify_emails, muted_notifications; platform with a staff actor of the
+        school: only change_threshold_percent, notify_emails and muted_notifications.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

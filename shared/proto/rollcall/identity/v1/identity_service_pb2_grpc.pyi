@@ -44,8 +44,8 @@ class IdentityServiceStub:
     """Reads a school. Any role."""
     UpdateSchool: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.UpdateSchoolRequest, _resources_pb2.School]
     """Changes the fields of a school named by update_mask. admin: name, email_domains, sso_enabled,
-    change_threshold_percent, notify_emails; platform with a staff actor of the school: only
-    change_threshold_percent and notify_emails.
+    change_threshold_percent, notify_emails, muted_notifications; platform with a staff actor of the
+    school: only change_threshold_percent, notify_emails and muted_notifications.
     """
     CreateUser: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.CreateUserRequest, _resources_pb2.User]
     """Creates an ACTIVE user with origin STAFF. admin; platform with a staff actor (students only)."""
@@ -121,8 +121,8 @@ class IdentityServiceAsyncStub(IdentityServiceStub):
     """Reads a school. Any role."""
     UpdateSchool: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.UpdateSchoolRequest, _resources_pb2.School]  # type: ignore[assignment]
     """Changes the fields of a school named by update_mask. admin: name, email_domains, sso_enabled,
-    change_threshold_percent, notify_emails; platform with a staff actor of the school: only
-    change_threshold_percent and notify_emails.
+    change_threshold_percent, notify_emails, muted_notifications; platform with a staff actor of the
+    school: only change_threshold_percent, notify_emails and muted_notifications.
     """
     CreateUser: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.CreateUserRequest, _resources_pb2.User]  # type: ignore[assignment]
     """Creates an ACTIVE user with origin STAFF. admin; platform with a staff actor (students only)."""
@@ -213,8 +213,8 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_resources_pb2.School, _abc.Awaitable[_resources_pb2.School]]:
         """Changes the fields of a school named by update_mask. admin: name, email_domains, sso_enabled,
-        change_threshold_percent, notify_emails; platform with a staff actor of the school: only
-        change_threshold_percent and notify_emails.
+        change_threshold_percent, notify_emails, muted_notifications; platform with a staff actor of the
+        school: only change_threshold_percent, notify_emails and muted_notifications.
         """
 
     @_abc_1.abstractmethod

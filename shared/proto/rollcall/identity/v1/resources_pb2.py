@@ -25,25 +25,27 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$rollcall/identity/v1/resources.proto\x12\x14rollcall.identity.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb8\x01\n\x06School\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x15\n\remail_domains\x18\x03 \x03(\t\x12\x13\n\x0bsso_enabled\x18\x04 \x01(\x08\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12 \n\x18\x63hange_threshold_percent\x18\x06 \x01(\x05\x12\x15\n\rnotify_emails\x18\x07 \x03(\t\"\xc4\x03\n\x04User\x12\n\n\x02id\x18\x01 \x01(\t\x12\x31\n\tuser_type\x18\x02 \x01(\x0e\x32\x1e.rollcall.identity.v1.UserType\x12\x30\n\x06status\x18\x03 \x01(\x0e\x32 .rollcall.identity.v1.UserStatus\x12\x11\n\tschool_id\x18\x04 \x01(\t\x12\x10\n\x08username\x18\x05 \x01(\t\x12\r\n\x05\x65mail\x18\x06 \x01(\t\x12\x12\n\nfirst_name\x18\x07 \x01(\t\x12\x11\n\tlast_name\x18\x08 \x01(\t\x12\x17\n\x0f\x61uth_identifier\x18\t \x01(\t\x12\x30\n\x06origin\x18\n \x01(\x0e\x32 .rollcall.identity.v1.UserOrigin\x12\x1d\n\x15\x66ile_updates_disabled\x18\x0b \x01(\x08\x12\x16\n\x0e\x65mail_verified\x18\x0c \x01(\x08\x12/\n\x0b\x63reate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04\x65tag\x18\x0f \x01(\t\"\xc4\x01\n\x0b\x45mailChange\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x11\n\tnew_email\x18\x03 \x01(\t\x12\x35\n\x05state\x18\x04 \x01(\x0e\x32&.rollcall.identity.v1.EmailChangeState\x12/\n\x0b\x65xpire_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1d\n\x15\x66ile_updates_disabled\x18\x06 \x01(\x08*i\n\x08UserType\x12\x19\n\x15USER_TYPE_UNSPECIFIED\x10\x00\x12\x15\n\x11USER_TYPE_STUDENT\x10\x01\x12\x13\n\x0fUSER_TYPE_STAFF\x10\x02\x12\x16\n\x12USER_TYPE_EMPLOYER\x10\x03*\x8e\x01\n\nUserStatus\x12\x1b\n\x17USER_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13USER_STATUS_PENDING\x10\x01\x12\x16\n\x12USER_STATUS_ACTIVE\x10\x02\x12\x18\n\x14USER_STATUS_DECLINED\x10\x03\x12\x18\n\x14USER_STATUS_ARCHIVED\x10\x04*{\n\nUserOrigin\x12\x1b\n\x17USER_ORIGIN_UNSPECIFIED\x10\x00\x12\x1b\n\x17USER_ORIGIN_SELF_SIGNUP\x10\x01\x12\x1c\n\x18USER_ORIGIN_STUDENT_FILE\x10\x02\x12\x15\n\x11USER_ORIGIN_STAFF\x10\x03*\xd9\x01\n\x10\x45mailChangeState\x12\"\n\x1e\x45MAIL_CHANGE_STATE_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x45MAIL_CHANGE_STATE_PENDING\x10\x01\x12 \n\x1c\x45MAIL_CHANGE_STATE_CONFIRMED\x10\x02\x12 \n\x1c\x45MAIL_CHANGE_STATE_CANCELLED\x10\x03\x12\x1e\n\x1a\x45MAIL_CHANGE_STATE_EXPIRED\x10\x04\x12\x1d\n\x19\x45MAIL_CHANGE_STATE_LOCKED\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$rollcall/identity/v1/resources.proto\x12\x14rollcall.identity.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfd\x01\n\x06School\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x15\n\remail_domains\x18\x03 \x03(\t\x12\x13\n\x0bsso_enabled\x18\x04 \x01(\x08\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12 \n\x18\x63hange_threshold_percent\x18\x06 \x01(\x05\x12\x15\n\rnotify_emails\x18\x07 \x03(\t\x12\x43\n\x13muted_notifications\x18\x08 \x03(\x0e\x32&.rollcall.identity.v1.NotificationKind\"\xc4\x03\n\x04User\x12\n\n\x02id\x18\x01 \x01(\t\x12\x31\n\tuser_type\x18\x02 \x01(\x0e\x32\x1e.rollcall.identity.v1.UserType\x12\x30\n\x06status\x18\x03 \x01(\x0e\x32 .rollcall.identity.v1.UserStatus\x12\x11\n\tschool_id\x18\x04 \x01(\t\x12\x10\n\x08username\x18\x05 \x01(\t\x12\r\n\x05\x65mail\x18\x06 \x01(\t\x12\x12\n\nfirst_name\x18\x07 \x01(\t\x12\x11\n\tlast_name\x18\x08 \x01(\t\x12\x17\n\x0f\x61uth_identifier\x18\t \x01(\t\x12\x30\n\x06origin\x18\n \x01(\x0e\x32 .rollcall.identity.v1.UserOrigin\x12\x1d\n\x15\x66ile_updates_disabled\x18\x0b \x01(\x08\x12\x16\n\x0e\x65mail_verified\x18\x0c \x01(\x08\x12/\n\x0b\x63reate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04\x65tag\x18\x0f \x01(\t\"\xc4\x01\n\x0b\x45mailChange\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x11\n\tnew_email\x18\x03 \x01(\t\x12\x35\n\x05state\x18\x04 \x01(\x0e\x32&.rollcall.identity.v1.EmailChangeState\x12/\n\x0b\x65xpire_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1d\n\x15\x66ile_updates_disabled\x18\x06 \x01(\x08*\xf0\x01\n\x10NotificationKind\x12!\n\x1dNOTIFICATION_KIND_UNSPECIFIED\x10\x00\x12$\n NOTIFICATION_KIND_PENDING_DIGEST\x10\x01\x12\x1e\n\x1aNOTIFICATION_KIND_JOB_HELD\x10\x02\x12%\n!NOTIFICATION_KIND_JOB_FAILED_ROWS\x10\x03\x12%\n!NOTIFICATION_KIND_STUDENT_WAITING\x10\x04\x12%\n!NOTIFICATION_KIND_STUDENT_DECIDED\x10\x05*i\n\x08UserType\x12\x19\n\x15USER_TYPE_UNSPECIFIED\x10\x00\x12\x15\n\x11USER_TYPE_STUDENT\x10\x01\x12\x13\n\x0fUSER_TYPE_STAFF\x10\x02\x12\x16\n\x12USER_TYPE_EMPLOYER\x10\x03*\x8e\x01\n\nUserStatus\x12\x1b\n\x17USER_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13USER_STATUS_PENDING\x10\x01\x12\x16\n\x12USER_STATUS_ACTIVE\x10\x02\x12\x18\n\x14USER_STATUS_DECLINED\x10\x03\x12\x18\n\x14USER_STATUS_ARCHIVED\x10\x04*{\n\nUserOrigin\x12\x1b\n\x17USER_ORIGIN_UNSPECIFIED\x10\x00\x12\x1b\n\x17USER_ORIGIN_SELF_SIGNUP\x10\x01\x12\x1c\n\x18USER_ORIGIN_STUDENT_FILE\x10\x02\x12\x15\n\x11USER_ORIGIN_STAFF\x10\x03*\xd9\x01\n\x10\x45mailChangeState\x12\"\n\x1e\x45MAIL_CHANGE_STATE_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x45MAIL_CHANGE_STATE_PENDING\x10\x01\x12 \n\x1c\x45MAIL_CHANGE_STATE_CONFIRMED\x10\x02\x12 \n\x1c\x45MAIL_CHANGE_STATE_CANCELLED\x10\x03\x12\x1e\n\x1a\x45MAIL_CHANGE_STATE_EXPIRED\x10\x04\x12\x1d\n\x19\x45MAIL_CHANGE_STATE_LOCKED\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'rollcall.identity.v1.resources_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_USERTYPE']._serialized_start=936
-  _globals['_USERTYPE']._serialized_end=1041
-  _globals['_USERSTATUS']._serialized_start=1044
-  _globals['_USERSTATUS']._serialized_end=1186
-  _globals['_USERORIGIN']._serialized_start=1188
-  _globals['_USERORIGIN']._serialized_end=1311
-  _globals['_EMAILCHANGESTATE']._serialized_start=1314
-  _globals['_EMAILCHANGESTATE']._serialized_end=1531
+  _globals['_NOTIFICATIONKIND']._serialized_start=1006
+  _globals['_NOTIFICATIONKIND']._serialized_end=1246
+  _globals['_USERTYPE']._serialized_start=1248
+  _globals['_USERTYPE']._serialized_end=1353
+  _globals['_USERSTATUS']._serialized_start=1356
+  _globals['_USERSTATUS']._serialized_end=1498
+  _globals['_USERORIGIN']._serialized_start=1500
+  _globals['_USERORIGIN']._serialized_end=1623
+  _globals['_EMAILCHANGESTATE']._serialized_start=1626
+  _globals['_EMAILCHANGESTATE']._serialized_end=1843
   _globals['_SCHOOL']._serialized_start=96
-  _globals['_SCHOOL']._serialized_end=280
-  _globals['_USER']._serialized_start=283
-  _globals['_USER']._serialized_end=735
-  _globals['_EMAILCHANGE']._serialized_start=738
-  _globals['_EMAILCHANGE']._serialized_end=934
+  _globals['_SCHOOL']._serialized_end=349
+  _globals['_USER']._serialized_start=352
+  _globals['_USER']._serialized_end=804
+  _globals['_EMAILCHANGE']._serialized_start=807
+  _globals['_EMAILCHANGE']._serialized_end=1003
 # @@protoc_insertion_point(module_scope)

@@ -20,6 +20,42 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _NotificationKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _NotificationKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_NotificationKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    NOTIFICATION_KIND_UNSPECIFIED: _NotificationKind.ValueType  # 0
+    """Never valid."""
+    NOTIFICATION_KIND_PENDING_DIGEST: _NotificationKind.ValueType  # 1
+    """To notify_emails: a digest of new pending requests (at most hourly, only when there are new ones)."""
+    NOTIFICATION_KIND_JOB_HELD: _NotificationKind.ValueType  # 2
+    """To notify_emails: an import job was held for review."""
+    NOTIFICATION_KIND_JOB_FAILED_ROWS: _NotificationKind.ValueType  # 3
+    """To notify_emails: an import job completed with failed rows."""
+    NOTIFICATION_KIND_STUDENT_WAITING: _NotificationKind.ValueType  # 4
+    """To a student who signed up: the request is waiting for the school."""
+    NOTIFICATION_KIND_STUDENT_DECIDED: _NotificationKind.ValueType  # 5
+    """To a student: the request was approved (by staff or a student file) or declined."""
+
+class NotificationKind(_NotificationKind, metaclass=_NotificationKindEnumTypeWrapper):
+    """A kind of notification mail, which a school can switch off (School.muted_notifications)."""
+
+NOTIFICATION_KIND_UNSPECIFIED: NotificationKind.ValueType  # 0
+"""Never valid."""
+NOTIFICATION_KIND_PENDING_DIGEST: NotificationKind.ValueType  # 1
+"""To notify_emails: a digest of new pending requests (at most hourly, only when there are new ones)."""
+NOTIFICATION_KIND_JOB_HELD: NotificationKind.ValueType  # 2
+"""To notify_emails: an import job was held for review."""
+NOTIFICATION_KIND_JOB_FAILED_ROWS: NotificationKind.ValueType  # 3
+"""To notify_emails: an import job completed with failed rows."""
+NOTIFICATION_KIND_STUDENT_WAITING: NotificationKind.ValueType  # 4
+"""To a student who signed up: the request is waiting for the school."""
+NOTIFICATION_KIND_STUDENT_DECIDED: NotificationKind.ValueType  # 5
+"""To a student: the request was approved (by staff or a student file) or declined."""
+Global___NotificationKind: _TypeAlias = NotificationKind  # noqa: Y015
+
 class _UserType:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -163,6 +199,7 @@ class School(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     CHANGE_THRESHOLD_PERCENT_FIELD_NUMBER: _builtins.int
     NOTIFY_EMAILS_FIELD_NUMBER: _builtins.int
+    MUTED_NOTIFICATIONS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Opaque identifier (UUID), assigned by the service."""
     name: _builtins.str
@@ -185,6 +222,12 @@ class School(_message.Message):
     def notify_emails(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Who hears about held jobs and pending requests (at most 20 addresses, normal form)."""
 
+    @_builtins.property
+    def muted_notifications(self) -> _containers.RepeatedScalarFieldContainer[Global___NotificationKind.ValueType]:
+        """The notification mails the school switched off: none of these kinds is sent for it (each kind at
+        most once; empty: every kind is on).
+        """
+
     def __init__(
         self,
         *,
@@ -195,10 +238,11 @@ class School(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         change_threshold_percent: _builtins.int = ...,
         notify_emails: _abc.Iterable[_builtins.str] | None = ...,
+        muted_notifications: _abc.Iterable[Global___NotificationKind.ValueType] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["change_threshold_percent", b"change_threshold_percent", "create_time", b"create_time", "email_domains", b"email_domains", "id", b"id", "name", b"name", "notify_emails", b"notify_emails", "sso_enabled", b"sso_enabled"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["change_threshold_percent", b"change_threshold_percent", "create_time", b"create_time", "email_domains", b"email_domains", "id", b"id", "muted_notifications", b"muted_notifications", "name", b"name", "notify_emails", b"notify_emails", "sso_enabled", b"sso_enabled"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
