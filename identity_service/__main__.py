@@ -7,7 +7,13 @@ import asyncio
 import typer
 
 from identity_service.adapters.postgres import MIGRATION_LOCK_KEY, MIGRATIONS
-from identity_service.bootstrap import build_courier, build_identity, relay_spec
+from identity_service.bootstrap import (
+    build_courier,
+    build_identity,
+    build_job_events_consumer,
+    build_pending_digest,
+    relay_spec,
+)
 from shared import event_loop, pg
 from shared.events.runner import serve_relay
 from shared.grpc_kit.metrics import serve_metrics
@@ -65,14 +71,19 @@ async def _serve(settings: Settings) -> None:
 
 
 async def _courier(settings: Settings) -> None:
-    """Send the outbox until SIGTERM/SIGINT, serving /metrics (emails sent/failed) on
-    ``courier_metrics_port``."""
+    """Send the outbox until SIGTERM/SIGINT, serving /metrics (emails sent/failed, the oldest pending
+    request's age) on ``courier_metrics_port``; alongside, the pending digest's timer and the
+    consumer of import-job events (notifications)."""
     serve_metrics(settings.courier_metrics_port)
-    pool = await pg.create_pool(settings.identity_database_url, min_size=1, max_size=2)
+    pool = await pg.create_pool(settings.identity_database_url, min_size=1, max_size=4)
     stop = asyncio.Event()
     install_signal_handlers(stop)
     try:
-        await build_courier(pool, settings).run(stop)
+        await asyncio.gather(
+            build_courier(pool, settings).run(stop),
+            build_pending_digest(pool).run(stop),
+            build_job_events_consumer(pool, settings).run(stop),
+        )
     finally:
         await pool.close()
 

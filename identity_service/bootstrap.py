@@ -1,16 +1,20 @@
 """The one place where the identity service is wired: settings → pool, unit of work, servicer, server;
-and the courier: the same unit of work, the SMTP mailer, the outbox notices."""
+and the courier: the same unit of work, the SMTP mailer, the outbox notices, the pending digest's
+timer and the consumer of import-job events (notifications)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import asyncpg
 import grpc
 
+from identity_service.adapters.amqp.job_events import PREFETCH, JobEventsConsumer
 from identity_service.adapters.event_encoding import SOURCE as EVENT_SOURCE
 from identity_service.adapters.event_encoding import encode_event
 from identity_service.adapters.grpc.access_rules import ACCESS_RULES, SERVICE_NAME
@@ -23,7 +27,10 @@ from identity_service.domain.passwords import PasswordHasher
 from identity_service.service.courier import Courier, CourierConfig
 from identity_service.service.email_change import CodeSettings
 from identity_service.service.hashing import AsyncPasswordHasher
+from identity_service.service.notifications import job_event
+from identity_service.service.pending_digest import DigestConfig, PendingDigest, utc_now
 from shared import pg
+from shared.amqp.topology import Topology
 from shared.events.runner import RelaySpec
 from shared.grpc_kit.server import RunningServer, start_server, watch_readiness
 from shared.proto.rollcall.identity.v1 import identity_service_pb2_grpc as pb_grpc
@@ -122,3 +129,19 @@ def build_courier(pool: asyncpg.Pool, settings: Settings, config: CourierConfig 
         settings.code_keys(),
         tuning,
     )
+
+
+def build_pending_digest(
+    pool: asyncpg.Pool, config: DigestConfig | None = None, clock: Callable[[], datetime] = utc_now
+) -> PendingDigest:
+    """The courier's pending-digest timer on ``pool`` (``clock``: tests drive the hours)."""
+    return PendingDigest(functools.partial(PostgresUnitOfWork, pool), config, clock)
+
+
+def build_job_events_consumer(
+    pool: asyncpg.Pool, settings: Settings, prefetch: int = PREFETCH
+) -> JobEventsConsumer:
+    """The courier's consumer of import-job events (held, completed) on the settings' broker."""
+    new_uow = functools.partial(PostgresUnitOfWork, pool)
+    handle = functools.partial(job_event, new_uow)
+    return JobEventsConsumer(settings.amqp_url, Topology(settings.amqp_prefix), handle, prefetch)

@@ -34,6 +34,13 @@ class MailKind(StrEnum):
 
     EMAIL_CHANGE_CODE = "email_change.code"
     EMAIL_CHANGE_NOTICE = "email_change.notice"
+    # notifications (domain/notifications.py): to a student, and to a school's notify_emails
+    STUDENT_WAITING = "student.waiting"
+    STUDENT_APPROVED = "student.approved"
+    STUDENT_DECLINED = "student.declined"
+    PENDING_DIGEST = "staff.pending_digest"
+    JOB_HELD = "staff.job_held"
+    JOB_FAILED_ROWS = "staff.job_failed_rows"
 
 
 @dataclass(frozen=True)
@@ -138,6 +145,11 @@ def header_text(text: str) -> str:
     (``=?utf-8?q?...?=``): each ``=?`` becomes ``= ?``, so what is sent is read as exactly these
     characters, never decoded into a line break, a control character or another header."""
     return one_line(text).replace(_ENCODED_WORD_START, "= ?")
+
+
+def short_school(school: str) -> str:
+    """A school name as a subject shows it: at most SUBJECT_SCHOOL_MAX characters."""
+    return _short(school)
 
 
 def _short(school: str) -> str:

@@ -26,12 +26,13 @@ EMAIL_DOMAINS = "email_domains"
 SSO_ENABLED = "sso_enabled"
 CHANGE_THRESHOLD_PERCENT = "change_threshold_percent"
 NOTIFY_EMAILS = "notify_emails"
+MUTED_NOTIFICATIONS = "muted_notifications"
 
-UPDATABLE = (NAME, EMAIL_DOMAINS, SSO_ENABLED, CHANGE_THRESHOLD_PERCENT, NOTIFY_EMAILS)
+UPDATABLE = (NAME, EMAIL_DOMAINS, SSO_ENABLED, CHANGE_THRESHOLD_PERCENT, NOTIFY_EMAILS, MUTED_NOTIFICATIONS)
 """The update_mask paths UpdateSchool knows (admin may change all of them)."""
 
-STAFF_UPDATABLE = frozenset({CHANGE_THRESHOLD_PERCENT, NOTIFY_EMAILS})
-"""What staff of the school may change: its import settings."""
+STAFF_UPDATABLE = frozenset({CHANGE_THRESHOLD_PERCENT, NOTIFY_EMAILS, MUTED_NOTIFICATIONS})
+"""What staff of the school may change: its import settings and which notifications it gets."""
 
 
 def school_name(raw: str, field: str, found: Violations) -> str:
@@ -96,7 +97,7 @@ def ensure_staff_may_change(paths: Sequence[str]) -> None:
     if others:
         raise RollcallError(
             Reason.PERMISSION_DENIED,
-            f"staff may change only {' and '.join(sorted(STAFF_UPDATABLE))}; "
+            f"staff may change only {', '.join(sorted(STAFF_UPDATABLE))}; "
             f"an administrator changes {', '.join(others)}",
             metadata={"fields": ",".join(others)},
         )

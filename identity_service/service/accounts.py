@@ -15,7 +15,7 @@ from identity_service.domain.fields import (
 from identity_service.domain.passwords import validate_password
 from identity_service.domain.sign_in import SignInResolution, resolve_sign_in
 from identity_service.domain.users import User, UserOrigin, UserStatus, UserType
-from identity_service.service import access, replay
+from identity_service.service import access, notifications, replay
 from identity_service.service.audit_trail import changed, record
 from identity_service.service.hashing import AsyncPasswordHasher
 from identity_service.service.idempotency import once, read, request_key
@@ -125,10 +125,12 @@ async def sign_up_student(
     )
 
     async def change(uow: UnitOfWork) -> User:
-        if await uow.schools.get(school) is None:
+        chosen = await uow.schools.get(school)
+        if chosen is None:
             raise not_found(Reason.SCHOOL_NOT_FOUND, "school")
         created = await uow.users.add(user, password_hash)
         await record(uow, caller, "user.signed_up", created, changed(None, created), actor_id=created.id)
+        await notifications.student_waiting(uow, chosen, created)
         return created
 
     return await once(new_uow, key, replay.USER, change)

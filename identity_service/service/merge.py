@@ -10,7 +10,7 @@ from __future__ import annotations
 from identity_service.domain.email_changes import EmailChange
 from identity_service.domain.fields import Violations
 from identity_service.domain.users import User, ensure_mergeable
-from identity_service.service import access, replay
+from identity_service.service import access, notifications, replay
 from identity_service.service.audit_trail import changed, record
 from identity_service.service.email_change import CodeSettings, open_change, school_of
 from identity_service.service.idempotency import once, request_key
@@ -43,6 +43,7 @@ async def merge_pending_student(
         ensure_mergeable(pending, existing)
         school = await school_of(uow, pending)
         await uow.users.delete(pending.id)
+        await notifications.request_gone(uow, pending.id)
         details = changed(pending, None) | {"merged_into": existing.id}
         await record(uow, caller, "user.merged", pending, details)
         context = {"merged_from": pending.id}

@@ -19,7 +19,8 @@ T = TypeVar("T")
 @dataclass(frozen=True)
 class School:
     """A school; ``email_domains`` are in normal form (lower case, no ``@``), ``notify_emails`` too
-    (``emails.normalise_email``); ``change_threshold_percent`` is 0..100 (0: no change guard)."""
+    (``emails.normalise_email``); ``change_threshold_percent`` is 0..100 (0: no change guard);
+    ``muted_notifications``: the ``notifications.NotificationKind`` values it switched off."""
 
     id: str
     name: str
@@ -28,6 +29,7 @@ class School:
     create_time: datetime
     change_threshold_percent: int = 10
     notify_emails: tuple[str, ...] = ()
+    muted_notifications: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from typing import Any
 from identity_service.domain import users as rules
 from identity_service.domain.fields import NOTE_MAX, Violations
 from identity_service.domain.users import User, UserStatus
-from identity_service.service import access, paging, replay
+from identity_service.service import access, notifications, paging, replay
 from identity_service.service.audit_trail import changed, event, record
 from identity_service.service.idempotency import once, read, request_key
 from identity_service.service.inputs import optional_id, required_id
@@ -88,6 +88,7 @@ async def delete_pending_student(
         user = await access.user_for_staff(uow, caller, target, for_update=True)
         rules.ensure_deletable(user)
         await uow.users.delete(user.id)
+        await notifications.request_gone(uow, user.id)
         await record(uow, caller, "user.deleted", user, changed(user, None))
 
     await once(new_uow, key, replay.NOTHING, change)
@@ -113,6 +114,8 @@ async def _decide(
         status = decision.decide(user)
         updated = await uow.users.set_status(user.id, status)
         await record(uow, caller, decision.action, updated, decision.details(user, updated, text))
+        if updated.school_id is not None:
+            await notifications.students_decided(uow, await uow.schools.get(updated.school_id), [updated])
         return updated
 
     return await once(new_uow, key, replay.USER, change)
@@ -168,7 +171,7 @@ async def _decide_batch(
     plan = _plan(user_ids)
 
     async def change(uow: UnitOfWork) -> list[BatchDecision]:
-        await access.school_for_staff(uow, caller, school)
+        chosen_school = await access.school_for_staff(uow, caller, school)
         wanted = [item for item in plan if isinstance(item, str)]
         users = await uow.users.get_many(wanted, for_update=True)
         failed: dict[str, BatchDecision] = {}
@@ -191,6 +194,7 @@ async def _decide_batch(
                 for i in decided
             ]
         )
+        await notifications.students_decided(uow, chosen_school, [updated[i] for i in decided])
         done = {i: BatchDecision(i, updated[i], "", "") for i in decided}
         return [item if isinstance(item, BatchDecision) else done.get(item) or failed[item] for item in plan]
 

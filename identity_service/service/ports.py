@@ -204,6 +204,10 @@ class Outbox(Protocol):
         """Queue ``mail`` in this transaction; the courier sends it after commit."""
         ...
 
+    async def enqueue_many(self, mails: Sequence[OutgoingMail]) -> None:
+        """Queue ``mails`` in this transaction, in one statement (nothing for none)."""
+        ...
+
     async def discard_pending(self, user_id: str, kind: str) -> int:
         """Abandon the user's unsent mail of ``kind``."""
         ...
@@ -230,6 +234,50 @@ class Outbox(Protocol):
 
     async def purge_finished(self, older_than: timedelta, limit: int = 10_000) -> int:
         """Delete up to ``limit`` SENT or ABANDONED messages created more than ``older_than`` ago."""
+        ...
+
+
+class Notifications(Protocol):
+    """What the notification mails need besides the outbox (``service/notifications.py``): new pending
+    requests for the digest, each school's digest claim, and the events already turned into mail."""
+
+    async def note_pending(self, school_id: str, user_id: str) -> None:
+        """Remember a new pending request until a digest counts it."""
+        ...
+
+    async def digest_schools(self, not_since: datetime, limit: int = 1000) -> list[str]:
+        """Schools with new pending requests whose last digest was at ``not_since`` or before (or that
+        never had one)."""
+        ...
+
+    async def claim_digest(self, school_id: str, not_since: datetime) -> bool:
+        """Lock the school's digest claim until this transaction ends, if its last digest was at
+        ``not_since`` or before and no other transaction holds it; False otherwise."""
+        ...
+
+    async def take_new_pending(self, school_id: str) -> int:
+        """Forget the school's new pending requests; how many of them are still PENDING."""
+        ...
+
+    async def pending_summary(self, school_id: str) -> tuple[int, datetime | None]:
+        """The school's PENDING students: how many, and when the oldest signed up."""
+        ...
+
+    async def mark_digest(self, school_id: str, at: datetime, new_requests: int) -> None:
+        """The school's digest was queued at ``at`` (its claim moves on)."""
+        ...
+
+    async def oldest_pending(self) -> datetime | None:
+        """When the oldest PENDING student of any school signed up."""
+        ...
+
+    async def claim_event(self, event_id: str, event_type: str, subject: str, mails: int) -> bool:
+        """Record that the event was turned into ``mails`` mails; False when it already was (held
+        until this transaction ends, so a concurrent delivery of the same event waits and gets False)."""
+        ...
+
+    async def purge_events(self, older_than: timedelta, limit: int = 10_000) -> int:
+        """Forget up to ``limit`` events recorded more than ``older_than`` ago."""
         ...
 
 
@@ -413,6 +461,9 @@ class UnitOfWork(Protocol):
 
     @property
     def undos(self) -> JobUndos: ...
+
+    @property
+    def notifications(self) -> Notifications: ...
 
 
 class UnitOfWorkFactory(Protocol):

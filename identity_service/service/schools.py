@@ -9,8 +9,10 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+from identity_service.domain import notifications
 from identity_service.domain import schools as rules
 from identity_service.domain.fields import Violations
+from identity_service.domain.notifications import NotificationKind
 from identity_service.service import access, replay
 from identity_service.service.audit_trail import record
 from identity_service.service.idempotency import once, read, request_key
@@ -73,10 +75,12 @@ async def update_school(
     sso_enabled: bool = False,
     change_threshold_percent: int = 0,
     notify_emails: Sequence[str] = (),
+    muted_notifications: Sequence[NotificationKind | None] = (),
 ) -> School:
     """Change the fields ``update_mask`` names (the others are ignored, as AIP-134 says); audited as
     ``school.updated`` with ``{field: [old, new]}`` of what changed. Staff of the school may name only
-    ``change_threshold_percent`` and ``notify_emails``."""
+    ``change_threshold_percent``, ``notify_emails`` and ``muted_notifications`` (the notification
+    kinds switched off; None stands for a kind the request named that is not one)."""
     found = Violations()
     wanted = required_id(school_id, "school.id", found)
     paths = rules.update_paths(update_mask, found)
@@ -94,12 +98,17 @@ async def update_school(
         )
     if rules.NOTIFY_EMAILS in paths:
         asked[rules.NOTIFY_EMAILS] = rules.notify_emails(notify_emails, "school.notify_emails", found)
+    if rules.MUTED_NOTIFICATIONS in paths:
+        field = "school.muted_notifications"
+        muted = notifications.muted_notifications(muted_notifications, field, found)
+        asked[rules.MUTED_NOTIFICATIONS] = tuple(kind.value for kind in muted)
     raw = {
         rules.NAME: name,
         rules.EMAIL_DOMAINS: list(email_domains),
         rules.SSO_ENABLED: sso_enabled,
         rules.CHANGE_THRESHOLD_PERCENT: change_threshold_percent,
         rules.NOTIFY_EMAILS: list(notify_emails),
+        rules.MUTED_NOTIFICATIONS: [kind.value if kind else None for kind in muted_notifications],
     }
     content = {path: raw[path] for path in paths}
     key = request_key(caller, "UpdateSchool", request_id, found, school_id=school_id, **content)
@@ -146,4 +155,5 @@ def _settings(school: School) -> dict[str, Any]:
         rules.SSO_ENABLED: school.sso_enabled,
         rules.CHANGE_THRESHOLD_PERCENT: school.change_threshold_percent,
         rules.NOTIFY_EMAILS: list(school.notify_emails),
+        rules.MUTED_NOTIFICATIONS: list(school.muted_notifications),
     }

@@ -7,7 +7,9 @@
 3. the rows go through ``RowBatch`` (``domain/student_file.py``: the decision table plus the ordering
    guard) in ascending row number;
 4. the outcomes and the students are written set-wise through ``uow.student_file``, the audit
-   events of every created and updated student through ``uow.audit.append_many``, one statement each.
+   events of every created and updated student through ``uow.audit.append_many``, one statement each;
+   a batch that approved pending students queues their "approved" mails in one more statement
+   (``notifications.students_approved_by_file``; none for other batches and dry runs).
 
 A concurrent writer that takes a username or email between the read and the write (or a deadlock)
 rolls the batch back and it is applied again from the start: the re-read sees the new holder, so the
@@ -45,7 +47,9 @@ from identity_service.domain.student_file import (
     ValidRow,
     validate_row,
 )
-from identity_service.service.models import NewAuditEvent
+from identity_service.domain.users import UserStatus
+from identity_service.service import notifications
+from identity_service.service.models import NewAuditEvent, School
 from identity_service.service.ports import BatchConflict, BatchRefused, UnitOfWork, UnitOfWorkFactory
 from shared.errors import Reason, RollcallError, invalid
 
@@ -155,7 +159,8 @@ async def _apply(
     checked: Sequence[ValidRow | RowDecision],
     client: str,
 ) -> list[RowResult]:
-    if await uow.schools.get(request.school_id) is None:
+    school = await uow.schools.get(request.school_id)
+    if school is None:
         raise RollcallError(Reason.SCHOOL_NOT_FOUND, f"school {request.school_id} not found")
     recorded = await uow.student_file.recorded_outcomes(request.job_id, [row.row_number for row in checked])
     fresh = [row for row in checked if row.row_number not in recorded]
@@ -165,10 +170,11 @@ async def _apply(
     decided.update((row.row_number, batch.apply(row)) for row in valid)
     results = [recorded.get(row.row_number) or decided[row.row_number] for row in checked]
     if not request.dry_run and fresh:
-        await uow.student_file.record_outcomes(
-            request.job_id, [r for r in results if r.row_number not in recorded]
-        )
-        await _write(uow, request, batch.writes(), client)
+        new_results = [r for r in results if r.row_number not in recorded]
+        await uow.student_file.record_outcomes(request.job_id, new_results)
+        writes = batch.writes()
+        await _write(uow, request, writes, client)
+        await _tell_approved(uow, school, new_results, writes)
     elif request.dry_run and request.full_roster:
         named = [(r.row_number, r.user_id) for r in results if r.user_id]
         if named:
@@ -204,6 +210,19 @@ async def _write(uow: UnitOfWork, request: RowBatchRequest, writes: BatchWrites,
         school = request.school_id
         events = [NewAuditEvent(None, client, e.action, e.user_id, school, e.details) for e in writes.audit]
         await uow.audit.append_many(events)
+
+
+async def _tell_approved(
+    uow: UnitOfWork, school: School, results: Sequence[RowResult], writes: BatchWrites
+) -> None:
+    """Queue an "approved" mail for each pending student this batch approved (docs/decisions.md,
+    "Issue 10 — notifications": a file's approval is told like a staff approval)."""
+    approved = {r.user_id for r in results if r.approved and r.user_id}
+    if not approved:
+        return
+    students = {s.holder.id: s.holder for s in writes.updates if s.holder.id in approved}
+    told = [(h.id, h.first_name, h.email) for h in students.values() if h.status is UserStatus.ACTIVE]
+    await notifications.students_approved_by_file(uow, school, told)
 
 
 def _row_number(row: ValidRow) -> int:

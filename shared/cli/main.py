@@ -37,7 +37,15 @@ from shared.cli.held_jobs import (
 )
 from shared.cli.jobs_view import console, explain, failed_rows, print_failures, print_job, wait_for_job
 from shared.cli.publishing import job_spec, publish_file
-from shared.cli.schools import SchoolChange, get_school, print_school, split_list, update_school
+from shared.cli.schools import (
+    MUTABLE_KINDS,
+    SchoolChange,
+    get_school,
+    mute_kinds,
+    print_school,
+    split_list,
+    update_school,
+)
 from shared.cli.students import check_request_id, decide, print_decisions
 from shared.cli.uploading import upload_file, upload_header
 from shared.proto.rollcall.identity.v1 import identity_service_pb2 as ipb
@@ -477,12 +485,29 @@ def school_set(
     ] = None,
     sso: Annotated[bool | None, typer.Option("--sso/--no-sso", help="single sign-on (admin)")] = None,
     name: Annotated[str | None, typer.Option(help="the school's name (admin)")] = None,
+    mute: Annotated[
+        str | None,
+        typer.Option(
+            metavar="KINDS",
+            help=f"notification mails switched off, the whole list: {','.join(MUTABLE_KINDS)} ('' : all on)",
+        ),
+    ] = None,
     request_id: Annotated[str, typer.Option(help="idempotency key (default: a new UUID)")] = "",
     as_json: JsonOption = False,
 ) -> None:
     """Change the settings given (and only those); print the school."""
+    muted = split_list(mute)
+    try:
+        mute_kinds(muted or [])
+    except ValueError as bad:
+        raise typer.BadParameter(str(bad), param_hint="--mute") from None
     change = SchoolChange(
-        threshold=threshold, notify=split_list(notify), domains=split_list(domains), sso=sso, name=name
+        threshold=threshold,
+        notify=split_list(notify),
+        domains=split_list(domains),
+        sso=sso,
+        name=name,
+        muted=muted,
     )
     request = change.request(school_id, request_id or str(uuid.uuid4()))
     if not request.update_mask.paths:

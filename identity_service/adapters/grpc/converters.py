@@ -11,6 +11,7 @@ from google.protobuf import struct_pb2, timestamp_pb2
 
 from identity_service.domain.duplicates import Candidate
 from identity_service.domain.email_changes import EmailChange
+from identity_service.domain.notifications import NotificationKind
 from identity_service.domain.sign_in import SignInResolution
 from identity_service.domain.users import User, UserStatus, UserType
 from identity_service.service.import_guard import ImportGuard
@@ -91,7 +92,14 @@ def school(value: School) -> res.School:
         create_time=timestamp(value.create_time),
         change_threshold_percent=value.change_threshold_percent,
         notify_emails=list(value.notify_emails),
+        muted_notifications=[
+            res.NotificationKind.Value(f"NOTIFICATION_KIND_{kind}") for kind in value.muted_notifications
+        ],
     )
+
+
+def notification_kinds(numbers: Iterable[int]) -> list[NotificationKind | None]:
+    return [domain_enum(NotificationKind, res.NotificationKind, "NOTIFICATION_KIND", n) for n in numbers]
 
 
 def batch_decisions(values: Sequence[BatchDecision]) -> pb.BatchDecideStudentsResponse:

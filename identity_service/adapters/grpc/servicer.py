@@ -81,6 +81,7 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
             sso_enabled=wanted.sso_enabled,
             change_threshold_percent=wanted.change_threshold_percent,
             notify_emails=list(wanted.notify_emails),
+            muted_notifications=to.notification_kinds(wanted.muted_notifications),
         )
         return to.school(school)
 

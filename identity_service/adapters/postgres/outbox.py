@@ -65,6 +65,28 @@ class PostgresOutbox:
         await self._conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
         return int(message_id)
 
+    async def enqueue_many(self, mails: Sequence[OutgoingMail]) -> None:
+        """Add ``mails``, due now, in the caller's transaction, in one statement (with its NOTIFY)."""
+        if not mails:
+            return
+        await self._conn.execute(
+            """WITH added AS (
+                   INSERT INTO outbox_messages
+                       (to_address, subject, body, kind, school_id, user_id, email_change_id)
+                   SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::uuid[],
+                                        $6::uuid[], $7::uuid[])
+                   RETURNING id)
+               SELECT pg_notify($8, '') FROM (SELECT 1 FROM added LIMIT 1) AS one""",
+            [m.to for m in mails],
+            [m.subject for m in mails],
+            [m.body for m in mails],
+            [m.kind for m in mails],
+            [m.school_id for m in mails],
+            [m.user_id for m in mails],
+            [m.email_change_id for m in mails],
+            NOTIFY_CHANNEL,
+        )
+
     async def claim_due(self, limit: int, lease_seconds: float) -> list[OutboxMessage]:
         """Lease up to ``limit`` PENDING messages that are due and not leased by anyone, oldest due
         first, for ``lease_seconds``; returns them."""

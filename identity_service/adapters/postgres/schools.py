@@ -9,13 +9,16 @@ import asyncpg
 from identity_service.service.models import School
 from shared.errors import Reason, not_found
 
-_COLUMNS = "id, name, email_domains, sso_enabled, create_time, change_threshold_percent, notify_emails"
+_COLUMNS = (
+    "id, name, email_domains, sso_enabled, create_time, change_threshold_percent, notify_emails,"
+    " muted_notifications"
+)
 _INSERT = f"""INSERT INTO schools (id, name, email_domains, sso_enabled, change_threshold_percent,
-        notify_emails)
-    VALUES ($1, $2, $3, $4, $5, $6) RETURNING {_COLUMNS}"""
+        notify_emails, muted_notifications)
+    VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {_COLUMNS}"""
 _BY_ID = f"SELECT {_COLUMNS} FROM schools WHERE id = $1"
 _UPDATE = f"""UPDATE schools SET name = $2, email_domains = $3, sso_enabled = $4,
-        change_threshold_percent = $5, notify_emails = $6
+        change_threshold_percent = $5, notify_emails = $6, muted_notifications = $7
     WHERE id = $1 RETURNING {_COLUMNS}"""
 
 
@@ -45,6 +48,7 @@ def _settings(school: School) -> tuple[Any, ...]:
         school.sso_enabled,
         school.change_threshold_percent,
         list(school.notify_emails),
+        list(school.muted_notifications),
     )
 
 
@@ -57,4 +61,5 @@ def _school(row: Any) -> School:
         create_time=row["create_time"],
         change_threshold_percent=row["change_threshold_percent"],
         notify_emails=tuple(row["notify_emails"]),
+        muted_notifications=tuple(row.get("muted_notifications") or ()),  # absent in older event snapshots
     )

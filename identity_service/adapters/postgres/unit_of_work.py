@@ -14,6 +14,7 @@ import asyncpg
 from identity_service.adapters.postgres.audit import PostgresAudit
 from identity_service.adapters.postgres.email_changes import PostgresEmailChanges
 from identity_service.adapters.postgres.idempotency import PostgresIdempotency
+from identity_service.adapters.postgres.notifications import PostgresNotifications
 from identity_service.adapters.postgres.outbox import PostgresOutbox
 from identity_service.adapters.postgres.rate_limits import PostgresRateLimits
 from identity_service.adapters.postgres.schools import PostgresSchools
@@ -50,6 +51,7 @@ class PostgresUnitOfWork:
     rate_limits: PostgresRateLimits
     student_file: PostgresStudentFile
     undos: PostgresJobUndos
+    notifications: PostgresNotifications
 
     def __init__(
         self, pool: asyncpg.Pool, *, read_only: bool = False, autocommit: bool = False, batch: bool = False
@@ -81,6 +83,7 @@ class PostgresUnitOfWork:
         self.rate_limits = PostgresRateLimits(conn)
         self.student_file = PostgresStudentFile(conn)
         self.undos = PostgresJobUndos(conn)
+        self.notifications = PostgresNotifications(conn)
         return self
 
     @property

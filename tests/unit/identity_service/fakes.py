@@ -65,6 +65,9 @@ class FakeDatabase:
     previews: dict[tuple[str, int], str] = field(default_factory=dict)  # roster_previews: (job, row) → user
     outcome_versions: dict[tuple[str, int], int] = field(default_factory=dict)  # user_version (undo)
     undos: dict[str, str] = field(default_factory=dict)  # job id → the undo job's id
+    pending_items: dict[str, str] = field(default_factory=dict)  # pending_digest_items: user → school
+    digests: dict[str, tuple[datetime, int]] = field(default_factory=dict)  # school → (last time, count)
+    notified_events: dict[str, tuple[str, str, int]] = field(default_factory=dict)  # event id → (type, …)
     opened: list[dict[str, bool]] = field(default_factory=list)  # the options of every unit of work
 
     def factory(self) -> Callable[..., Any]:
@@ -97,6 +100,7 @@ class FakeUnitOfWork:
         self.rate_limits = FakeRateLimits(db)
         self.student_file = FakeStudentFile(db)
         self.undos = FakeJobUndos(db)
+        self.notifications = FakeNotifications(db)
 
 
 class FakeSchools:
@@ -452,6 +456,10 @@ class FakeOutbox:
         }
         return message_id
 
+    async def enqueue_many(self, mails: Sequence[OutgoingMail]) -> None:
+        for mail in mails:
+            await self.enqueue(mail)
+
     def _pending(self, message_id: int) -> dict[str, Any] | None:
         row = self._db.outbox.get(message_id)
         return row if row is not None and row["status"] == "PENDING" else None
@@ -529,6 +537,56 @@ class FakeOutbox:
         for message_id in old:
             del self._db.outbox[message_id]
         return len(old)
+
+
+class FakeNotifications:
+    """``ports.Notifications`` in memory (one event loop: a claim is never contended)."""
+
+    def __init__(self, db: FakeDatabase) -> None:
+        self._db = db
+
+    async def note_pending(self, school_id: str, user_id: str) -> None:
+        self._db.pending_items.setdefault(user_id, school_id)
+
+    async def digest_schools(self, not_since: datetime, limit: int = 1000) -> list[str]:
+        schools = sorted(set(self._db.pending_items.values()))
+        due = [s for s in schools if s not in self._db.digests or self._db.digests[s][0] <= not_since]
+        return due[:limit]
+
+    async def claim_digest(self, school_id: str, not_since: datetime) -> bool:
+        last = self._db.digests.get(school_id)
+        return last is None or last[0] <= not_since
+
+    async def take_new_pending(self, school_id: str) -> int:
+        taken = [u for u, s in self._db.pending_items.items() if s == school_id]
+        for user_id in taken:
+            del self._db.pending_items[user_id]
+        users = self._db.users
+        return sum(1 for u in taken if u in users and users[u].status is UserStatus.PENDING)
+
+    async def pending_summary(self, school_id: str) -> tuple[int, datetime | None]:
+        times = [
+            u.create_time
+            for u in self._db.users.values()
+            if u.school_id == school_id and u.status is UserStatus.PENDING
+        ]
+        return len(times), min(times, default=None)
+
+    async def mark_digest(self, school_id: str, at: datetime, new_requests: int) -> None:
+        self._db.digests[school_id] = (at, new_requests)
+
+    async def oldest_pending(self) -> datetime | None:
+        pending = [u.create_time for u in self._db.users.values() if u.status is UserStatus.PENDING]
+        return min(pending, default=None)
+
+    async def claim_event(self, event_id: str, event_type: str, subject: str, mails: int) -> bool:
+        if event_id in self._db.notified_events:
+            return False
+        self._db.notified_events[event_id] = (event_type, subject, mails)
+        return True
+
+    async def purge_events(self, older_than: timedelta, limit: int = 10_000) -> int:
+        return 0
 
 
 class FakeRateLimits:
