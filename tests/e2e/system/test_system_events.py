@@ -280,3 +280,40 @@ async def test_the_same_story_as_protobuf_consumed_from_python(
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_a_held_job_is_mailed_to_the_schools_notify_emails_through_the_real_relay_and_courier(
+    pg_server_url: str, amqp_url: str, amqp_prefix: str, smtp: SmtpServer, tmp_path: Path
+) -> None:
+    async with _stack(pg_server_url, amqp_url, f"{amqp_prefix}_evm", smtp, "application/json") as stack:
+        campus = await new_campus(stack, "Notified University")
+        desk = f"careers-{uuid.uuid4().hex[:6]}@uni.example"
+        await stack.identity.UpdateSchool(
+            ipb.UpdateSchoolRequest(
+                school=res.School(id=campus.id, notify_emails=[desk]),
+                update_mask=field_mask_pb2.FieldMask(paths=["notify_emails"]),
+            ),
+            metadata=campus.staff_md,
+        )
+        tag = uuid.uuid4().hex[:6]
+        students = [(f"{tag}-{n}", f"{tag}-{n}@uni.example", "Di", f"Student {n}", "") for n in range(4)]
+        seed = spec_for(campus.id)
+        await publish_csv(stack, tmp_path, csv_text(students), seed)
+        await stack.wait_job(seed.job_id, timeout=60)
+        roster = replace(spec_for(campus.id, source="half a roster"), full_roster=True)
+        await publish_csv(stack, tmp_path, csv_text(students[:2]), roster)  # would archive 2 of 4: held
+        held = await stack.wait_job(
+            roster.job_id, timeout=60, until=lambda j: j.state == pb.IMPORT_JOB_STATE_HELD
+        )
+        assert held.hold.archives == 2
+
+        async def mailed() -> Any:
+            return [
+                m
+                for m in smtp.collector.messages
+                if desk in str(m["To"]) and roster.job_id in str(m["Subject"])
+            ]
+
+        [mail] = await eventually(mailed, timeout=60, what="the held-job mail at the careers desk")
+        assert "held" in str(mail["Subject"])
+        assert f"rollcall import hold {roster.job_id}" in text_of(mail)
