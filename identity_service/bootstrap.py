@@ -29,7 +29,7 @@ from identity_service.service.email_change import CodeSettings
 from identity_service.service.hashing import AsyncPasswordHasher
 from identity_service.service.notifications import job_event
 from identity_service.service.pending_digest import DigestConfig, PendingDigest, utc_now
-from shared import pg
+from shared import pg, tracing
 from shared.amqp.topology import Topology
 from shared.events.runner import RelaySpec
 from shared.grpc_kit.server import RunningServer, start_server, watch_readiness
@@ -85,7 +85,8 @@ class IdentityApp:
 
 async def build_identity(settings: Settings, *, password_hasher: PasswordHasher | None = None) -> IdentityApp:
     """Connect to the identity database and build the servicer (``password_hasher`` lets tests use
-    cheaper argon2id parameters)."""
+    cheaper argon2id parameters). Traces when ``ROLLCALL_OTLP_ENDPOINT`` is set (``shared.tracing``)."""
+    tracing.configure(settings.otlp_endpoint, tracing.SERVICE_IDENTITY)
     pool = await pg.create_pool(
         settings.identity_database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
     )

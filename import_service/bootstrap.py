@@ -39,6 +39,7 @@ from import_service.service.jobs import JobQueries
 from import_service.service.redrive import Redrives
 from import_service.service.retrying import Backoff
 from import_service.service.uploads import Uploads
+from shared import tracing
 from shared.amqp.publisher import AmqpPublisher, amqp_user
 from shared.amqp.topology import Topology, declare
 from shared.events.pg_outbox import RelayOutbox
@@ -126,7 +127,9 @@ class ImportApp:
 
 
 async def build_import(settings: Settings, *, backoff: Backoff | None = None) -> ImportApp:
-    """Connects everything (declaring the queue topology); nothing is served or consumed yet."""
+    """Connects everything (declaring the queue topology); nothing is served or consumed yet.
+    Traces when ``ROLLCALL_OTLP_ENDPOINT`` is set (``shared.tracing``)."""
+    tracing.configure(settings.otlp_endpoint, tracing.SERVICE_IMPORT)
     pool = await create_pool(
         settings.import_database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
     )

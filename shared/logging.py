@@ -10,7 +10,7 @@ import logging
 import re
 import sys
 import unicodedata
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any
 
 import structlog
@@ -63,11 +63,39 @@ def redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[s
     return {k: _redact_value(k, v) for k, v in event.items()}
 
 
+_current_span: Callable[[], Any] | None = None
+"""``opentelemetry.trace.get_current_span`` once tracing is on (``shared.tracing``), else None."""
+
+
+def enable_trace_ids() -> None:
+    """Lines logged while a span is current carry ``trace_id`` and ``span_id`` (tracing on)."""
+    global _current_span
+    from opentelemetry.trace import get_current_span
+
+    _current_span = get_current_span
+
+
+def disable_trace_ids() -> None:
+    global _current_span
+    _current_span = None
+
+
+def add_trace_ids(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """The current span's ids, W3C-formatted (hex), when tracing is on and a span is current."""
+    if _current_span is not None:
+        context = _current_span().get_span_context()
+        if context.is_valid:
+            event["trace_id"] = format(context.trace_id, "032x")
+            event["span_id"] = format(context.span_id, "016x")
+    return event
+
+
 def configure_logging(level: str = "INFO", service: str = "rollcall") -> None:
     logging.basicConfig(format="%(message)s", stream=sys.stdout, level=level)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            add_trace_ids,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,

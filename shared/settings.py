@@ -6,6 +6,7 @@ Validated at start-up; a bad value stops the process with one line naming the va
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -49,6 +50,9 @@ def parse_tokens(spec: str) -> tuple[ClientToken, ...]:
             raise ValueError(f"token of {name!r} is shorter than 16 characters")
         tokens.append(ClientToken(name, Role(role), hashlib.sha256(token.encode()).digest()))
     return tuple(tokens)
+
+
+_OTLP_ENDPOINT = re.compile(r"https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(:\d{1,5})?/?")
 
 
 class Environment(StrEnum):
@@ -111,6 +115,8 @@ class Settings(BaseSettings):
     password_hash_slots: int = Field(default=0, ge=0, le=64)
     sign_in_slots: int = Field(default=0, ge=0, le=64)
     password_hash_nice: int = Field(default=10, ge=0, le=19)
+    # OTLP/gRPC collector for traces (shared/tracing.py); unset: no tracing at all
+    otlp_endpoint: str | None = None
 
     @field_validator("code_secret", mode="before")
     @classmethod
@@ -118,6 +124,15 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [s.strip() for s in value.split(",") if s.strip()]
         return value
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _check_otlp_endpoint(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not _OTLP_ENDPOINT.fullmatch(value.strip()):
+            raise ValueError("must be http://host:port (plaintext) or https://host:port (TLS)")
+        return value.strip()
 
     @field_validator("connectors")
     @classmethod

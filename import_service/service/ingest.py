@@ -64,6 +64,7 @@ from import_service.service.ports import (
 )
 from import_service.service.retrying import Backoff, until_answered
 from import_service.service.settling import Refusal, Settler, Tracked
+from shared import tracing
 from shared.logging import get_logger
 
 T = TypeVar("T")
@@ -237,7 +238,11 @@ class Ingest:
             return
         buffer.timer.cancel()
         batch = self._claim(buffer.job, buffer.entries)
-        task = asyncio.create_task(self._run(batch))
+        run = self._run(batch)
+        if tracing.enabled():  # one span per batch: child of its first message's, linked to the others'
+            deliveries = (entry.message.delivery for entry in buffer.entries)
+            run = tracing.batch(run, job_id, len(buffer.entries), deliveries)
+        task = asyncio.create_task(run)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

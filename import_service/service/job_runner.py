@@ -38,6 +38,7 @@ from import_service.service.applying import RowsApplying
 from import_service.service.job_guard import JobGuard
 from import_service.service.ports import BatchRefused, IdentityUnavailable, JobsIdentity, Store
 from import_service.service.retrying import Backoff, until_answered
+from shared import tracing
 from shared.logging import get_logger
 
 T = TypeVar("T")
@@ -133,7 +134,8 @@ class JobRunner:
         self._wake.set()
 
     async def _claim(self) -> str | None:
-        return await self._store.runs.claim(self._owner, self._lease, list(self._running))
+        with tracing.untraced():  # a poll every second: no trace of its own (a claimed job's steps have)
+            return await self._store.runs.claim(self._owner, self._lease, list(self._running))
 
     async def _run(self, job_id: str) -> None:
         """Steps the job until it waits for someone (HELD) or is done, renewing the lease meanwhile."""

@@ -6,7 +6,8 @@ Used by SubmitFile and RetryFailedRows (rows go through the queue like any conne
 import service knows who published them (``domain.connectors``). Dead-letter copies carry none (the
 original's is in header ``x-rollcall-user-id``), so replaying one never passes it off as the
 service's own. A publish returns once the broker confirmed it; a refusal (queue full:
-reject-publish), an unroutable message or a lost connection raises UNAVAILABLE.
+reject-publish), an unroutable message or a lost connection raises UNAVAILABLE. With tracing on,
+each publish is a PRODUCER span and the message carries its W3C ``traceparent`` (``shared.tracing``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from aiormq import spec
 
 from import_service.domain.jobs import JobSpec
 from import_service.domain.rows import MAX_ROWS_PER_MESSAGE, FileRow
+from shared import tracing
 from shared.amqp.messages import PROTOBUF, encode_end, encode_rows
 from shared.amqp.topology import Topology, routing_key
 from shared.errors import Reason, RollcallError
@@ -96,10 +98,28 @@ class AmqpPublisher:
         *,
         user_id: str | None = None,
     ) -> None:
+        message_id = message_id or self._ids()
+        if tracing.enabled():  # a PRODUCER span whose traceparent the message carries
+            with tracing.producer_span(exchange.name, routing, message_id):
+                headers = tracing.inject(headers)
+                await self._send(exchange, body, routing, content_type, message_id, headers, user_id)
+        else:
+            await self._send(exchange, body, routing, content_type, message_id, headers, user_id)
+
+    async def _send(
+        self,
+        exchange: AbstractExchange,
+        body: bytes,
+        routing: str,
+        content_type: str,
+        message_id: str,
+        headers: Mapping[str, str] | None,
+        user_id: str | None,
+    ) -> None:
         properties = spec.Basic.Properties(
             content_type=content_type or None,
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT.value,
-            message_id=message_id or self._ids(),
+            message_id=message_id,
             headers=dict(headers) if headers else None,
             user_id=user_id,
         )

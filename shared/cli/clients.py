@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import grpc
 
+from shared import tracing
 from shared.devstack import DEV_TOKENS
 from shared.proto.rollcall.identity.v1 import identity_service_pb2_grpc as identity_grpc
 from shared.proto.rollcall.importer.v1 import import_service_pb2_grpc as import_grpc
@@ -31,9 +32,9 @@ class Target:
         return tuple(pairs)
 
     def identity(self) -> tuple[grpc.aio.Channel, identity_grpc.IdentityServiceStub]:
-        channel = grpc.aio.insecure_channel(self.identity_addr)
+        channel = grpc.aio.insecure_channel(self.identity_addr, interceptors=tracing.client_interceptors())
         return channel, identity_grpc.IdentityServiceStub(channel)
 
     def importer(self) -> tuple[grpc.aio.Channel, import_grpc.ImportServiceStub]:
-        channel = grpc.aio.insecure_channel(self.import_addr)
+        channel = grpc.aio.insecure_channel(self.import_addr, interceptors=tracing.client_interceptors())
         return channel, import_grpc.ImportServiceStub(channel)

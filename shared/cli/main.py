@@ -23,6 +23,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeE
 
 from import_service.domain.jobs import JobSpec
 from import_service.domain.rows import FileFormat
+from shared import tracing
 from shared.cli import demo as demo_story
 from shared.cli.changes_view import job_changes, print_changes
 from shared.cli.clients import Target
@@ -91,8 +92,12 @@ def connect(
     prefix: Annotated[str, typer.Option(envvar="ROLLCALL_AMQP_PREFIX")] = "rollcall",
     token: Annotated[str, typer.Option(envvar="ROLLCALL_CLI_TOKEN", help="bearer token")] = Target.token,
     actor: Annotated[str, typer.Option(envvar="ROLLCALL_CLI_ACTOR", help="staff user id acted for")] = "",
+    otlp_endpoint: Annotated[
+        str, typer.Option(envvar="ROLLCALL_OTLP_ENDPOINT", help="OTLP/gRPC collector for traces")
+    ] = "",
 ) -> None:
     ctx.obj = Target(identity, importer, amqp_url, prefix, token, actor)
+    tracing.configure(otlp_endpoint or None, tracing.SERVICE_CLI, sql=False)  # spans flushed at exit
 
 
 def _run(coro: object) -> None:

@@ -14,6 +14,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
+from shared import tracing
 from shared.grpc_kit.auth import TokenAuthenticator
 from shared.grpc_kit.interceptor import AccessRules, RollcallInterceptor
 from shared.logging import get_logger
@@ -86,7 +87,7 @@ async def start_server(
 ) -> RunningServer:
     interceptor = RollcallInterceptor(TokenAuthenticator(settings.client_tokens()), rules)
     server = grpc.aio.server(
-        interceptors=[interceptor],
+        interceptors=[*tracing.server_interceptors(), interceptor],  # tracing's span encloses ours
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -122,7 +123,8 @@ async def watch_readiness(running: RunningServer, probes: Sequence[Probe], every
         ok = True
         for probe in probes:
             try:
-                ok = ok and await asyncio.wait_for(probe(), timeout=every)
+                with tracing.untraced():
+                    ok = ok and await asyncio.wait_for(probe(), timeout=every)
             except Exception:
                 ok = False
         if ok != serving and not running.stopping.is_set():

@@ -16,6 +16,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from import_service.adapters.amqp.acks import AckWindow
 from import_service.adapters.amqp.prefetch import PrefetchSizer
 from import_service.service.ingest import Ingest
+from shared import tracing
 from shared.amqp.topology import Topology, declare, school_of
 from shared.logging import get_logger
 
@@ -33,6 +34,7 @@ class _Delivery:
         "message_id",
         "routing_key",
         "school_id",
+        "trace_context",
         "user_id",
     )
 
@@ -45,6 +47,7 @@ class _Delivery:
         self.school_id = school_of(self.routing_key)
         self.message_id = message.message_id or ""
         self.user_id = message.user_id
+        self.trace_context: object = None  # the delivery's span (tracing on): batches link to it
 
     async def ack(self) -> None:
         self._window.ack(self._message)
@@ -130,7 +133,14 @@ class AmqpConsumer:
         self._channel = None
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
-        rows = await self._ingest.receive(_Delivery(message, self._window_of(message)))
+        delivery = _Delivery(message, self._window_of(message))
+        if tracing.enabled():  # a CONSUMER span, child of the context the message's headers carry
+            queue, key, message_id = self._topology.rows_queue, delivery.routing_key, delivery.message_id
+            with tracing.consumer_span(message.headers, queue, key, message_id) as span:
+                delivery.trace_context = span
+                rows = await self._ingest.receive(delivery)
+        else:
+            rows = await self._ingest.receive(delivery)
         if rows:
             self._observe(rows)
 

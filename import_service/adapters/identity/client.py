@@ -31,6 +31,7 @@ from import_service.adapters.wire import result_from_proto, timestamp_to_proto
 from import_service.domain.jobs import Archive, Job, RowResult
 from import_service.domain.rows import FileRow
 from import_service.service.ports import BatchRefused, IdentityUnavailable
+from shared import tracing
 from shared.amqp.messages import mode_to_proto, rows_to_proto
 from shared.grpc_kit.errors import error_info
 from shared.proto.rollcall.identity.v1 import identity_service_pb2 as pb
@@ -74,10 +75,13 @@ class IdentityClient:
         timeout_seconds: float,
         credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
+        traced = tracing.client_interceptors()  # None when tracing is off
         if credentials is None:
-            self._channel = grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
+            self._channel = grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS, interceptors=traced)
         else:
-            self._channel = grpc.aio.secure_channel(address, credentials, options=_CHANNEL_OPTIONS)
+            self._channel = grpc.aio.secure_channel(
+                address, credentials, options=_CHANNEL_OPTIONS, interceptors=traced
+            )
         self._stub = pb_grpc.IdentityServiceStub(self._channel)
         self._metadata = (("authorization", f"Bearer {token}"),)
         self._timeout = timeout_seconds
