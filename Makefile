@@ -5,8 +5,10 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 BUF_VERSION := 1.75.0
 BUF    := .tools/node_modules/.bin/buf
+ASYNCAPI_PARSER_VERSION := 3.6.6
+ASYNCAPI_PARSER := .tools/.asyncapi-parser-$(ASYNCAPI_PARSER_VERSION)
 
-.PHONY: help venv run demo test test-faults lint proto proto-lint proto-breaking bench clean
+.PHONY: help venv run demo test test-faults lint proto proto-lint proto-breaking asyncapi-lint bench clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -20,7 +22,7 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## create the virtual environment (.venv) with dev tools
 
-run: $(STAMP) ## create databases, migrate, run identity + import + courier in the foreground
+run: $(STAMP) ## create databases, migrate, run identity + import + courier + both events relays in the foreground
 	$(BIN)/python -m shared.devstack run
 
 demo: $(STAMP) ## walk the seed story against `make run`
@@ -32,7 +34,7 @@ test: $(STAMP) ## the whole suite (PostgreSQL + RabbitMQ from env URLs or local 
 test-faults: $(STAMP) ## the fault-injection suite (operations.md F1-F6, F9)
 	$(BIN)/pytest -q -m faults -o addopts=-ra
 
-lint: $(STAMP) proto-lint proto-breaking ## ruff, mypy, buf lint and buf breaking
+lint: $(STAMP) proto-lint proto-breaking asyncapi-lint ## ruff, mypy, buf lint and buf breaking, AsyncAPI
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -51,6 +53,28 @@ proto-breaking: $(BUF) ## buf breaking against main (skipped where main does not
 	@if git rev-parse --verify -q main >/dev/null; then \
 	  cd protos && ../$(BUF) breaking --against '../.git#branch=main,subdir=protos'; \
 	else echo "proto-breaking: no main branch to compare with"; fi
+
+# The official AsyncAPI parser validates protos/asyncapi.yaml: the AsyncAPI 3.0 schema, the AMQP
+# bindings, every $ref, and its core rules (an operation's messages belong to its channel, ...). Any
+# error or warning fails; information is shown. (@asyncapi/cli needs Node 24 and brings 1.5 GB.)
+define ASYNCAPI_VALIDATE
+import { Parser, fromFile } from "@asyncapi/parser";
+const path = process.argv[1];
+const { document, diagnostics } = await fromFile(new Parser(), path).parse();
+const severity = ["error", "warning", "info", "hint"];
+for (const d of diagnostics) console.log(`$${path}: $${severity[d.severity]} $${d.code} $${d.path.join(".")}: $${d.message}`);
+if (!document || diagnostics.some((d) => d.severity <= 1)) process.exit(1);
+console.log(`$${path}: valid AsyncAPI $${document.version()}`);
+endef
+export ASYNCAPI_VALIDATE
+
+$(ASYNCAPI_PARSER):
+	@mkdir -p .tools
+	cd .tools && npm install --silent --no-audit --no-fund --save-exact @asyncapi/parser@$(ASYNCAPI_PARSER_VERSION) >/dev/null
+	@touch $@
+
+asyncapi-lint: $(ASYNCAPI_PARSER) ## validate protos/asyncapi.yaml (AsyncAPI 3.0) with @asyncapi/parser
+	cd .tools && node --input-type=module -e "$$ASYNCAPI_VALIDATE" ../protos/asyncapi.yaml
 
 bench: $(STAMP) ## performance ratios P1-P4 (operations.md)
 	$(BIN)/python -m bench.run_all
