@@ -1,8 +1,9 @@
-"""``make run``: migrate both databases, then run identity, import and the courier in the foreground.
+"""``make run``: migrate both databases, then run identity, import, the courier and both events
+relays in the foreground.
 
 Each service runs as its own process through the same console scripts an SRE uses
-(``identity-service migrate|serve|courier``, ``import-service migrate|serve``), with development
-tokens unless ``ROLLCALL_TOKENS`` is set. Ctrl-C (or SIGTERM) stops them all gracefully.
+(``identity-service migrate|serve|courier|relay``, ``import-service migrate|serve|relay``), with
+development tokens unless ``ROLLCALL_TOKENS`` is set. Ctrl-C (or SIGTERM) stops them all gracefully.
 """
 
 from __future__ import annotations
@@ -47,6 +48,11 @@ def _banner(env: dict[str, str]) -> str:
     identity_metrics = env.get("ROLLCALL_IDENTITY_METRICS_PORT", "9101")
     import_metrics = env.get("ROLLCALL_IMPORT_METRICS_PORT", "9102")
     courier_metrics = env.get("ROLLCALL_COURIER_METRICS_PORT", "9103")
+    relay_metrics = env.get("ROLLCALL_RELAY_METRICS_PORT", "9104")
+    import_relay_metrics = env.get("ROLLCALL_IMPORT_RELAY_METRICS_PORT", "9105")
+    relay_health = env.get("ROLLCALL_RELAY_HEALTH_PORT", "50053")
+    import_relay_health = env.get("ROLLCALL_IMPORT_RELAY_HEALTH_PORT", "50054")
+    events = f"{env.get('ROLLCALL_AMQP_PREFIX', 'rollcall')}.events"
     smtp = f"{env.get('ROLLCALL_SMTP_HOST', 'localhost')}:{env.get('ROLLCALL_SMTP_PORT', '1025')}"
     return "\n".join(
         [
@@ -54,6 +60,9 @@ def _banner(env: dict[str, str]) -> str:
             f"  identity  grpc localhost:{identity}   metrics :{identity_metrics}",
             f"  import    grpc localhost:{importer}   metrics :{import_metrics}",
             f"  courier   sends mail through smtp {smtp}   metrics :{courier_metrics}",
+            f"  relays    publish events to exchange {events} (docs/events.md)",
+            f"            identity health :{relay_health} metrics :{relay_metrics}"
+            f"   import health :{import_relay_health} metrics :{import_relay_metrics}",
             f"  dev admin token:    {admin}",
             f"  dev platform token: {DEV_TOKENS['platform']}",
             f"  try: grpcurl -plaintext -H 'authorization: Bearer {admin}' localhost:{identity} list",
@@ -66,7 +75,13 @@ def run() -> None:
     env = dev_environment()
     _run(["identity-service", "migrate"], env)
     _run(["import-service", "migrate"], env)
-    commands = [["identity-service", "serve"], ["import-service", "serve"], ["identity-service", "courier"]]
+    commands = [
+        ["identity-service", "serve"],
+        ["import-service", "serve"],
+        ["identity-service", "courier"],
+        ["identity-service", "relay"],
+        ["import-service", "relay"],
+    ]
     children = [subprocess.Popen([str(BIN / c[0]), *c[1:]], env=env) for c in commands]
     print(_banner(env), flush=True)
     stop = False

@@ -19,7 +19,7 @@ import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from shared.amqp.topology import ROWS_BINDING, Topology
-from shared.settings import Role, parse_tokens
+from shared.settings import Role, Settings, parse_tokens
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -41,8 +41,18 @@ PORTABLE_QUORUM_ARGS = {
     "x-quorum-initial-group-size",
     "x-single-active-consumer",
 }
-DEPLOYMENTS = {"identity", "import", "identity-courier"}
+DEPLOYMENTS = {"identity", "import", "identity-courier", "identity-relay", "import-relay"}
 WORKERS = {"identity-courier"}  # Deployments without a gRPC server, hence without gRPC probes
+# The events relays: gRPC health on a port of their own, /metrics, a fixed replica count (one leads)
+RELAYS = {
+    "identity-relay": ("ROLLCALL_RELAY_HEALTH_PORT", "ROLLCALL_RELAY_METRICS_PORT", "rollcall-identity"),
+    "import-relay": (
+        "ROLLCALL_IMPORT_RELAY_HEALTH_PORT",
+        "ROLLCALL_IMPORT_RELAY_METRICS_PORT",
+        "rollcall-import",
+    ),
+}
+EVENTS = "rollcall.events"
 Obj = dict[str, Any]
 
 
@@ -115,6 +125,11 @@ def test_definitions_match_what_the_import_service_declares() -> None:
     }
     bindings = {(b["source"], b["destination"], b["routing_key"]) for b in definitions["bindings"]}
     assert (topology.exchange, topology.rows_queue, ROWS_BINDING) in bindings
+    exchanges = {e["name"]: e for e in definitions["exchanges"]}
+    events = exchanges[topology.events_exchange]
+    assert (events["type"], events["durable"], events["auto_delete"]) == ("topic", True, False)
+    assert not events["arguments"], "the relays declare it without arguments"
+    assert all(b["source"] != topology.events_exchange for b in definitions["bindings"]), "consumers bind"
 
 
 def test_exchanges_and_bindings_route_rows_and_dead_letters() -> None:
@@ -203,10 +218,51 @@ def test_servers_have_grpc_probes_on_their_grpc_port(yaml_lib: ModuleType) -> No
         if name in WORKERS:
             assert "grpc" not in ports
             continue
+        if name in RELAYS:
+            continue  # test_relays_are_deployed_on_their_own
         assert str(ports["grpc"]) == expected[name]
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
             assert container[probe]["grpc"]["port"] == ports["grpc"], f"{name} {probe}"
         assert "replicas" not in deployment["spec"], f"{name}: its autoscaler owns the replica count"
+
+
+def test_relays_are_deployed_on_their_own(yaml_lib: ModuleType) -> None:
+    """Each relay: its service's image and settings, args ``relay``, gRPC probes on its health port,
+    Prometheus annotations on its metrics port, two replicas (one leads) and a disruption budget."""
+    objs = _base(yaml_lib)
+    deployments, budgets = _kind(objs, "Deployment"), _kind(objs, "PodDisruptionBudget")
+    config = _config()
+    for name, (health_key, metrics_key, image) in RELAYS.items():
+        deployment = deployments[name]
+        pod = deployment["spec"]["template"]
+        (container,) = pod["spec"]["containers"]
+        assert container["image"] == image and container["args"] == ["relay"], name
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        assert set(ports) == {"health", "metrics"}, name
+        assert str(ports["health"]) == config[health_key] and str(ports["metrics"]) == config[metrics_key]
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            assert container[probe]["grpc"]["port"] == ports["health"], f"{name} {probe}"
+        assert container["livenessProbe"]["grpc"]["service"] == "rollcall.liveness", name
+        assert "service" not in container["readinessProbe"]["grpc"], (
+            f"{name}: readiness follows the dependencies"
+        )
+        annotations = pod["metadata"]["annotations"]
+        assert annotations["prometheus.io/scrape"] == "true", name
+        assert annotations["prometheus.io/port"] == str(ports["metrics"]), name
+        assert deployment["spec"]["replicas"] >= 2, f"{name}: a stand-by takes over when the leader goes"
+        (budget,) = [
+            b
+            for b in budgets.values()
+            if b["spec"]["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+        ]
+        assert budget["spec"]["minAvailable"] == 1, name
+    overlay = _docs(yaml_lib, OVERLAY / "kustomization.yaml")[0]
+    counts = {r["name"]: r["count"] for r in overlay.get("replicas", [])}
+    assert all(counts.get(name, 2) >= 2 for name in RELAYS)
+    Settings(  # the services' own validation of the events settings in config.env
+        events_content_type=config["ROLLCALL_EVENTS_CONTENT_TYPE"],
+        events_retention_hours=float(config["ROLLCALL_EVENTS_RETENTION_HOURS"]),
+    )
 
 
 def test_every_pod_is_non_root_read_only_and_bounded(yaml_lib: ModuleType) -> None:
@@ -298,6 +354,21 @@ def test_compose_runs_every_part_in_order(yaml_lib: ModuleType) -> None:
     assert services["rabbitmq"]["image"] == "rabbitmq:3.13-management"
     assert services["mailpit"]["image"].startswith("axllent/mailpit")
     assert services["courier"]["command"] == ["courier"]
+    for relay, service in (("identity-relay", "identity"), ("import-relay", "import")):
+        assert services[relay]["command"] == ["relay"]
+        assert services[relay]["image"] == services[service]["image"]
+        assert services[relay]["build"] == services[service]["build"]
+        assert services[relay]["environment"] == services[service]["environment"]
+        assert (
+            "rabbitmq" in services[relay]["depends_on"]
+            and f"{service}-migrate" in services[relay]["depends_on"]
+        )
+    env = services["identity"]["environment"]
+    for relay, key in (
+        ("identity-relay", "ROLLCALL_RELAY_HEALTH_PORT"),
+        ("import-relay", "ROLLCALL_IMPORT_RELAY_HEALTH_PORT"),
+    ):
+        assert services[relay]["healthcheck"]["test"] == ["CMD", "rollcall-healthcheck", env[key]]
     for name in ("identity-migrate", "import-migrate"):
         assert services[name]["command"] == ["migrate"]
     for name, service in services.items():
@@ -388,5 +459,6 @@ def test_connector_example_lets_each_connector_write_only_its_schools_rows() -> 
         for wrong in (other, "rows.*", "rows.#", f"rows.{schools[0]}.x", f"x.rows.{schools[0]}"):
             assert not re.search(topic["write"], wrong), (name, wrong)
     own = permissions["rollcall-import"]
-    for name in (EXCHANGE, ROWS, DEAD):
+    for name in (EXCHANGE, ROWS, DEAD, EVENTS):  # EVENTS: the import relay declares and publishes
         assert re.search(own["configure"], name) and re.search(own["write"], name)
+    assert not re.search(own["read"], EVENTS) and not re.search(own["write"], EVENTS + ".x")
