@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHES = [["bench.import_throughput"], ["bench.signin_under_storm"]]
+BENCHES = [["bench.import_throughput"], ["bench.signin_under_storm"], ["bench.guarded_jobs"]]
 
 
 def main() -> None:
