@@ -1,9 +1,16 @@
-"""Generate the Python stubs (+ mypy-protobuf .pyi) for protos/ into shared/proto.
+"""Generate the Python stubs (+ mypy-protobuf .pyi) for protos/ into shared/proto, and the
+descriptor set the servers' reflection serves (shared/proto/rollcall.binpb).
 
 protoc writes imports by proto path (``from rollcall.identity.v1 import ...``); we rewrite them to
-``from shared.proto.rollcall...`` so the stubs live inside the ``shared`` package. Run with
-``make proto``; ``tests/unit/test_generated_stubs.py`` regenerates into a temporary folder and fails
-on any difference with what is committed.
+``from shared.proto.rollcall...`` so the stubs live inside the ``shared`` package.
+
+The _pb2 modules' descriptors carry neither comments nor JSON names, so reflection built from them
+shows grpcurl snake_case fields and no documentation. ``rollcall.binpb`` is a FileDescriptorSet of
+every proto file and its imports with source info (the comments) and the ``json_name`` protoc
+fills in; ``shared/grpc_kit/reflection.py`` serves it as it is.
+
+Run with ``make proto``; ``tests/unit/test_generated_stubs.py`` regenerates into a temporary folder
+and fails on any difference with what is committed.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PROTOS = ROOT / "protos"
 PACKAGE = "shared.proto"
 BIN = Path(sys.executable).parent
+DESCRIPTOR_SET = "rollcall.binpb"
 _IMPORT = re.compile(r"^(from|import) rollcall(\.| )", re.MULTILINE)
 
 
@@ -39,6 +47,9 @@ def generate(out: Path) -> None:
         f"--grpc_python_out={out}",
         f"--mypy_out={out}",
         f"--mypy_grpc_out={out}",
+        f"--descriptor_set_out={out / DESCRIPTOR_SET}",
+        "--include_imports",
+        "--include_source_info",
         *sources,
     ]
     if protoc.main(args) != 0:

@@ -12,11 +12,12 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
-from grpc_reflection.v1alpha import reflection
 
 from shared import tracing
 from shared.grpc_kit.auth import TokenAuthenticator
 from shared.grpc_kit.interceptor import AccessRules, RollcallInterceptor
+from shared.grpc_kit.reflection import SERVICE_NAME as REFLECTION_SERVICE
+from shared.grpc_kit.reflection import enable_server_reflection
 from shared.logging import get_logger
 from shared.settings import Settings
 
@@ -28,6 +29,22 @@ MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 LIVENESS_SERVICE = "rollcall.liveness"
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+
+
+class HealthServicer(health_aio.HealthServicer):
+    """grpcio-health-checking's asyncio servicer (Check, Watch) and ``List``, which it leaves
+    UNIMPLEMENTED although ``grpc.health.v1.Health`` advertises it: every service's status."""
+
+    async def List(
+        self, request: health_pb2.HealthListRequest, context: grpc.aio.ServicerContext
+    ) -> health_pb2.HealthListResponse:
+        return health_pb2.HealthListResponse(
+            statuses={
+                name: health_pb2.HealthCheckResponse(status=status)
+                for name, status in sorted(self._server_status.items())
+            }
+        )
 
 
 @dataclass
@@ -99,12 +116,10 @@ async def start_server(
         ],
     )
     add_servicers(server)
-    health = health_aio.HealthServicer()
+    health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    reflection.enable_server_reflection(
-        (*service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
-        server,
-    )
+    # descriptors with comments and JSON names, from the set generated with the stubs
+    enable_server_reflection((*service_names, HEALTH_SERVICE, REFLECTION_SERVICE), server)
     credentials = server_credentials(settings)
     address = f"{host}:{port}"
     bound = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
