@@ -6,6 +6,11 @@ event loop: the longest run of ready deliveries starting at the oldest outstandi
 single ``basic.ack(multiple=True)`` of its last tag (only ever a tag not yet acknowledged, and only
 when every older outstanding delivery is ready too); the others are acknowledged one by one, so a
 slow message never holds back the acknowledgement of later ones.
+
+Frames go out strictly in the order the window decided them, by one sender at a time: a later
+``multiple`` ack covers deliveries an earlier turn acknowledged one by one, and if it overtook those
+single acks the broker would find their tags gone and close the channel ("unknown delivery tag",
+then every unacknowledged message redelivered).
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ class AckWindow:
         self._last_tag = 0
         self._ordered = True
         self._scheduled = False
-        self._sending: set[asyncio.Task[None]] = set()
+        self._pending: list[tuple[AbstractIncomingMessage | None, list[AbstractIncomingMessage]]] = []
+        self._sender: asyncio.Task[None] | None = None
 
     def delivered(self, message: AbstractIncomingMessage) -> None:
         """Called in delivery order, before anything else happens to the message."""
@@ -61,22 +67,23 @@ class AckWindow:
             del self._outstanding[tag]
             ready.discard(tag)
         singles = [self._outstanding.pop(tag) for tag in sorted(ready) if tag in self._outstanding]
-        task = asyncio.create_task(_send(last, singles))
-        self._sending.add(task)
-        task.add_done_callback(self._sending.discard)
+        self._pending.append((last, singles))
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send_in_order())
 
     async def wait_sent(self) -> None:
         """Lets acknowledgements already decided reach the socket (before the channel closes)."""
         await asyncio.sleep(0)
-        if self._sending:
-            await asyncio.wait(set(self._sending))
+        if self._sender is not None and not self._sender.done():
+            await asyncio.wait({self._sender})
 
-
-async def _send(last: AbstractIncomingMessage | None, singles: list[AbstractIncomingMessage]) -> None:
-    try:
-        if last is not None:
-            await last.ack(multiple=True)
-        for message in singles:
-            await message.ack()
-    except Exception as exc:  # the channel closed: the broker redelivers; recorded rows are skipped
-        log.warning("import.ack_failed", error=type(exc).__name__)
+    async def _send_in_order(self) -> None:
+        while self._pending:
+            last, singles = self._pending.pop(0)
+            try:
+                if last is not None:
+                    await last.ack(multiple=True)
+                for message in singles:
+                    await message.ack()
+            except Exception as exc:  # the channel closed: the broker redelivers; recorded rows are skipped
+                log.warning("import.ack_failed", error=type(exc).__name__)
