@@ -123,6 +123,7 @@ class Ingest:
         self._running: dict[tuple[str, int], _Batch] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._jobs: dict[str, Job] = {}
+        self._creating: dict[str, asyncio.Future[Job]] = {}
         self._accepting = True
         self._dead = DeadLettering(store, dead_letters, transient_db, self._backoff)
         self.settler = Settler(self._dead.send)
@@ -196,20 +197,30 @@ class Ingest:
         return not pending
 
     async def _job(self, spec: JobSpec) -> Job:
+        """The job of ``spec``, created once however many of its first messages arrive at once (so
+        a guardable job asks identity for the guard once, not once per message)."""
         job = self._jobs.get(spec.job_id)
-        if job is None and spec.guardable:
-            job = await self._db(lambda: self._store.jobs.get(spec.job_id), "read job")
-            if job is None:
-                guarded = await self._guard.guarded(spec)
-                job = await self._db(lambda: self._store.jobs.ensure(spec, guarded=guarded), "ensure job")
         if job is None:
-            job = await self._db(lambda: self._store.jobs.ensure(spec), "ensure job")
+            creating = self._creating.get(spec.job_id)
+            if creating is None:
+                creating = self._creating[spec.job_id] = asyncio.ensure_future(self._create(spec))
+                creating.add_done_callback(lambda _: self._creating.pop(spec.job_id, None))
+            job = await asyncio.shield(creating)
         if spec.job_id not in self._jobs:
             if len(self._jobs) >= JOB_CACHE_SIZE:
                 del self._jobs[next(iter(self._jobs))]
             self._jobs[spec.job_id] = job
         _check_same_job(job, spec)
         return job
+
+    async def _create(self, spec: JobSpec) -> Job:
+        if spec.guardable:
+            job = await self._db(lambda: self._store.jobs.get(spec.job_id), "read job")
+            if job is not None:
+                return job
+            guarded = await self._guard.guarded(spec)
+            return await self._db(lambda: self._store.jobs.ensure(spec, guarded=guarded), "ensure job")
+        return await self._db(lambda: self._store.jobs.ensure(spec), "ensure job")
 
     async def _end(self, job: Job, total_rows: int, delivery: Delivery) -> None:
         """Records the end; raises ContractViolation (JOB_MISMATCH) when it contradicts the job."""

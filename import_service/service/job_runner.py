@@ -36,7 +36,7 @@ from import_service.domain.jobs import Archive, Hold, Job, Outcome, Phase, RowRe
 from import_service.domain.rows import FileRow
 from import_service.service.applying import RowsApplying
 from import_service.service.job_guard import JobGuard
-from import_service.service.ports import BatchRefused, IdentityUnavailable, JobsIdentity, Store
+from import_service.service.ports import BatchRefused, IdentityUnavailable, JobsIdentity, Store, UnitOfWork
 from import_service.service.retrying import Backoff, until_answered
 from shared import tracing
 from shared.logging import get_logger
@@ -202,7 +202,7 @@ class JobRunner:
         if job.spec.full_roster:
             would, students = await self._sweep_call(job, dry_run=True, fallback=students)
         hold = Hold(sensitive, explicit + len(would), students, threshold)
-        await self._db(lambda: self._store.runs.decide(job.job_id, hold, would), "decide")
+        await self._atomic(lambda uow: uow.runs.decide(job.job_id, hold, would), "decide")
         log.info(
             "import.job_decided",
             job_id=job.job_id,
@@ -237,7 +237,7 @@ class JobRunner:
 
     async def _sweep(self, job: Job) -> None:
         archives, _ = await self._sweep_call(job, dry_run=job.spec.dry_run, fallback=0)
-        if await self._db(lambda: self._store.runs.finish_sweep(job.job_id, archives), "finish sweep"):
+        if await self._atomic(lambda uow: uow.runs.finish_sweep(job.job_id, archives), "finish sweep"):
             metrics.JOBS_COMPLETED.inc()
             log.info("import.job_swept", job_id=job.job_id, archived=len(archives), dry_run=job.spec.dry_run)
 
@@ -272,6 +272,18 @@ class JobRunner:
         await self._db(record, "record undo")
         metrics.JOBS_COMPLETED.inc()
         log.info("import.job_undone", job_id=job.job_id, undo_of=job.spec.undo_of_job_id, rows=len(outcomes))
+
+    async def _atomic(self, step: Callable[[UnitOfWork], Awaitable[T]], what: str) -> T:
+        """``step`` in one transaction (a phase change and what it keeps — the hold and its would-be
+        archives, the sweep's archives — are seen together or not at all), waiting out outages."""
+
+        async def run() -> T:
+            async with self._store.unit_of_work() as uow:
+                result = await step(uow)
+                await uow.commit()
+                return result
+
+        return await self._db(run, what)
 
     async def _db(self, call: Callable[[], Awaitable[T]], what: str) -> T:
         return await until_answered(call, self._transient_db, self._backoff, what)

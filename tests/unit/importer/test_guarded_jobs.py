@@ -322,3 +322,23 @@ async def test_watching_a_job_ends_when_it_is_held() -> None:
     await w.runner.run_until_idle()
     await asyncio.wait_for(watching, 5)
     assert seen[-1] is JobState.HELD and set(seen[:-1]) <= {JobState.RECEIVING}
+
+
+async def test_a_guardable_jobs_first_messages_arriving_at_once_ask_identity_for_the_guard_once() -> None:
+    w = World()
+    asked = 0
+    answer = w.identity.import_guard
+
+    async def counting(school_id: str) -> tuple[int, int]:
+        nonlocal asked
+        asked += 1
+        await asyncio.sleep(0.01)
+        return await answer(school_id)
+
+    w.identity.import_guard = counting  # type: ignore[method-assign]
+    spec = w.spec()
+    rows = w.roster(changed={1})
+    await asyncio.gather(*(w.h.send(f"m{r.row_number}", RowsMessage(spec, (r,))) for r in rows))
+    await w.h.send("end", EndMessage(spec, len(rows)))
+    await w.h.until(lambda: w.job(spec).phase is not Phase.RECEIVING)
+    assert asked == 1
