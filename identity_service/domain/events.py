@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from identity_service.domain.student_file import STUDENT_ROW_FIELDS
+
 USER_FIELDS = (
     "user_type",
     "status",
@@ -79,6 +81,8 @@ _FIXED: Mapping[str, tuple[EventType, EventKind]] = {
     "school.created": (EventType.SCHOOL_CREATED, EventKind.SCHOOL),
     "school.updated": (EventType.SCHOOL_UPDATED, EventKind.SCHOOL),
 }
+_USER_FIELD_OF = {row_name: user_name for user_name, row_name in STUDENT_ROW_FIELDS.items()}
+"""A ``FieldChange`` name (``email_address``: what files and undos audit) → its User field (``email``)."""
 _SILENT = frozenset({"email_change.requested", "email_change.cancelled", "email_change.locked"})
 
 
@@ -88,6 +92,7 @@ def change_event(
     """The event of one audited change (None: the change publishes nothing)."""
     if action in _SILENT:
         return None
+    details = {_USER_FIELD_OF.get(name, name): value for name, value in details.items()}
     fields = tuple(name for name in USER_FIELDS if name in details)
     fixed = _FIXED.get(action)
     if fixed is not None:

@@ -216,24 +216,43 @@ class JobRunner:
             metrics.JOBS_HELD.inc()
 
     async def _apply(self, job: Job) -> None:
-        chunk = self._batch_rows * APPLY_BATCHES_AT_ONCE
-        while True:
-            records = await self._db(lambda: self._store.runs.unapplied(job.job_id, chunk), "unapplied")
-            if not records:
-                break
-            rows = [record.row for record in records]
-            batches = [rows[i : i + self._batch_rows] for i in range(0, len(rows), self._batch_rows)]
-            answers = await asyncio.gather(
-                *(self._applying.apply(job, batch, dry_run=False) for batch in batches)
-            )
-            results = [result for answer in answers for result in answer]
-            await self._db(
-                functools.partial(self._store.runs.apply_results, job.job_id, results), "apply results"
-            )
+        """Applies the preview rows by row number, ``APPLY_BATCHES_AT_ONCE`` batches always in flight
+        (the next batch is read while others are with identity; each batch's results are written as
+        soon as it answers), then completes the job once no preview row is left."""
+        slots = asyncio.Semaphore(APPLY_BATCHES_AT_ONCE)
+        running: set[asyncio.Task[None]] = set()
+
+        def finished(task: asyncio.Task[None]) -> None:
+            running.discard(task)
+            slots.release()
+
+        after = 0
+        try:
+            while True:
+                await slots.acquire()
+                read = functools.partial(self._store.runs.unapplied, job.job_id, self._batch_rows, after)
+                records = await self._db(read, "unapplied")
+                if not records:
+                    slots.release()
+                    break
+                after = records[-1].result.row_number
+                task = asyncio.create_task(self._apply_batch(job, [record.row for record in records]))
+                running.add(task)
+                task.add_done_callback(finished)
+            await asyncio.gather(*running)
+        finally:
+            for task in running:
+                task.cancel()
         phase = await self._db(lambda: self._store.runs.finish_applying(job.job_id), "finish applying")
         if phase is Phase.COMPLETED:
             metrics.JOBS_COMPLETED.inc()
             log.info("import.job_applied", job_id=job.job_id)
+
+    async def _apply_batch(self, job: Job, rows: list[FileRow]) -> None:
+        results = await self._applying.apply(job, rows, dry_run=False)
+        await self._db(
+            functools.partial(self._store.runs.apply_results, job.job_id, results), "apply results"
+        )
 
     async def _sweep(self, job: Job) -> None:
         archives, _ = await self._sweep_call(job, dry_run=job.spec.dry_run, fallback=0)

@@ -43,7 +43,8 @@ def enqueue_sql(first: int = 1, before: str = "") -> str:
 )
 INSERT INTO event_outbox (type, subject, sequence, actor_id, client, kind, changed_fields, snapshot)
 SELECT e.type, e.subject, x.last - c.n + row_number() OVER (PARTITION BY e.subject ORDER BY e.n),
-       NULLIF(e.actor_id, ''), e.client, e.kind, string_to_array(NULLIF(e.changed, ''), ','),
+       NULLIF(e.actor_id, ''), e.client, e.kind,
+       COALESCE(string_to_array(NULLIF(e.changed, ''), ','), '{{}}'),
        CASE e.kind
            WHEN 'user' THEN (SELECT to_jsonb(u) FROM (SELECT {USER_COLUMNS} FROM users
                                                     WHERE id = e.subject::uuid) AS u)

@@ -72,7 +72,7 @@ _DISCARD = """UPDATE jobs SET phase = 'DISCARDED', decided_by = NULLIF($2, ''), 
 
 _UNAPPLIED = """
 SELECT row_number, outcome, approved, user_id, reason, message, row, row_pb, changes::text AS changes
-FROM row_results WHERE job_id = $1 AND NOT applied ORDER BY row_number LIMIT $2
+FROM row_results WHERE job_id = $1 AND NOT applied AND row_number > $3 ORDER BY row_number LIMIT $2
 """
 _APPLY = """
 UPDATE row_results r SET
@@ -195,9 +195,9 @@ class JobRunsRepository:
         await self._db.execute(_FORGET_ARCHIVES, job_id)
         return True
 
-    async def unapplied(self, job_id: str, limit: int) -> list[RecordedRow]:
-        """The first ``limit`` preview rows not applied yet, by row number."""
-        recs = await self._db.fetch(_UNAPPLIED, job_id, limit)
+    async def unapplied(self, job_id: str, limit: int, after_row: int = 0) -> list[RecordedRow]:
+        """The first ``limit`` preview rows not applied yet after ``after_row``, by row number."""
+        recs = await self._db.fetch(_UNAPPLIED, job_id, limit, after_row)
         return [
             RecordedRow(
                 RowResult(

@@ -244,3 +244,28 @@ async def test_two_relays_one_leads_and_the_other_takes_over(
                     await relay.close()
     sequences = [e.sequence for _, e in _mine(received, {s["approved"]})]
     assert sequences == sorted(sequences)
+
+
+async def test_an_event_that_names_no_field_is_written_with_an_empty_list(identity: IdentityClient) -> None:
+    """An undo's revert audits context only when nothing it names is a User field (no NULL list)."""
+    from identity_service.adapters.postgres.events import PostgresEventOutbox
+    from identity_service.domain.events import ChangeEvent, EventKind, EventType
+
+    campus = await identity.new_campus()
+    student = await identity.new_student(campus)
+    async with identity.db.acquire() as conn, conn.transaction():
+        await PostgresEventOutbox(conn).enqueue(
+            [
+                (
+                    ChangeEvent(EventType.USER_UPDATED, EventKind.USER, student.id),
+                    None,
+                    "importer",
+                    campus.school.id,
+                )
+            ]
+        )
+    row = await identity.db.fetchrow(
+        "SELECT changed_fields, sequence FROM event_outbox WHERE subject = $1 ORDER BY sequence DESC LIMIT 1",
+        student.id,
+    )
+    assert (row["changed_fields"], row["sequence"]) == ([], 2)

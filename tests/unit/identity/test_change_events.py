@@ -49,6 +49,18 @@ U, S = "user-1", "school-1"
         ("user.updated_by_undo", {"status": ["ACTIVE", "PENDING"]}, EventType.USER_UPDATED, EventKind.USER),
         ("user.updated_by_undo", {"status": ["ACTIVE", "ARCHIVED"]}, EventType.USER_ARCHIVED, EventKind.USER),
         (
+            "user.updated_by_undo",
+            {"email_address": ["b@x", "a@x"]},
+            EventType.USER_EMAIL_CHANGED,
+            EventKind.USER,
+        ),
+        (
+            "user.updated_by_undo",
+            {"undo_of_job_id": "j", "job_id": "u"},
+            EventType.USER_UPDATED,
+            EventKind.USER,
+        ),
+        (
             "user.file_updates_disabled",
             {"file_updates_disabled": [False, True]},
             EventType.USER_UPDATED,
@@ -73,6 +85,11 @@ def test_changed_fields_name_user_fields_only() -> None:
         "user.updated_by_file", U, S, {"first_name": ["A", "B"], "job_id": "j", "row_number": 3}
     )
     assert event == ChangeEvent(EventType.USER_UPDATED, EventKind.USER, U, ("first_name",))
+
+
+def test_field_change_names_are_user_field_names() -> None:
+    event = change_event("user.updated_by_undo", U, S, {"email_address": ["b", "a"], "username": ["x", "y"]})
+    assert event is not None and event.changed_fields == ("username", "email")
 
 
 def test_school_changes_are_about_the_school() -> None:

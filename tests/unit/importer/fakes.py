@@ -289,8 +289,8 @@ class MemoryRuns:
         self._holder.state.archives.pop(job_id, None)
         return True
 
-    async def unapplied(self, job_id: str, limit: int) -> list[RecordedRow]:
-        numbers = sorted(self._holder.state.unapplied.get(job_id, set()))[:limit]
+    async def unapplied(self, job_id: str, limit: int, after_row: int = 0) -> list[RecordedRow]:
+        numbers = sorted(n for n in self._holder.state.unapplied.get(job_id, set()) if n > after_row)[:limit]
         return [self._holder.state.rows[job_id][n] for n in numbers]
 
     async def apply_results(self, job_id: str, results: Sequence[RowResult]) -> None:
