@@ -31,7 +31,7 @@ demo: $(STAMP) ## walk the seed story against `make run`
 test: $(STAMP) ## the whole suite (PostgreSQL + RabbitMQ from env URLs or local defaults)
 	$(BIN)/pytest -q
 
-test-faults: $(STAMP) ## the fault-injection suite (operations.md F1-F6, F9)
+test-faults: $(STAMP) ## the fault-injection suite (operations.md F1-F6, F9; guarded jobs and events)
 	$(BIN)/pytest -q -m faults -o addopts=-ra
 
 lint: $(STAMP) proto-lint proto-breaking asyncapi-lint ## ruff, mypy, buf lint and buf breaking, AsyncAPI
@@ -76,7 +76,7 @@ $(ASYNCAPI_PARSER):
 asyncapi-lint: $(ASYNCAPI_PARSER) ## validate protos/asyncapi.yaml (AsyncAPI 3.0) with @asyncapi/parser
 	cd .tools && node --input-type=module -e "$$ASYNCAPI_VALIDATE" ../protos/asyncapi.yaml
 
-bench: $(STAMP) ## performance ratios P1-P4 (operations.md)
+bench: $(STAMP) ## performance ratios P1-P4 and P6 (operations.md)
 	$(BIN)/python -m bench.run_all
 
 clean:
