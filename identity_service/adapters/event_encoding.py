@@ -7,31 +7,19 @@ user is exactly what ``GetUser`` answered right after the change.
 
 from __future__ import annotations
 
-from google.protobuf import timestamp_pb2
-
 from identity_service.adapters.grpc import converters as to
 from identity_service.adapters.postgres.events import snapshot_row
 from identity_service.adapters.postgres.schools import _school
 from identity_service.adapters.postgres.user_rows import to_user
 from identity_service.domain.events import EventKind
-from shared.events.outbox import OutboxRow
+from shared.events.outbox import OutboxRow, event_of
 from shared.proto.rollcall.events.v1 import events_pb2 as pb
 
 SOURCE = "//rollcall/identity"
 
 
 def encode_event(row: OutboxRow) -> pb.Event:
-    time = timestamp_pb2.Timestamp()
-    time.FromDatetime(row.time)
-    event = pb.Event(
-        id=row.id,
-        type=row.type,
-        subject=row.subject,
-        sequence=row.sequence,
-        time=time,
-        actor_id=row.actor_id,
-        client=row.client,
-    )
+    event = event_of(row)
     snapshot = row.snapshot or {}
     if row.kind == EventKind.USER.value and row.snapshot:
         event.user.user.CopyFrom(to.user(to_user(snapshot_row(snapshot))))

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from identity_service.domain.events import USER_FIELDS as EVENT_USER_FIELDS
 from identity_service.domain.fields import Violations
 from identity_service.domain.users import User
 from identity_service.service import access, paging
@@ -20,19 +21,8 @@ from shared.errors import invalid
 from shared.grpc_kit.auth import Caller
 
 PAGE_KIND = "audit"
-USER_FIELDS = (
-    "user_type",
-    "status",
-    "school_id",
-    "username",
-    "email",
-    "first_name",
-    "last_name",
-    "auth_identifier",
-    "origin",
-    "file_updates_disabled",
-    "email_verified",
-)
+USER_FIELDS = EVENT_USER_FIELDS
+"""The User fields a change's details compare (the same ones an event's ``changed_fields`` names)."""
 
 
 async def record(

@@ -8,28 +8,16 @@ import json
 from datetime import datetime
 from typing import Any
 
-from google.protobuf import timestamp_pb2
-
 from import_service.adapters.grpc.convert import job_to_proto
 from import_service.adapters.postgres.jobs_repo import job_from_record
-from shared.events.outbox import OutboxRow
+from shared.events.outbox import OutboxRow, event_of
 from shared.proto.rollcall.events.v1 import events_pb2 as pb
 
 SOURCE = "//rollcall/import"
 
 
 def encode_event(row: OutboxRow) -> pb.Event:
-    time = timestamp_pb2.Timestamp()
-    time.FromDatetime(row.time)
-    event = pb.Event(
-        id=row.id,
-        type=row.type,
-        subject=row.subject,
-        sequence=row.sequence,
-        time=time,
-        actor_id=row.actor_id,
-        client=row.client,
-    )
+    event = event_of(row)
     event.job.job.CopyFrom(job_to_proto(job_from_record(_record(row.snapshot or {}))))
     return event
 

@@ -7,6 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from google.protobuf import timestamp_pb2
+
+from shared.proto.rollcall.events.v1 import events_pb2 as pb
+
 
 @dataclass(frozen=True)
 class OutboxRow:
@@ -24,6 +28,21 @@ class OutboxRow:
     kind: str
     changed_fields: tuple[str, ...]
     snapshot: dict[str, Any] | None
+
+
+def event_of(row: OutboxRow) -> pb.Event:
+    """The row's event with everything but its payload (each service's encoder adds that)."""
+    time = timestamp_pb2.Timestamp()
+    time.FromDatetime(row.time)
+    return pb.Event(
+        id=row.id,
+        type=row.type,
+        subject=row.subject,
+        sequence=row.sequence,
+        time=time,
+        actor_id=row.actor_id,
+        client=row.client,
+    )
 
 
 class Outbox(Protocol):
