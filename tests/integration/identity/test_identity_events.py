@@ -269,3 +269,40 @@ async def test_an_event_that_names_no_field_is_written_with_an_empty_list(identi
         student.id,
     )
     assert (row["changed_fields"], row["sequence"]) == ([], 2)
+
+
+async def test_the_relay_purges_published_events_after_the_retention_only(identity: IdentityClient) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from shared.events.pg_outbox import RelayOutbox
+
+    campus = await identity.new_campus()
+    student = await identity.new_student(campus)
+    old, fresh = datetime.now(UTC) - timedelta(days=8), datetime.now(UTC) - timedelta(hours=1)
+    rows = await identity.db.fetch(
+        "SELECT position FROM event_outbox WHERE subject = ANY($1) ORDER BY position",
+        [campus.school.id, student.id],
+    )
+    positions = [r["position"] for r in rows]
+    assert len(positions) == 2  # school.created, user.created (the staff member's is another subject)
+    await identity.db.execute(
+        "UPDATE event_outbox SET published_time = $2 WHERE position = $1", positions[0], old
+    )
+    await identity.db.execute(
+        "UPDATE event_outbox SET published_time = $2 WHERE position = $1", positions[1], fresh
+    )
+    unpublished = await identity.db.fetchval(
+        "SELECT position FROM event_outbox WHERE subject = $1", campus.staff.id
+    )
+    await identity.db.execute(
+        "UPDATE event_outbox SET published_time = NULL WHERE position = $1", unpublished
+    )  # never published: never purged, however old
+    async with identity.db.acquire() as conn:
+        purged = await RelayOutbox(conn).purge(datetime.now(UTC) - timedelta(days=7), 10_000)
+    left = {
+        r["position"]
+        for r in await identity.db.fetch(
+            "SELECT position FROM event_outbox WHERE position = ANY($1)", [*positions, unpublished]
+        )
+    }
+    assert purged >= 1 and left == {positions[1], unpublished}
