@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -306,3 +307,31 @@ async def test_the_relay_purges_published_events_after_the_retention_only(identi
         )
     }
     assert purged >= 1 and left == {positions[1], unpublished}
+
+
+async def test_a_relay_whose_database_connection_dies_takes_the_lead_again_and_loses_nothing(
+    identity: IdentityClient, identity_db_url: str, amqp_url: str
+) -> None:
+    """The database side of "survives restarts": the leader's connection is terminated by the server
+    (as a PostgreSQL restart or failover does); the relay leads again and publishes what follows."""
+    prefix = f"ev{uuid.uuid4().hex[:8]}"
+    settings = _relay_settings(identity_db_url, amqp_url, prefix, "application/json")
+    async with _listening(amqp_url, prefix) as received:
+        relay = await start_relay(settings, relay_spec(settings), health=False)
+        try:
+            before = await _story(identity)
+            await _until(lambda: len(_mine(received, {before["approved"]})) >= 3)
+            killed = await identity.db.fetchval(
+                """SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+                   WHERE application_name = $1""",
+                f"rollcall-relay:{os.getpid()}",
+            )
+            assert killed == 1
+            after = await _story(identity)
+            await _until(lambda: len(_mine(received, {after["approved"]})) >= 3, timeout=30)
+            assert relay.relay.leading
+        finally:
+            await relay.close()
+    for story in (before, after):
+        sequences = [e.sequence for _, e in _mine(received, {story["approved"]})]
+        assert sorted(set(sequences)) == [1, 2, 3] and sequences == sorted(sequences)
