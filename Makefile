@@ -7,20 +7,46 @@ BUF_VERSION := 1.75.0
 BUF    := .tools/node_modules/.bin/buf
 ASYNCAPI_PARSER_VERSION := 3.6.6
 ASYNCAPI_PARSER := .tools/.asyncapi-parser-$(ASYNCAPI_PARSER_VERSION)
+PIP_VERSION := 26.3
+UV_VERSION := 0.13.9
+UV     := .tools/uv-$(UV_VERSION)/bin/uv
+# Pinned versions with hashes, written by `make lock` (uv pip compile) from pyproject.toml for CPython
+# 3.11 on Linux: LOCK the runtime dependencies (deploy/Dockerfile), DEV_LOCK those plus the dev extra
+# at the same versions (the venv of make run, make test and CI).
+LOCK     := requirements.lock
+DEV_LOCK := requirements-dev.lock
+LOCK_FLAGS ?=
+UV_COMPILE = $(UV) pip compile pyproject.toml --quiet --python-version 3.11 --python-platform linux \
+	--generate-hashes --custom-compile-command 'make lock' $(LOCK_FLAGS)
 
-.PHONY: help venv run demo test test-faults lint proto proto-lint proto-breaking asyncapi-lint bench clean
+.PHONY: help venv run demo test test-faults lint proto proto-lint proto-breaking asyncapi-lint bench clean lock dist
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(DEV_LOCK)
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or make PYTHON=python3)"; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q pip==$(PIP_VERSION)
+	$(BIN)/pip install -q --require-hashes -r $(DEV_LOCK)
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
+	@$(BIN)/pip check >/dev/null || { $(BIN)/pip check; echo "pyproject.toml and $(DEV_LOCK) disagree: run make lock"; exit 1; }
 	@touch $(STAMP)
 
 venv: $(STAMP) ## create the virtual environment (.venv) with dev tools
+
+$(UV):
+	$(PYTHON) -m venv .tools/uv-$(UV_VERSION)
+	.tools/uv-$(UV_VERSION)/bin/pip install -q uv==$(UV_VERSION)
+
+lock: $(UV) ## re-pin requirements.lock + requirements-dev.lock from pyproject.toml (LOCK_FLAGS=--upgrade: newest)
+	$(UV_COMPILE) -o $(LOCK)
+	$(UV_COMPILE) --extra dev -c $(LOCK) -o $(DEV_LOCK)
+
+dist: $(STAMP) ## wheels into dist/: rollcall, and rollcall-api (clients/python: the stubs for other teams)
+	rm -rf build dist/rollcall-*.whl dist/rollcall_api-*.whl
+	$(BIN)/pip wheel -q --no-deps --no-build-isolation -w dist .
+	$(BIN)/python scripts/build_api_dist.py dist
 
 run: $(STAMP) ## create databases, migrate, run identity + import + courier + both events relays in the foreground
 	$(BIN)/python -m shared.devstack run
