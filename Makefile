@@ -19,7 +19,7 @@ LOCK_FLAGS ?=
 UV_COMPILE = $(UV) pip compile pyproject.toml --quiet --python-version 3.11 --python-platform linux \
 	--generate-hashes --custom-compile-command 'make lock' $(LOCK_FLAGS)
 
-.PHONY: help venv run demo test test-faults lint proto proto-lint proto-breaking asyncapi-lint bench clean lock dist
+.PHONY: help venv run reset demo test test-faults lint proto proto-lint proto-breaking asyncapi-lint bench clean lock dist
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -48,8 +48,11 @@ dist: $(STAMP) ## wheels into dist/: rollcall, and rollcall-api (clients/python:
 	$(BIN)/pip wheel -q --no-deps --no-build-isolation -w dist .
 	$(BIN)/python scripts/build_api_dist.py dist
 
-run: $(STAMP) ## create databases, migrate, run identity + import + courier + both events relays in the foreground
+run: $(STAMP) ## create databases, migrate, run identity + import + courier + both events relays in the foreground (a mail catcher when nothing answers on the SMTP port)
 	$(BIN)/python -m shared.devstack run
+
+reset: $(STAMP) ## drop the dev databases, the broker topology of the dev prefix and caught mail (no prompt; `make run` starts afresh)
+	$(BIN)/python -m shared.devstack reset
 
 demo: $(STAMP) ## walk the seed story against `make run`
 	$(BIN)/rollcall demo
