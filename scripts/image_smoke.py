@@ -3,9 +3,9 @@
 
 1. A container engine: a Docker client that builds with BuildKit (Debian's ``docker.io`` has it built
    in; a newer client needs the buildx plugin) and a daemon that answers. Missing ones are installed
-   with apt-get (``docker.io``, as root) and a daemon is started with ``--iptables=false
-   --bridge=none`` (every container here uses the host's network, so the machine's firewall and
-   addresses stay untouched), and stopped again at the end.
+   with apt-get (``docker.io``, as root) and a daemon is started with no bridge, no iptables rules
+   and IP forwarding left off (every container here uses the host's network, so the machine's
+   firewall, addresses and sysctls stay untouched), and stopped again at the end.
 2. The base image ``python:3.11-slim``: pulled when a registry answers; otherwise a stand-in of the
    same name, built once with debootstrap (Debian bookworm's Python 3.11 in a venv at /usr/local,
    the official image's layout, trusting the host's CA certificates so pip inside the build trusts
@@ -96,6 +96,9 @@ IMPORTER_TOKEN = "smoke-importer-token-012345"  # noqa: S105
 TOKENS = f"ops:admin:{ADMIN_TOKEN},web:platform:{PLATFORM_TOKEN},importer:importer:{IMPORTER_TOKEN}"
 ADMIN_MD = (("authorization", f"Bearer {ADMIN_TOKEN}"),)
 PLATFORM_MD = (("authorization", f"Bearer {PLATFORM_TOKEN}"),)
+# The daemon this script starts leaves the machine's network as it was: no bridge, no iptables rules
+# or NAT, IP forwarding not switched on (every container here uses the host's network).
+DOCKERD_FLAGS = ("--iptables=false", "--ip-masq=false", "--ip-forward=false", "--bridge=none")
 STOP_TIMEOUT = 40.0  # below terminationGracePeriodSeconds (45) in deploy/k8s
 START = time.monotonic()
 
@@ -281,7 +284,7 @@ def ensure_engine(cache: Path) -> Engine:
     say(f"starting {dockerd} (log {log})")
     with log.open("ab") as out:
         engine.started = subprocess.Popen(
-            [dockerd, "--iptables=false", "--ip-masq=false", "--bridge=none"],
+            [dockerd, *DOCKERD_FLAGS],
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -157,3 +157,8 @@ def test_make_and_ci_run_the_smoke_and_the_deploy_linters() -> None:
     assert steps.index("make test") < steps.index("make image-smoke") < steps.index("make test-faults"), (
         "after the tests, before the fault suite restarts PostgreSQL and RabbitMQ"
     )
+
+
+def test_the_started_daemon_leaves_the_network_alone(smoke: ModuleType) -> None:
+    flags = set(smoke.DOCKERD_FLAGS)
+    assert {"--iptables=false", "--ip-masq=false", "--ip-forward=false", "--bridge=none"} <= flags
