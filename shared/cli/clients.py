@@ -1,4 +1,8 @@
-"""Connections the CLI makes: gRPC channels with the bearer token, and the broker."""
+"""Connections the CLI makes: gRPC channels with the bearer token, and the broker.
+
+Each channel opened is remembered (``last_service``) so a call that fails without an ErrorInfo —
+a service that is not running — is reported naming that service and its address.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,19 @@ from shared import tracing
 from shared.devstack import DEV_TOKENS
 from shared.proto.rollcall.identity.v1 import identity_service_pb2_grpc as identity_grpc
 from shared.proto.rollcall.importer.v1 import import_service_pb2_grpc as import_grpc
+
+IDENTITY = "identity service"
+IMPORT = "import service"
+_opened: list[tuple[str, str]] = []
+
+
+def last_service() -> tuple[str, str] | None:
+    """The (name, address) of the service the CLI last opened a channel to, if any."""
+    return _opened[-1] if _opened else None
+
+
+def forget_services() -> None:
+    _opened.clear()
 
 
 @dataclass(frozen=True)
@@ -32,9 +49,11 @@ class Target:
         return tuple(pairs)
 
     def identity(self) -> tuple[grpc.aio.Channel, identity_grpc.IdentityServiceStub]:
+        _opened[:] = [(IDENTITY, self.identity_addr)]
         channel = grpc.aio.insecure_channel(self.identity_addr, interceptors=tracing.client_interceptors())
         return channel, identity_grpc.IdentityServiceStub(channel)
 
     def importer(self) -> tuple[grpc.aio.Channel, import_grpc.ImportServiceStub]:
+        _opened[:] = [(IMPORT, self.import_addr)]
         channel = grpc.aio.insecure_channel(self.import_addr, interceptors=tracing.client_interceptors())
         return channel, import_grpc.ImportServiceStub(channel)

@@ -24,7 +24,7 @@ from rich.table import Table
 
 from shared.cli.changes_view import ChangeLine, change_lines
 from shared.cli.clients import Target
-from shared.cli.jobs_view import console, hold_dict, hold_line, hold_note, state_name
+from shared.cli.jobs_view import bars_off, console, hold_dict, hold_line, hold_note, state_name
 from shared.proto.rollcall.identity.v1 import student_rows_pb2 as rows_pb
 from shared.proto.rollcall.importer.v1 import import_service_pb2 as pb
 
@@ -122,7 +122,7 @@ async def read_hold(target: Target, job_id: str, *, show_progress: bool) -> Hold
             BarColumn(),
             MofNCompleteColumn(),
             console=console,
-            disable=not show_progress,
+            disable=bars_off(show_progress),
             transient=True,
         ) as bar:
             rows = bar.add_task("rows", total=changing or None)

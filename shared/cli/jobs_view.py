@@ -21,6 +21,12 @@ console = Console(stderr=True)
 WATCH_TIMEOUT_SECONDS = 3600.0
 
 
+def bars_off(show_progress: bool) -> bool:
+    """Progress bars only on a terminal: piped or captured, stderr carries the lines that matter
+    (a bar's last frame would be one more line before an error)."""
+    return not show_progress or not console.is_terminal
+
+
 def job_dict(job: pb.ImportJob) -> dict[str, Any]:
     return json_format.MessageToDict(job, always_print_fields_with_no_presence=True)
 
@@ -136,7 +142,7 @@ async def wait_for_job(target: Target, job_id: str, *, show_progress: bool) -> p
             TextColumn("{task.fields[state]}"),
             TimeElapsedColumn(),
             console=console,
-            disable=not show_progress,
+            disable=bars_off(show_progress),
         ) as bar:
             task = bar.add_task("job", total=None, job=job_id[:8], state="")
             call = stub.WatchImportJob(

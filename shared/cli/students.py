@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from shared.cli.clients import Target
-from shared.cli.jobs_view import console
+from shared.cli.jobs_view import bars_off, console
 from shared.proto.rollcall.identity.v1 import identity_service_pb2 as pb
 from shared.proto.rollcall.identity.v1 import resources_pb2 as res
 
@@ -79,7 +79,7 @@ async def decide(
             MofNCompleteColumn(),
             TextColumn("students"),
             console=console,
-            disable=not show_progress,
+            disable=bars_off(show_progress),
         ) as bar:
             task = bar.add_task(verb, total=len(user_ids))
             for piece, chunk_id in zip(pieces, ids, strict=True):

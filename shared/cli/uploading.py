@@ -1,12 +1,15 @@
 """``rollcall import upload FILE``: the file through SubmitFile (header, then byte chunks), as staff
-upload it in the web app; the import service reads it and publishes its rows itself."""
+upload it in the web app; the import service reads it and publishes its rows itself. The CLI reads
+the same chunks alongside to count the OneRoster rows the service will drop (``skipped``)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+from import_service.domain.rows import FileFormat
 from shared.cli.clients import Target
+from shared.cli.skipped_rows import SkipCounter, SkippedRows
 from shared.proto.rollcall.identity.v1 import student_rows_pb2 as rows_pb
 from shared.proto.rollcall.importer.v1 import import_service_pb2 as pb
 
@@ -36,23 +39,33 @@ def upload_header(
 
 
 async def _messages(
-    header: pb.FileHeader, path: Path, sent: Callable[[int], None]
+    header: pb.FileHeader, path: Path, sent: Callable[[int], None], counter: SkipCounter
 ) -> AsyncIterator[pb.SubmitFileRequest]:
     yield pb.SubmitFileRequest(header=header)
     done = 0
     with path.open("rb") as handle:
         while chunk := handle.read(CHUNK_BYTES):
             done += len(chunk)
+            counter.feed(chunk)
             yield pb.SubmitFileRequest(chunk=chunk)
             sent(done)
+    counter.finish()
 
 
 async def upload_file(
-    target: Target, path: Path, header: pb.FileHeader, sent: Callable[[int], None]
+    target: Target,
+    path: Path,
+    header: pb.FileHeader,
+    sent: Callable[[int], None],
+    skipped: SkippedRows | None = None,
 ) -> pb.ImportJob:
-    """Streams ``path`` after ``header``; ``sent(bytes)`` after each chunk. Returns the new job."""
+    """Streams ``path`` after ``header``; ``sent(bytes)`` after each chunk. Returns the new job. The
+    OneRoster rows the service drops are counted in ``skipped``."""
+    oneroster = header.format == pb.FILE_FORMAT_ONEROSTER_USERS
+    counter = SkipCounter(FileFormat.ONEROSTER_USERS if oneroster else FileFormat.CSV, skipped)
     channel, stub = target.importer()
     try:
-        return await stub.SubmitFile(_messages(header, path, sent), metadata=target.metadata(), timeout=3600)
+        messages = _messages(header, path, sent, counter)
+        return await stub.SubmitFile(messages, metadata=target.metadata(), timeout=3600)
     finally:
         await channel.close()
