@@ -16,7 +16,6 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-import aio_pika
 from aio_pika.abc import AbstractRobustConnection
 
 from import_service.adapters.amqp.codec import decode
@@ -40,6 +39,7 @@ from import_service.service.redrive import Redrives
 from import_service.service.retrying import Backoff
 from import_service.service.uploads import Uploads
 from shared import tracing
+from shared.amqp.connect import connect_robust_any
 from shared.amqp.publisher import AmqpPublisher, amqp_user
 from shared.amqp.topology import Topology, declare
 from shared.events.pg_outbox import RelayOutbox
@@ -134,9 +134,7 @@ async def build_import(settings: Settings, *, backoff: Backoff | None = None) ->
         settings.import_database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
     )
     try:
-        connection = await aio_pika.connect_robust(
-            settings.amqp_url, reconnect_interval=BROKER_RECONNECT_SECONDS
-        )
+        connection = await connect_robust_any(settings.amqp_urls, reconnect_interval=BROKER_RECONNECT_SECONDS)
     except BaseException:
         await pool.close()
         raise

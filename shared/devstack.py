@@ -415,7 +415,6 @@ async def _drop_databases(settings: Settings) -> None:
 
 async def _delete_topology(settings: Settings) -> None:
     """Deletes the prefix's queues and exchanges (each looked up first, so absent ones are said)."""
-    import aio_pika
     from aio_pika.exceptions import ChannelClosed
 
     from identity_service.adapters.amqp.job_events import notifications_queue
@@ -424,7 +423,9 @@ async def _delete_topology(settings: Settings) -> None:
     topology = Topology(settings.amqp_prefix)
     queues = (topology.rows_queue, topology.dead_queue, notifications_queue(topology))
     exchanges = (topology.exchange, topology.dead_exchange, topology.events_exchange)
-    connection = await aio_pika.connect(settings.amqp_url, timeout=10)
+    from shared.amqp.connect import connect_robust_any
+
+    connection = await connect_robust_any(settings.amqp_urls, timeout=10)
     async with connection:
         for kind, names in (("queue", queues), ("exchange", exchanges)):
             for name in names:

@@ -69,6 +69,7 @@ class Settings(BaseSettings):
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
     identity_database_url: str = "postgresql://localhost/rollcall_identity"
     import_database_url: str = "postgresql://localhost/rollcall_import"
+    # one broker URL, or several comma-separated (the nodes of a cluster, tried in turn: shared/amqp/connect)
     amqp_url: str = "amqp://guest:guest@localhost:5672/"
     amqp_prefix: str = Field(default="rollcall", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     identity_addr: str = "localhost:50051"
@@ -141,6 +142,33 @@ class Settings(BaseSettings):
 
         parse_connectors(value)
         return value
+
+    @field_validator("amqp_url")
+    @classmethod
+    def _check_amqp_url(cls, value: str) -> str:
+        from urllib.parse import unquote, urlsplit
+
+        urls = [u.strip() for u in value.split(",") if u.strip()]
+        if not urls:
+            raise ValueError("names no broker URL")
+        users = set()
+        for url in urls:
+            try:
+                parts = urlsplit(url)
+                parts.port  # noqa: B018 - raises on a bad port
+            except ValueError:
+                raise ValueError("holds an unparsable URL") from None
+            if parts.scheme not in ("amqp", "amqps") or not parts.hostname:
+                raise ValueError("each URL must be amqp://host[:port]/vhost or amqps://…")
+            users.add(unquote(parts.username or ""))
+        if len(users) > 1:
+            raise ValueError("every URL must name the same user (one AMQP identity for the whole cluster)")
+        return ",".join(urls)
+
+    @property
+    def amqp_urls(self) -> list[str]:
+        """``amqp_url`` split: the broker's nodes, in the order they are tried."""
+        return self.amqp_url.split(",")
 
     @field_validator("tokens")
     @classmethod

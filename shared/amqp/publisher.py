@@ -36,8 +36,10 @@ DEFAULT_AMQP_USER = "guest"
 
 
 def amqp_user(url: str) -> str:
-    """The user an AMQP URL connects as (aio-pika's default, ``guest``, when it names none)."""
-    return unquote(urlsplit(url).username or "") or DEFAULT_AMQP_USER
+    """The user an AMQP URL connects as (aio-pika's default, ``guest``, when it names none); of
+    several comma-separated URLs (a cluster's nodes, all with the same user), the first's."""
+    first = url.split(",", 1)[0].strip()
+    return unquote(urlsplit(first).username or "") or DEFAULT_AMQP_USER
 
 
 class AmqpPublisher:

@@ -77,7 +77,10 @@ class CliError(Exception):
 
 
 def mask_url(url: str) -> str:
-    """``amqp://connector:s3cret@host:5672/vh`` → ``amqp://connector:***@host:5672/vh``."""
+    """``amqp://connector:s3cret@host:5672/vh`` → ``amqp://connector:***@host:5672/vh``; several
+    comma-separated URLs (a cluster's nodes) each masked."""
+    if "," in url:
+        return ",".join(mask_url(part.strip()) for part in url.split(","))
     try:
         parts = urlsplit(url)
         password = parts.password
@@ -91,7 +94,12 @@ def mask_url(url: str) -> str:
 
 
 def without_secret(text: str, url: str) -> str:
-    """``text`` with the URL's password masked wherever it appears (a library's message may quote it)."""
+    """``text`` with the URL's password masked wherever it appears (a library's message may quote it);
+    of several comma-separated URLs, every one's."""
+    if "," in url:
+        for part in url.split(","):
+            text = without_secret(text, part.strip())
+        return text
     try:
         password = urlsplit(url).password
     except ValueError:

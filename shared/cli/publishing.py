@@ -33,6 +33,7 @@ import aiormq
 from import_service.domain.jobs import ImportMode, JobSpec
 from import_service.domain.rows import FileFormat, FileFormatError, FileRow
 from shared import tracing
+from shared.amqp.connect import connect_robust_any
 from shared.amqp.publisher import AmqpPublisher, amqp_user
 from shared.amqp.topology import Topology
 from shared.cli.failures import (
@@ -226,7 +227,7 @@ def _stopped(reason: str, text: str, spec: JobSpec, messages: FileMessages, url:
 async def connect(amqp_url: str) -> aio_pika.abc.AbstractRobustConnection:
     """A connection to the broker; a refusal or no answer is a ``CliError`` naming the (masked) URL."""
     try:
-        return await aio_pika.connect_robust(amqp_url, timeout=CONNECT_TIMEOUT_SECONDS)
+        return await connect_robust_any(amqp_url, timeout=CONNECT_TIMEOUT_SECONDS)
     except (aiormq.exceptions.AMQPError, OSError, TimeoutError, ValueError) as exc:
         raise broker_error(exc, amqp_url) from None
 

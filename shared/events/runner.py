@@ -9,11 +9,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-import aio_pika
 import asyncpg
 from aio_pika.abc import AbstractRobustConnection
 
 from shared import pg
+from shared.amqp.connect import connect_robust_any
 from shared.amqp.topology import Topology, declare_events
 from shared.events.outbox import Outbox, OutboxRow
 from shared.events.publisher import EventPublisher
@@ -66,7 +66,7 @@ class RunningRelay:
 async def start_relay(settings: Settings, spec: RelaySpec, *, health: bool = True) -> RunningRelay:
     """Connects, declares the events exchange and starts relaying (and serving health)."""
     pool = await pg.create_pool(spec.dsn, min_size=1, max_size=1)
-    connection = await aio_pika.connect_robust(settings.amqp_url, reconnect_interval=BROKER_RECONNECT_SECONDS)
+    connection = await connect_robust_any(settings.amqp_urls, reconnect_interval=BROKER_RECONNECT_SECONDS)
     channel = await connection.channel(publisher_confirms=True)
     exchange = await declare_events(channel, Topology(settings.amqp_prefix))
     publisher = EventPublisher(exchange, spec.source, settings.events_content_type)

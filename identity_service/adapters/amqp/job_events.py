@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 
-import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
@@ -35,6 +34,7 @@ from identity_service.domain.notifications import (
     JobHoldFigures,
     JobNotice,
 )
+from shared.amqp.connect import connect_robust_any
 from shared.amqp.topology import Topology, declare_events
 from shared.events.publisher import JSON, PROTOBUF, decode
 from shared.logging import get_logger
@@ -159,7 +159,7 @@ class JobEventsConsumer:
             await self._close()
 
     async def _start(self) -> None:
-        self._connection = await aio_pika.connect_robust(self._url, timeout=10)
+        self._connection = await connect_robust_any(self._url, timeout=10)
         channel = await self._connection.channel(publisher_confirms=False)
         await channel.set_qos(prefetch_count=self._prefetch)
         exchange = await declare_events(channel, self._topology)
