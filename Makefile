@@ -70,7 +70,7 @@ demo: $(STAMP) ## walk the seed story against `make run`
 test: $(STAMP) ## the whole suite (PostgreSQL + RabbitMQ from env URLs or local defaults)
 	$(BIN)/pytest -q
 
-test-faults: $(STAMP) ## the fault-injection suite (operations.md F1-F6, F9; guarded jobs and events)
+test-faults: $(STAMP) ## the fault-injection suite (operations.md F1-F9; guarded jobs and events)
 	$(BIN)/pytest -q -m faults -o addopts=-ra
 
 lint: $(STAMP) proto-lint proto-breaking asyncapi-lint deploy-lint ## ruff, mypy, buf lint and buf breaking, AsyncAPI, hadolint, compose config, Kubernetes schemas
