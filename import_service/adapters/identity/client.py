@@ -22,8 +22,9 @@ to answer, ...) may be caused by some rows only: the batcher splits the batch un
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC
+from typing import Any, TypeVar
 
 import grpc
 
@@ -47,6 +48,7 @@ _NO_ANSWER = frozenset(
         grpc.StatusCode.UNIMPLEMENTED,
     }
 )
+T = TypeVar("T")
 _WHOLE_BATCH = frozenset({grpc.StatusCode.NOT_FOUND})
 OUTAGE_METADATA_KEY = "outage"
 """ErrorInfo metadata key with which a reachable identity says it cannot work (its database)."""
@@ -102,33 +104,18 @@ class IdentityClient:
             job_create_time=timestamp_to_proto(job.create_time),
             full_roster=spec.full_roster,
         )
-        try:
-            response = await self._stub.ApplyStudentRows(
-                request, timeout=self._timeout, metadata=self._metadata
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise _translate(exc) from exc
+        response = await self._call(self._stub.ApplyStudentRows, request)
         return [result_from_proto(result) for result in response.results]
 
     async def import_guard(self, school_id: str) -> tuple[int, int]:
-        try:
-            guard = await self._stub.GetImportGuard(
-                pb.GetImportGuardRequest(school_id=school_id), timeout=self._timeout, metadata=self._metadata
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise _translate(exc) from exc
+        guard = await self._call(self._stub.GetImportGuard, pb.GetImportGuardRequest(school_id=school_id))
         return guard.change_threshold_percent, guard.school_students
 
     async def sweep(self, job: Job, *, dry_run: bool) -> tuple[list[Archive], int]:
         request = pb.ArchiveStudentsNotInJobRequest(
             school_id=job.spec.school_id, job_id=job.job_id, dry_run=dry_run
         )
-        try:
-            response = await self._stub.ArchiveStudentsNotInJob(
-                request, timeout=self._timeout, metadata=self._metadata
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise _translate(exc) from exc
+        response = await self._call(self._stub.ArchiveStudentsNotInJob, request)
         archives = [
             Archive(
                 s.user_id,
@@ -147,13 +134,15 @@ class IdentityClient:
             undo_job_id=undo.job_id,
             undo_job_create_time=timestamp_to_proto(undo.create_time),
         )
+        response = await self._call(self._stub.UndoStudentRows, request)
+        return [result_from_proto(result) for result in response.results]
+
+    async def _call(self, method: Callable[..., Awaitable[T]], request: Any) -> T:
+        """One call with the deadline and the importer token; gRPC errors → the port's exceptions."""
         try:
-            response = await self._stub.UndoStudentRows(
-                request, timeout=self._timeout, metadata=self._metadata
-            )
+            return await method(request, timeout=self._timeout, metadata=self._metadata)
         except grpc.aio.AioRpcError as exc:
             raise _translate(exc) from exc
-        return [result_from_proto(result) for result in response.results]
 
     async def get_user(self, user_id: str) -> res.User | None:
         """The user, or None when identity does not know it."""

@@ -13,9 +13,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from import_service.adapters.postgres.jobs_repo import _JOB_COLUMNS, job_from_record
-from import_service.adapters.postgres.results_repo import changes_from_json, changes_to_json
+from import_service.adapters.postgres.results_repo import recorded_row, result_columns
 from import_service.adapters.postgres.storable import storable
-from import_service.adapters.postgres.stored_rows import stored_row
 from import_service.domain.jobs import (
     RUNNER_PHASES,
     SENSITIVE_FIELDS,
@@ -23,7 +22,6 @@ from import_service.domain.jobs import (
     Hold,
     Job,
     JobSpec,
-    Outcome,
     Phase,
     RecordedRow,
     RowResult,
@@ -198,34 +196,11 @@ class JobRunsRepository:
     async def unapplied(self, job_id: str, limit: int, after_row: int = 0) -> list[RecordedRow]:
         """The first ``limit`` preview rows not applied yet after ``after_row``, by row number."""
         recs = await self._db.fetch(_UNAPPLIED, job_id, limit, after_row)
-        return [
-            RecordedRow(
-                RowResult(
-                    rec["row_number"],
-                    Outcome(rec["outcome"]),
-                    rec["approved"],
-                    rec["user_id"] or "",
-                    rec["reason"] or "",
-                    rec["message"] or "",
-                    changes_from_json(rec["changes"]),
-                ),
-                stored_row(rec["row_number"], rec["row_pb"], rec["row"]),
-            )
-            for rec in recs
-        ]
+        return [recorded_row(rec) for rec in recs]
 
     async def apply_results(self, job_id: str, results: Sequence[RowResult]) -> None:
         """Replaces preview rows with what identity applied (rows applied already are left alone)."""
-        columns: tuple[list[Any], ...] = ([], [], [], [], [], [], [])
-        for result in results:
-            columns[0].append(result.row_number)
-            columns[1].append(result.outcome.value)
-            columns[2].append(result.approved)
-            columns[3].append(storable(result.user_id))
-            columns[4].append(storable(result.reason))
-            columns[5].append(storable(result.message))
-            columns[6].append(changes_to_json(result.changes))
-        await self._db.execute(_APPLY, job_id, *columns)
+        await self._db.execute(_APPLY, job_id, *result_columns(results))
 
     async def finish_applying(self, job_id: str) -> Phase | None:
         """APPLYING → COMPLETED (or SWEEPING for a full roster) once no preview row is left, counting

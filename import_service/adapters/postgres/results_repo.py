@@ -93,7 +93,8 @@ ORDER BY row_number LIMIT $3
 """
 
 
-def _recorded(rec: Any) -> RecordedRow:
+def recorded_row(rec: Any) -> RecordedRow:
+    """A stored outcome and its row, from a ``row_results`` record (the page queries' columns)."""
     result = RowResult(
         row_number=rec["row_number"],
         outcome=Outcome(rec["outcome"]),
@@ -104,6 +105,20 @@ def _recorded(rec: Any) -> RecordedRow:
         changes=changes_from_json(rec["changes"]),
     )
     return RecordedRow(result, stored_row(rec["row_number"], rec["row_pb"], rec["row"]))
+
+
+def result_columns(results: Sequence[RowResult]) -> tuple[list[Any], ...]:
+    """Results as the recording statements' arrays: row number, outcome, approved, user id, reason,
+    message (text made storable) and changes (JSON)."""
+    return (
+        [r.row_number for r in results],
+        [r.outcome.value for r in results],
+        [r.approved for r in results],
+        [storable(r.user_id) for r in results],
+        [storable(r.reason) for r in results],
+        [storable(r.message) for r in results],
+        [changes_to_json(r.changes) for r in results],
+    )
 
 
 def changes_to_json(changes: tuple[FieldChange, ...]) -> str | None:
@@ -146,16 +161,11 @@ class RowResultsRepository:
     ) -> tuple[int, bool]:
         """Stores outcomes not yet recorded (``applied`` false: a guarded job's preview); returns (rows
         inserted, whether this recorded the job's last row)."""
-        columns: tuple[list[Any], ...] = ([], [], [], [], [], [], [], [])
-        for row, result in outcomes:
-            columns[0].append(result.row_number)
-            columns[1].append(result.outcome.value)
-            columns[2].append(result.approved)
-            columns[3].append(storable(result.user_id))
-            columns[4].append(storable(result.reason))
-            columns[5].append(storable(result.message))
-            columns[6].append(row_to_bytes(row))
-            columns[7].append(changes_to_json(result.changes))
+        number, outcome, approved, user_id, reason, message, changes = result_columns(
+            [result for _, result in outcomes]
+        )
+        rows = [row_to_bytes(row) for row, _ in outcomes]
+        columns = (number, outcome, approved, user_id, reason, message, rows, changes)
         rec = await self._db.fetchrow(_RECORD, job_id, *columns, applied)
         if rec is None:
             raise LookupError(f"job {job_id} does not exist")
@@ -180,7 +190,7 @@ class RowResultsRepository:
                 after_row,
                 limit,
             )
-        return [_recorded(rec) for rec in recs]
+        return [recorded_row(rec) for rec in recs]
 
     async def failed_extra_columns(self, job_id: str) -> list[str]:
         """The columns the failed rows need beyond the named ones: ``status`` when any row has one
