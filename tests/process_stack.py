@@ -8,7 +8,10 @@ exchanges and queues of the prefix are deleted and both databases dropped.
 
 A ``ProcessStack`` can take one service down and bring it back the way faults happen in production:
 ``stop(name, signal.SIGKILL)`` (a crash), ``stop(name)`` (SIGTERM, a rolling restart),
-``start(name)`` (same port, same environment) and ``restart(name, sig)``. It also carries the
+``start(name)`` (same port, same environment) and ``restart(name, sig)``. With ``replicas`` it runs
+several identity or import ``serve`` processes (``identity-2``, ``import-2``, ...: the same database,
+ports of their own; the import service's identity address lists every identity replica, which its
+client balances round robin; import replicas consume the one rows queue). It also carries the
 clients tests drive the services with: gRPC stubs with the admin / platform tokens, a health probe,
 job polling with deadlines, and the service logs (kept in a temporary directory, shown on failure).
 """
@@ -167,6 +170,8 @@ class ProcessStack:
     services: dict[str, ServiceProcess]
     metrics_port: int
     log_dir: Path
+    metrics_ports: dict[str, int] = field(default_factory=dict)
+    """/metrics port by service name (the import service's is ``metrics_port``)."""
     _channels: list[grpc.aio.Channel] = field(default_factory=list)
     _relay_channels: dict[str, grpc.aio.Channel] = field(default_factory=dict)
     admin_token: str = ADMIN_TOKEN
@@ -325,20 +330,33 @@ class ProcessStack:
             if not token:
                 return records
 
-    async def metric(self, name: str) -> float:
-        """A counter of the import service's /metrics (0 when absent), summed over its labels."""
+    async def metric(self, name: str, *, service: str = IMPORT, label: str = "") -> float:
+        """A counter of a service's /metrics (the import service's unless ``service`` names another
+        with a metrics port), summed over its labels (only the series whose labels contain ``label``,
+        e.g. ``method="ApplyStudentRows"``, when given); 0 when absent."""
+        port = self.metrics_ports.get(service, self.metrics_port if service == IMPORT else 0)
+        if not port:
+            raise ValueError(f"{service} has no metrics port in this stack")
 
         def read() -> str:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as reply:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
                 return str(reply.read().decode())
 
         total = 0.0
         for line in (await asyncio.to_thread(read)).splitlines():
             if line.startswith(name) and not line.startswith("#"):
                 key = line.split(" ", 1)[0]
-                if key == name or key.startswith(name + "{"):
+                if (key == name or key.startswith(name + "{")) and label in key:
                     total += float(line.rsplit(" ", 1)[1])
         return total
+
+    def replicas(self, kind: str) -> list[str]:
+        """The service names of ``kind``'s serve processes (``identity``, ``identity-2``, ...)."""
+        return [
+            name
+            for name in self.services
+            if name == kind or (name.startswith(f"{kind}-") and name[len(kind) + 1 :].isdigit())
+        ]
 
     # --- the databases, for checkers that count effects -----------------------------------------
 
@@ -419,13 +437,23 @@ async def process_stack(
     smtp_port: int | None = None,
     relays: bool = False,
     identity_relays: int = 1,
+    replicas: dict[str, int] | None = None,
 ) -> AsyncIterator[ProcessStack]:
     """Both services as processes on their own databases and queue prefix (and the courier sending
     to ``smtp_port`` when given; both event relays with ``relays``). ``extra_env`` overrides any
     ``ROLLCALL_*`` setting; ``identity_relays`` replicas of identity's relay: identity-relay,
-    identity-relay-2, ...)."""
+    identity-relay-2, ...). ``replicas`` ({"identity": 2, "import": 2}) runs that many serve
+    processes of a service (identity, identity-2, ...; import, import-2, ...), each on ports of its
+    own, with a metrics port each when there are several identity replicas."""
+    counts = {IDENTITY: 1, IMPORT: 1, **(replicas or {})}
+    if set(counts) != {IDENTITY, IMPORT} or min(counts.values()) < 1:
+        raise ValueError(f"replicas: identity and import, at least 1 each, not {replicas}")
     identity_name, import_name = f"{prefix}_identity", f"{prefix}_import"
     identity_port, import_port, metrics_port = free_port(), free_port(), free_port()
+    identity_ports = [identity_port, *(free_port() for _ in range(counts[IDENTITY] - 1))]
+    identity_metrics = [free_port() for _ in identity_ports] if len(identity_ports) > 1 else []
+    import_ports = [import_port, *(free_port() for _ in range(counts[IMPORT] - 1))]
+    import_metrics = [metrics_port, *(free_port() for _ in range(counts[IMPORT] - 1))]
     relay_port, import_relay_port = free_port(), free_port()
     log_dir = Path(tempfile.mkdtemp(prefix=f"{prefix}_logs_"))
     env = {
@@ -437,8 +465,12 @@ async def process_stack(
         "ROLLCALL_IDENTITY_PORT": str(identity_port),
         "ROLLCALL_IDENTITY_HOST": "127.0.0.1",
         "ROLLCALL_IMPORT_PORT": str(import_port),
-        "ROLLCALL_IDENTITY_ADDR": f"127.0.0.1:{identity_port}",
-        "ROLLCALL_IDENTITY_METRICS_PORT": "0",
+        "ROLLCALL_IDENTITY_ADDR": (
+            "ipv4:" + ",".join(f"127.0.0.1:{port}" for port in identity_ports)
+            if len(identity_ports) > 1
+            else f"127.0.0.1:{identity_port}"
+        ),
+        "ROLLCALL_IDENTITY_METRICS_PORT": str(identity_metrics[0]) if identity_metrics else "0",
         "ROLLCALL_IMPORT_METRICS_PORT": str(metrics_port),
         "ROLLCALL_COURIER_METRICS_PORT": "0",
         "ROLLCALL_RELAY_METRICS_PORT": "0",
@@ -467,6 +499,31 @@ async def process_stack(
             IMPORT, [*python, "import_service", "serve"], env, import_port, log_dir / "import.log"
         ),
     }
+    metrics_ports = {IMPORT: metrics_port}
+    if identity_metrics:
+        metrics_ports[IDENTITY] = identity_metrics[0]
+    for replica in range(2, len(identity_ports) + 1):
+        name = f"{IDENTITY}-{replica}"
+        port, metrics = identity_ports[replica - 1], identity_metrics[replica - 1]
+        services[name] = ServiceProcess(
+            name,
+            [*python, "identity_service", "serve"],
+            {**env, "ROLLCALL_IDENTITY_PORT": str(port), "ROLLCALL_IDENTITY_METRICS_PORT": str(metrics)},
+            port,
+            log_dir / f"{name}.log",
+        )
+        metrics_ports[name] = metrics
+    for replica in range(2, len(import_ports) + 1):
+        name = f"{IMPORT}-{replica}"
+        port, metrics = import_ports[replica - 1], import_metrics[replica - 1]
+        services[name] = ServiceProcess(
+            name,
+            [*python, "import_service", "serve"],
+            {**env, "ROLLCALL_IMPORT_PORT": str(port), "ROLLCALL_IMPORT_METRICS_PORT": str(metrics)},
+            port,
+            log_dir / f"{name}.log",
+        )
+        metrics_ports[name] = metrics
     if smtp_port is not None:
         services[COURIER] = ServiceProcess(
             COURIER, [*python, "identity_service", "courier"], env, 0, log_dir / "courier.log"
@@ -504,6 +561,7 @@ async def process_stack(
         services=services,
         metrics_port=metrics_port,
         log_dir=log_dir,
+        metrics_ports=metrics_ports,
     )
     failed = False
     try:

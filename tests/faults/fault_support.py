@@ -31,23 +31,33 @@ Expected = tuple[str, str]  # (outcome, reason)
 # --- planned files --------------------------------------------------------------------------------
 
 
+COUNT_NAMES = ("created", "updated", "unchanged", "skipped", "failed")
+
+
 @dataclass
 class PlannedFile:
-    """Rows of one job and the one outcome each must end with, whatever happens on the way."""
+    """Rows of one job and the one outcome each must end with, whatever happens on the way.
+
+    ``repeated`` (when asked for) are groups of rows naming one new student, spread over the file:
+    the highest row wins. Which of a group's rows CREATED the student depends on the order the rows
+    reached identity, so those rows have no one planned outcome; ``check_repeated`` holds them to
+    what any order must give instead.
+    """
 
     job: pb.ImportMessage
     rows: list[rows_pb.StudentRow]
     expected: dict[int, Expected]
     existing: int  # students of the school before the job
+    repeated: list[list[int]] = field(default_factory=list)  # row numbers, ascending, per student
 
     @property
     def job_id(self) -> str:
         return self.job.job_id
 
     def counts(self) -> dict[str, int]:
+        """The counts of the rows with a planned outcome (every row unless ``repeated``)."""
         tally = Counter(outcome.lower() for outcome, _ in self.expected.values())
-        names = ("created", "updated", "unchanged", "skipped", "failed")
-        return {**{name: tally.get(name, 0) for name in names}, "approved": 0}
+        return {**{name: tally.get(name, 0) for name in COUNT_NAMES}, "approved": 0}
 
     def messages(self, per_message: int = 100) -> list[pb.ImportMessage]:
         """The rows messages then the end message, as a connector sends them."""
@@ -58,11 +68,17 @@ class PlannedFile:
         return [*chunks, end_message(self.job, len(self.rows))]
 
 
-async def plan_file(stack: ProcessStack, campus: Campus, total: int, existing: int = 400) -> PlannedFile:
+async def plan_file(
+    stack: ProcessStack, campus: Campus, total: int, existing: int = 400, repeated: int = 0
+) -> PlannedFile:
     """``existing`` students loaded by an earlier job, then a ``total``-row file where every 100th
     row is invalid (FAILED), every 50th (from 7) names an existing student (half UPDATED with a new
     last name, half UNCHANGED) and the rest are new students (CREATED). No student is named twice,
-    so each row's outcome is fixed: a row applied twice would come out UNCHANGED instead."""
+    so each row's outcome is fixed: a row applied twice would come out UNCHANGED instead.
+
+    ``repeated`` new students are then named by three rows each instead of one, a third of the
+    file apart (other messages, other batches), each row with another last name: the student must
+    end with the highest row's (``PlannedFile.repeated``)."""
     tag = uuid.uuid4().hex[:6]
     old = [
         rows_pb.StudentRow(
@@ -113,7 +129,22 @@ async def plan_file(stack: ProcessStack, campus: Campus, total: int, existing: i
             )
             expected[number] = ("CREATED", "")
         rows.append(row)
-    return PlannedFile(header(campus.id), rows, expected, existing)
+    fresh = [number for number, (outcome, _) in expected.items() if outcome == "CREATED"]
+    third = len(fresh) // 3
+    if repeated > third:
+        raise ValueError(f"{total} rows have room for {third} repeated students, not {repeated}")
+    groups = [[fresh[g], fresh[g + third], fresh[g + 2 * third]] for g in range(repeated)]
+    for g, group in enumerate(groups):
+        for number in group:
+            rows[number - 1] = rows_pb.StudentRow(
+                row_number=number,
+                username=f"{tag}-rep{g}",
+                email_address=f"{tag}-rep{g}@uni.example",
+                first_name="Repeated",
+                last_name=f"Row{number}",
+            )
+            del expected[number]
+    return PlannedFile(header(campus.id), rows, expected, existing, groups)
 
 
 # --- the checker ------------------------------------------------------------------------------------
@@ -131,17 +162,23 @@ async def check_exactly_once(stack: ProcessStack, planned: PlannedFile, school_i
     assert job is not None
     assert job.state == pb.IMPORT_JOB_STATE_COMPLETED, job
     assert (job.total_rows, job.rows_received, job.dead_lettered) == (total, total, 0), job
-    assert job_counts(job) == planned.counts()
+    if not planned.repeated:
+        assert job_counts(job) == planned.counts()
 
     records = await stack.row_results(planned.job_id)
     assert [r.row_number for r in records] == list(range(1, total + 1)), "rows missing or twice"
     wrong = [
         (r.row_number, outcome_name(r.outcome), r.reason, planned.expected[r.row_number])
         for r in records
-        if (outcome_name(r.outcome), r.reason) != planned.expected[r.row_number]
+        if r.row_number in planned.expected
+        and (outcome_name(r.outcome), r.reason) != planned.expected[r.row_number]
     ]
     assert not wrong, f"{len(wrong)} rows with another outcome than planned, e.g. {wrong[:5]}"
     by_row = {r.row_number: r for r in records}
+    counts = planned.counts()
+    for name, n in check_repeated(planned, by_row).items():
+        counts[name] += n
+    assert job_counts(job) == counts
 
     async with stack.import_db() as db:
         stored = await db.fetchrow(
@@ -153,7 +190,7 @@ async def check_exactly_once(stack: ProcessStack, planned: PlannedFile, school_i
             "SELECT lower(outcome) AS outcome, count(*) AS n FROM row_results WHERE job_id = $1 GROUP BY 1",
             planned.job_id,
         )
-        assert {r["outcome"]: r["n"] for r in recount} == {k: v for k, v in planned.counts().items() if v}
+        assert {r["outcome"]: r["n"] for r in recount} == {k: v for k, v in counts.items() if v}
 
     async with stack.identity_db() as db:
         outcomes = await db.fetch(
@@ -178,7 +215,6 @@ async def check_exactly_once(stack: ProcessStack, planned: PlannedFile, school_i
             "SELECT action, count(*) AS n FROM audit_events WHERE details->>'job_id' = $1 GROUP BY 1",
             planned.job_id,
         )
-        counts = planned.counts()
         assert {a["action"]: a["n"] for a in actions} == {
             k: v
             for k, v in {
@@ -203,7 +239,33 @@ async def check_exactly_once(stack: ProcessStack, planned: PlannedFile, school_i
         )
         assert len(names) == len(created) == counts["created"]
         assert all(created[n["id"]].row.username == n["username"] for n in names)
+        winners = {by_row[group[-1]].user_id: by_row[group[-1]].row for group in planned.repeated}
+        finals = await db.fetch(
+            "SELECT id::text AS id, username, last_name FROM users WHERE id = ANY($1::uuid[])", list(winners)
+        )
+        assert len(finals) == len(planned.repeated)
+        lost = [
+            (f["username"], f["last_name"]) for f in finals if f["last_name"] != winners[f["id"]].last_name
+        ]
+        assert not lost, f"repeated students without their highest row's values: {lost[:5]}"
     return job
+
+
+def check_repeated(planned: PlannedFile, by_row: dict[int, pb.RowRecord]) -> Counter[str]:
+    """What any order of arrival gives a repeated student's rows (the highest row wins): one user
+    for the group, exactly one row CREATED it, the highest row is CREATED or UPDATED (nothing can
+    supersede it), every other row UPDATED (it came before a higher one) or SKIPPED as SUPERSEDED
+    (after). The tally of the groups' outcomes, for the job's exact counts."""
+    tally: Counter[str] = Counter()
+    for group in planned.repeated:
+        records = [by_row[number] for number in group]
+        seen = [(outcome_name(r.outcome), r.reason) for r in records]
+        assert len({r.user_id for r in records}) == 1 and records[0].user_id, (group, seen)
+        assert [outcome for outcome, _ in seen].count("CREATED") == 1, (group, seen)
+        assert seen[-1] in (("CREATED", ""), ("UPDATED", "")), (group, seen)
+        assert set(seen) <= {("CREATED", ""), ("UPDATED", ""), ("SKIPPED", "SUPERSEDED")}, (group, seen)
+        tally.update(outcome.lower() for outcome, _ in seen)
+    return tally
 
 
 # --- publishing across a broker restart -----------------------------------------------------------
