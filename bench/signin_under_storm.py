@@ -1,6 +1,6 @@
 """P4's second half (operations.md): Authenticate p99 under a sign-up storm ≤ 3 × its unloaded p99.
 
-``python -m bench.signin_under_storm [--storm 500] [--sign-ins 120]`` — the identity service runs as
+``python -m bench.signin_under_storm [--storm 500] [--sign-ins 120] [--quick]`` — the identity service runs as
 its own process at production argon2id parameters; this process first signs in ``--sign-ins`` times
 (``SIGN_IN_CONCURRENCY`` at once) on a quiet service, then starts ``--storm`` sign-up loops (each
 signs up a new student as soon as its last sign-up returned, so ``--storm`` sign-ups are always in
@@ -26,6 +26,7 @@ PASSWORD = "a long bench password"  # noqa: S105 - the benchmark's own accounts
 SIGN_IN_CONCURRENCY = 2
 ACCOUNTS = 8
 WARM_UP_SIGN_UPS = 20  # sign-ups the storm completes before sign-ins are measured under it
+QUICK = {"storm": 8, "sign_ins": 6, "warm_up": 2}  # --quick: a smoke test of the script
 
 
 def p99(latencies: list[float]) -> float:
@@ -52,7 +53,7 @@ async def sign_ins(
     return latencies
 
 
-async def main(storm: int, count: int) -> None:
+async def main(storm: int, count: int, warm_up: int = WARM_UP_SIGN_UPS) -> None:
     async with running_stack() as stack, grpc.aio.insecure_channel(stack.identity_addr) as channel:
         stub = pb_grpc.IdentityServiceStub(channel)
         md = stack.metadata()
@@ -99,7 +100,7 @@ async def main(storm: int, count: int) -> None:
 
         loops = [asyncio.create_task(sign_up_loop(w)) for w in range(storm)]
         try:
-            while signed_up < WARM_UP_SIGN_UPS:
+            while signed_up < warm_up:
                 await asyncio.sleep(0.05)
             before, started = signed_up, time.perf_counter()
             loaded = await sign_ins(stub, md, emails, count)
@@ -123,5 +124,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--storm", type=int, default=500)
     parser.add_argument("--sign-ins", type=int, default=120)
-    args, _ = parser.parse_known_args()  # run_all passes every bench the same arguments
-    asyncio.run(main(args.storm, args.sign_ins))
+    parser.add_argument("--quick", action="store_true", help="a smoke test of the script (small storm)")
+    args = parser.parse_args()
+    if args.quick:
+        asyncio.run(main(QUICK["storm"], QUICK["sign_ins"], QUICK["warm_up"]))
+    else:
+        asyncio.run(main(args.storm, args.sign_ins))
