@@ -8,7 +8,16 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from tests.faults.fault_report import FIGURES
 from tests.process_stack import ProcessStack, process_stack
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    """The figures fault tests reported (``fault_report.report``), one line each, after the run."""
+    if lines := config.stash.get(FIGURES, []):
+        terminalreporter.section("fault figures")
+        for line in lines:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture

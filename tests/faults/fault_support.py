@@ -150,14 +150,70 @@ async def plan_file(
 # --- the checker ------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class ExactlyOnce:
+    """What ``checked_exactly_once`` counted (``lost`` and ``applied_twice`` are 0 once it returns)."""
+
+    job: pb.ImportJob
+    rows: int  # the planned file's rows
+    lost: int  # rows with no result in the import service or no outcome in identity
+    applied_twice: int  # rows with two results or outcomes, an audit event twice or a student twice
+
+
+async def count_lost_and_twice(stack: ProcessStack, planned: PlannedFile, school_id: str) -> tuple[int, int]:
+    """(lost, applied twice), counted row by row in both databases.
+
+    Lost: planned rows without a result in the import service's ``row_results`` or without an
+    outcome in identity's ``import_row_outcomes``. Applied twice: rows (each counted once) with more
+    than one result or outcome, an audit event of the job written twice for them, or whose student
+    is stored more than once in the school (by username key; a doubled student no row names counts
+    as one more).
+    """
+    numbers = set(range(1, len(planned.rows) + 1))
+    by_username = {row.username.lower(): row.row_number for row in planned.rows}
+    async with stack.import_db() as db:
+        results = await db.fetch(
+            "SELECT row_number, count(*) AS n FROM row_results WHERE job_id = $1 GROUP BY 1", planned.job_id
+        )
+    async with stack.identity_db() as db:
+        outcomes = await db.fetch(
+            "SELECT row_number, count(*) AS n FROM import_row_outcomes WHERE job_id = $1 GROUP BY 1",
+            planned.job_id,
+        )
+        audited = await db.fetch(
+            """SELECT (details->>'row_number')::bigint AS row_number FROM audit_events
+               WHERE details->>'job_id' = $1 GROUP BY action, 1 HAVING count(*) > 1""",
+            planned.job_id,
+        )
+        doubled = await db.fetch(
+            """SELECT username_key FROM users WHERE school_id = $1::uuid AND username_key IS NOT NULL
+               GROUP BY 1 HAVING count(*) > 1""",
+            school_id,
+        )
+    lost = (numbers - {r["row_number"] for r in results}) | (numbers - {o["row_number"] for o in outcomes})
+    twice: set[int | str] = {r["row_number"] for r in [*results, *outcomes] if r["n"] > 1}
+    twice.update(a["row_number"] for a in audited)
+    twice.update(by_username.get(d["username_key"].lower(), d["username_key"]) for d in doubled)
+    return len(lost), len(twice)
+
+
 async def check_exactly_once(stack: ProcessStack, planned: PlannedFile, school_id: str) -> pb.ImportJob:
+    """``checked_exactly_once``, for the job."""
+    return (await checked_exactly_once(stack, planned, school_id)).job
+
+
+async def checked_exactly_once(stack: ProcessStack, planned: PlannedFile, school_id: str) -> ExactlyOnce:
     """Every row of the job has exactly one outcome, the planned one; each effect happened once.
 
     Counted on both sides: the import service's job, its row results (over gRPC and in its
     database), identity's recorded outcomes, the students of the school and the audit events the
-    job wrote (one per created or updated student, none twice).
+    job wrote (one per created or updated student, none twice). Rows lost and rows applied twice are
+    counted first (``count_lost_and_twice``): the figures a fault test reports.
     """
     total = len(planned.rows)
+    rows_lost, rows_twice = await count_lost_and_twice(stack, planned, school_id)
+    assert rows_lost == 0, f"{rows_lost} of {total} rows lost (no outcome)"
+    assert rows_twice == 0, f"{rows_twice} rows applied more than once"
     job = await stack.get_job(planned.job_id)
     assert job is not None
     assert job.state == pb.IMPORT_JOB_STATE_COMPLETED, job
@@ -248,7 +304,7 @@ async def check_exactly_once(stack: ProcessStack, planned: PlannedFile, school_i
             (f["username"], f["last_name"]) for f in finals if f["last_name"] != winners[f["id"]].last_name
         ]
         assert not lost, f"repeated students without their highest row's values: {lost[:5]}"
-    return job
+    return ExactlyOnce(job, total, rows_lost, rows_twice)
 
 
 def check_repeated(planned: PlannedFile, by_row: dict[int, pb.RowRecord]) -> Counter[str]:

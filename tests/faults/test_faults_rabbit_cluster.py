@@ -8,6 +8,11 @@ and connect to the first; the rows queue is a quorum queue, declared without
 stopped while a 10k-row job is under way: the rest of the file is published to a surviving node,
 the services reconnect to another node by themselves (no restart), the job keeps going while the
 node is away and completes once it is back, every row applied exactly once.
+
+It reports (``fault_report``) the rows, the fault (how long the leader node was stopped), the rows
+lost and applied twice (the checker's counts) and the time to recover: from the leader's stop
+(``rabbitmqctl stop`` issued) to the first row identity applied again in a transaction begun after
+it.
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ import time
 import pytest
 
 from tests.e2e.system.system_support import new_campus
-from tests.faults.fault_support import PatientPublisher, check_exactly_once, plan_file
+from tests.faults.fault_report import RecoveryClock, report
+from tests.faults.fault_support import PatientPublisher, checked_exactly_once, plan_file
 from tests.faults.rabbit_cluster import available, broker_ports_of, node_running, rabbit_cluster
 from tests.process_stack import IDENTITY, IMPORT, SERVING, eventually, process_stack
 
@@ -26,7 +32,7 @@ pytestmark = pytest.mark.faults
 
 
 async def test_f7_quorum_leader_node_stopped_mid_job_services_fail_over_and_nothing_is_lost(
-    pg_server_url: str, amqp_prefix: str
+    request: pytest.FixtureRequest, pg_server_url: str, amqp_prefix: str
 ) -> None:
     if not available():
         pytest.skip("F7 starts three RabbitMQ nodes of its own; no RabbitMQ is installed here")
@@ -48,6 +54,7 @@ async def test_f7_quorum_leader_node_stopped_mid_job_services_fail_over_and_noth
             planned = await plan_file(stack, campus, 10_000)
             messages = planned.messages(per_message=100)
             publisher = PatientPublisher(survivor.url, stack.exchange)
+            clock = RecoveryClock(stack.identity_db_url, planned.job_id)
             deadline = time.monotonic() + 240
             try:
                 for number, message in enumerate(messages[:30]):
@@ -63,8 +70,10 @@ async def test_f7_quorum_leader_node_stopped_mid_job_services_fail_over_and_noth
                     for name, service in stack.services.items()
                     if leader.port in broker_ports_of(service.pid, cluster.nodes)
                 ]
+                fault_at = clock.fault()
                 await asyncio.to_thread(cluster.stop, leader)
                 stopped_at = time.monotonic()
+                stop_took = stopped_at - fault_at
                 job = await stack.get_job(planned.job_id)
                 assert job is not None and job.rows_received < len(planned.rows), "stopped too late"
                 received_at_stop = job.rows_received
@@ -89,19 +98,25 @@ async def test_f7_quorum_leader_node_stopped_mid_job_services_fail_over_and_noth
 
                 moved_all = lambda: _all(moved, len(on_leader))  # noqa: E731
                 await eventually(moved_all, timeout=60, what="the services on the surviving nodes")
-                away_seconds = time.monotonic() - stopped_at
+                stopped_seconds = time.monotonic() - fault_at  # from the stop issued to the start
                 await asyncio.to_thread(cluster.start, leader)
                 assert node_running(leader)
+                recover_seconds = await clock.seconds(timeout=120)
             finally:
+                await clock.close()
                 await publisher.close()
             await stack.wait_job(planned.job_id, timeout=240)
-            await check_exactly_once(stack, planned, campus.id)
+            checked = await checked_exactly_once(stack, planned, campus.id)
             for name, service in stack.services.items():
                 assert service.starts == 1 and service.running, name  # reconnected by themselves
     assert IMPORT in on_leader, on_leader  # the consumer itself failed over (connected to the leader)
-    print(
-        f"F7: leader {leader.name} -> {new_leader}, services moved {on_leader}, away {away_seconds:.1f}s, "
-        f"total {time.monotonic() - started:.1f}s"
+    report(
+        request,
+        f"F7: rows {checked.rows}, faults 1 (leader node {leader.name.partition('_')[0]} stopped "
+        f"{stopped_seconds:.1f} s), lost {checked.lost}, applied twice {checked.applied_twice}, "
+        f"time to recover {recover_seconds:.1f} s",
+        f"leader {leader.name} -> {new_leader}, services moved {on_leader}, "
+        f"rabbitmqctl stop took {stop_took:.1f} s, total {time.monotonic() - started:.1f} s",
     )
 
 
