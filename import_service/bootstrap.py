@@ -160,6 +160,7 @@ async def _wire(
         settings.import_token,
         settings.identity_call_timeout_seconds,
         client_credentials(settings, settings.identity_tls_ca),
+        long_timeout_seconds=settings.identity_long_call_timeout_seconds,
     )
     backoff = backoff or Backoff()
     applying = RowsApplying(identity, backoff, settings.import_batches_in_flight)

@@ -110,6 +110,8 @@ class Settings(BaseSettings):
     import_batches_in_flight: int = Field(default=4, ge=1, le=64)
     import_prefetch: int = Field(default=2000, ge=1, le=65535)
     identity_call_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    # ArchiveStudentsNotInJob and UndoStudentRows: a whole school's students in one call
+    identity_long_call_timeout_seconds: float = Field(default=600.0, gt=0, le=3600)
     # amqp_user:school_id|* entries: who publishes rows for which school (import_service/domain/connectors)
     connectors: str = ""
     # argon2id lanes (identity_service/service/hashing.py): 0 = the CPUs, at most 4
@@ -184,6 +186,11 @@ class Settings(BaseSettings):
             raise ValueError("ROLLCALL_IDENTITY_TLS_CA must name a readable file")
         if self.tls_client_ca is not None and self.tls_cert is None:
             raise ValueError("ROLLCALL_TLS_CLIENT_CA needs ROLLCALL_TLS_CERT and ROLLCALL_TLS_KEY")
+        if self.identity_long_call_timeout_seconds < self.identity_call_timeout_seconds:
+            raise ValueError(
+                "ROLLCALL_IDENTITY_LONG_CALL_TIMEOUT_SECONDS is shorter than"
+                " ROLLCALL_IDENTITY_CALL_TIMEOUT_SECONDS"
+            )
         if self.env is Environment.PROD:
             if not self.code_secret or any(len(s) < 32 for s in self.code_secret):
                 raise ValueError("ROLLCALL_CODE_SECRET: at least one secret of 32+ characters in prod")

@@ -1,6 +1,11 @@
 """The import service's client of identity: one channel for the process lifetime, a deadline on
 every call, the importer token on every call, and outages told apart from refusals.
 
+The deadline is ``ROLLCALL_IDENTITY_CALL_TIMEOUT_SECONDS``, but for the two calls that work on a
+whole school at once, the full-roster sweep (ArchiveStudentsNotInJob) and an undo (UndoStudentRows):
+those get ``ROLLCALL_IDENTITY_LONG_CALL_TIMEOUT_SECONDS``, so a large school's slow sweep is not
+taken for an outage (DEADLINE_EXCEEDED) and started again from the beginning.
+
 Only what really is an outage is waited out (``IdentityUnavailable``: the batch waits and is tried
 again, its messages stay unacknowledged):
 
@@ -76,7 +81,10 @@ class IdentityClient:
         token: str,
         timeout_seconds: float,
         credentials: grpc.ChannelCredentials | None = None,
+        *,
+        long_timeout_seconds: float | None = None,
     ) -> None:
+        """``long_timeout_seconds``: the sweep's and the undo's deadline (None: ``timeout_seconds``)."""
         traced = tracing.client_interceptors()  # None when tracing is off
         if credentials is None:
             self._channel = grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS, interceptors=traced)
@@ -87,6 +95,7 @@ class IdentityClient:
         self._stub = pb_grpc.IdentityServiceStub(self._channel)
         self._metadata = (("authorization", f"Bearer {token}"),)
         self._timeout = timeout_seconds
+        self._long_timeout = timeout_seconds if long_timeout_seconds is None else long_timeout_seconds
         self._staff: dict[str, tuple[float, str | None]] = {}
 
     async def close(self) -> None:
@@ -115,7 +124,7 @@ class IdentityClient:
         request = pb.ArchiveStudentsNotInJobRequest(
             school_id=job.spec.school_id, job_id=job.job_id, dry_run=dry_run
         )
-        response = await self._call(self._stub.ArchiveStudentsNotInJob, request)
+        response = await self._call(self._stub.ArchiveStudentsNotInJob, request, deadline=self._long_timeout)
         archives = [
             Archive(
                 s.user_id,
@@ -134,13 +143,17 @@ class IdentityClient:
             undo_job_id=undo.job_id,
             undo_job_create_time=timestamp_to_proto(undo.create_time),
         )
-        response = await self._call(self._stub.UndoStudentRows, request)
+        response = await self._call(self._stub.UndoStudentRows, request, deadline=self._long_timeout)
         return [result_from_proto(result) for result in response.results]
 
-    async def _call(self, method: Callable[..., Awaitable[T]], request: Any) -> T:
-        """One call with the deadline and the importer token; gRPC errors → the port's exceptions."""
+    async def _call(
+        self, method: Callable[..., Awaitable[T]], request: Any, *, deadline: float | None = None
+    ) -> T:
+        """One call with a deadline (seconds; None: the ordinary one) and the importer token; gRPC
+        errors → the port's exceptions."""
+        seconds = self._timeout if deadline is None else deadline
         try:
-            return await method(request, timeout=self._timeout, metadata=self._metadata)
+            return await method(request, timeout=seconds, metadata=self._metadata)
         except grpc.aio.AioRpcError as exc:
             raise _translate(exc) from exc
 
