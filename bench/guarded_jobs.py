@@ -15,7 +15,7 @@ rows/s from first publish to job COMPLETED (the job's counts, hold figures and a
     decide with a dry-run sweep, apply, sweep archives the 1 %) vs the same file without full_roster
     at threshold 0; also the full roster at threshold 0 (unguarded: applied, then swept).
 
-``python -m bench.guarded_jobs [--rows N]`` — prints both P6 ratios last (target ≥ 0.5).
+``python -m bench.guarded_jobs [--rows N] [--quick]`` — prints both P6 ratios last (target ≥ 0.5).
 """
 
 from __future__ import annotations
@@ -309,7 +309,10 @@ async def main(rows: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=100_000)
-    args = parser.parse_args()
+    parser.add_argument("--quick", action="store_true", help="2,000 rows a job: a smoke test of the script")
+    args, _ = parser.parse_known_args()  # run_all passes every bench the same arguments
+    if args.quick:
+        args.rows = 2_000
     if args.rows < 100:
         parser.error("--rows must be at least 100 (1 % of the rows is the sensitive / left-out share)")
     print(f"{args.rows:,} rows a job")

@@ -1,12 +1,14 @@
 """P1 and P2 (operations.md): end-to-end import rate against baselines measured in the same run.
 
 P1: a file published 100 rows a message, rows/s from first publish to job COMPLETED, against a raw
-    asyncpg ``executemany`` upsert (500-row transactions) of the same rows into a table of the
-    users table's shape.                                         target ≥ 0.25
+    asyncpg ``executemany`` upsert (500-row transactions) of the same rows into a table with the
+    users table's columns and all its indexes (bench/baseline.py).   target ≥ 0.6
 P2: the same file one row a message, against raw aio-pika consume+ack of the same messages on a
-    quorum queue.                                                target ≥ 0.5
+    quorum queue.                                                target ≥ 0.6
 
-``python -m bench.import_throughput [--rows N] [--only p1|p2]`` — prints each ratio last.
+``python -m bench.import_throughput [--rows N] [--only p1|p2] [--quick]`` — prints each baseline's
+absolute figure, the system's, and the ratios last. ``--quick`` (5,000 rows) is CI's smoke test of the
+script, not a measurement.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import csv
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aio_pika
@@ -86,9 +89,10 @@ async def baseline_consume_ack(stack: Stack, rows: int) -> float:
                 done.set()
 
         started = time.perf_counter()
-        await consumed.consume(on_message)
+        tag = await consumed.consume(on_message)
         await done.wait()
         elapsed = time.perf_counter() - started
+        await consumed.cancel(tag)
         await channel.queue_delete(queue.name, if_unused=False, if_empty=False)
         return rows / elapsed
 
@@ -113,11 +117,18 @@ async def end_to_end(stack: Stack, rows: int, per_message: int, folder: Path) ->
     async with grpc.aio.insecure_channel(stack.import_addr) as channel:
         stub = pgrpc.ImportServiceStub(channel)
         while True:
-            job = await stub.GetImportJob(
-                pb.GetImportJobRequest(job_id=spec.job_id), metadata=stack.metadata()
-            )
-            if job.state == pb.IMPORT_JOB_STATE_COMPLETED:
-                break
+            try:
+                job = await stub.GetImportJob(
+                    pb.GetImportJobRequest(job_id=spec.job_id), metadata=stack.metadata()
+                )
+            except grpc.aio.AioRpcError as exc:  # the service has not taken the job's first message yet
+                if exc.code() != grpc.StatusCode.NOT_FOUND:
+                    raise
+            else:
+                if job.state == pb.IMPORT_JOB_STATE_COMPLETED:
+                    break
+                if job.state != pb.IMPORT_JOB_STATE_RECEIVING:
+                    raise SystemExit(f"job {spec.job_id} ended {pb.ImportJobState.Name(job.state)}")
             await asyncio.sleep(0.05)
     elapsed = time.perf_counter() - started
     if job.counts.created != rows:
@@ -125,24 +136,43 @@ async def end_to_end(stack: Stack, rows: int, per_message: int, folder: Path) ->
     return rows / elapsed
 
 
+async def bracketed(
+    baseline: Callable[[], Awaitable[float]], system: Awaitable[float]
+) -> tuple[float, float, float]:
+    """(baseline before, system, baseline after): the machine is shared and its load drifts, so the
+    system's run is bracketed by two runs of its baseline and compared with their mean."""
+    before = await baseline()
+    measured = await system
+    return before, measured, await baseline()
+
+
 async def main(rows: int, only: str | None, identity_replicas: int) -> None:
     results: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         async with running_stack(identity_replicas=identity_replicas) as stack:
+            await end_to_end(stack, min(rows, 5_000), 100, Path(tmp))  # warm-up: pools, plans, caches
             if only in (None, "p1"):
-                base = await baseline_upsert(stack, rows)
-                e2e = await end_to_end(stack, rows, 100, Path(tmp))
-                print(
-                    f"P1 raw executemany upsert: {base:,.0f} rows/s; end-to-end 100 rows/message: {e2e:,.0f} rows/s"
+                first, e2e, second = await bracketed(
+                    lambda: baseline_upsert(stack, rows), end_to_end(stack, rows, 100, Path(tmp))
                 )
-                results.append(f"P1 ratio {e2e / base:.2f} (target >= 0.25)")
+                base = (first + second) / 2
+                print(
+                    "P1 baseline: raw executemany upsert into a copy of users (all its indexes):"
+                    f" {base:,.0f} rows/s (before {first:,.0f}, after {second:,.0f})"
+                )
+                print(f"P1 system: end to end, 100 rows/message: {e2e:,.0f} rows/s", flush=True)
+                results.append(f"P1 ratio {e2e / base:.2f} (target >= 0.6)")
             if only in (None, "p2"):
-                base = await baseline_consume_ack(stack, rows)
-                e2e = await end_to_end(stack, rows, 1, Path(tmp))
-                print(
-                    f"P2 raw aio-pika consume+ack: {base:,.0f} msg/s; end-to-end 1 row/message: {e2e:,.0f} rows/s"
+                first, e2e, second = await bracketed(
+                    lambda: baseline_consume_ack(stack, rows), end_to_end(stack, rows, 1, Path(tmp))
                 )
-                results.append(f"P2 ratio {e2e / base:.2f} (target >= 0.5)")
+                base = (first + second) / 2
+                print(
+                    f"P2 baseline: raw aio-pika consume+ack, quorum queue: {base:,.0f} msg/s"
+                    f" (before {first:,.0f}, after {second:,.0f})"
+                )
+                print(f"P2 system: end to end, 1 row/message: {e2e:,.0f} rows/s", flush=True)
+                results.append(f"P2 ratio {e2e / base:.2f} (target >= 0.6)")
     for line in results:
         print(line)
 
@@ -152,6 +182,9 @@ if __name__ == "__main__":
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--only", choices=["p1", "p2"])
     parser.add_argument("--identity-replicas", type=int, default=1)
-    args = parser.parse_args()
+    parser.add_argument("--quick", action="store_true", help="5,000 rows: a smoke test of the script")
+    args, _ = parser.parse_known_args()  # run_all passes every bench the same arguments
+    if args.quick:
+        args.rows = 5_000
     print(f"{args.rows:,} rows, {args.identity_replicas} identity replica(s)")
     asyncio.run(main(args.rows, args.only, args.identity_replicas))

@@ -1,0 +1,191 @@
+"""Where a row's CPU goes (issue 12, "profile and cut"): CPU time per imported row, per process.
+
+``python -m bench.cpu_per_row [--rows N] [--rows-per-message 100] [--quick]`` runs one P1 job (``--rows``
+new students, 100 rows a message; 1 for P2's shape) through both services and reads, before and after it, the CPU time (user + system,
+``/proc/PID/stat``) of: the import service, the identity service, the PostgreSQL backends serving
+each service's database (found in ``pg_stat_activity`` by database name while the job runs), the
+publisher (this process, which reads the CSV and publishes), and the RabbitMQ node (the whole broker:
+other work on the machine counts too). Then the same for the P1 baseline (the raw upsert's client and
+its backend). CPU time is not wall time: it holds on a busy machine where rows/s do not, so it is
+the figure to compare before and after a change. Prints µs of CPU per row for each, the sum, and
+the rows/s of both runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import asyncpg
+import grpc
+
+from bench.baseline import upsert_rate
+from bench.import_throughput import write_file
+from bench.stack import PG_URL, Stack, running_stack
+from import_service.domain.jobs import ImportMode, JobSpec
+from import_service.domain.rows import FileFormat
+from shared.cli.publishing import publish_file
+from shared.pg import with_database
+from shared.proto.rollcall.identity.v1 import identity_service_pb2 as ipb
+from shared.proto.rollcall.identity.v1 import identity_service_pb2_grpc as igrpc
+from shared.proto.rollcall.importer.v1 import import_service_pb2 as pb
+from shared.proto.rollcall.importer.v1 import import_service_pb2_grpc as pgrpc
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def broker_pid() -> int | None:
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "beam.smp" and "rabbit" in (
+                    entry / "cmdline"
+                ).read_text():
+                    return int(entry.name)
+            except OSError:
+                continue
+    return None
+
+
+class Backends:
+    """The PostgreSQL backends of some databases, with each one's CPU when first seen."""
+
+    def __init__(self, admin: asyncpg.Connection, databases: dict[str, str]) -> None:
+        self._admin, self._databases = admin, databases
+        self.first: dict[int, tuple[str, float]] = {}
+
+    async def look(self) -> None:
+        rows = await self._admin.fetch(
+            "SELECT pid, datname FROM pg_stat_activity WHERE datname = ANY($1::text[])",
+            list(self._databases),
+        )
+        for row in rows:
+            self.first.setdefault(row["pid"], (self._databases[row["datname"]], cpu_seconds(row["pid"])))
+
+    def used(self) -> dict[str, float]:
+        totals: dict[str, float] = {}
+        for pid, (name, start) in self.first.items():
+            totals[name] = totals.get(name, 0.0) + max(0.0, cpu_seconds(pid) - start)
+        return totals
+
+
+async def system_run(
+    stack: Stack, rows: int, folder: Path, per_message: int = 100
+) -> tuple[float, dict[str, float]]:
+    domain = f"{uuid.uuid4().hex[:8]}.edu"
+    path = write_file(folder, rows, domain)
+    async with grpc.aio.insecure_channel(stack.identity_addr) as channel:
+        school = await igrpc.IdentityServiceStub(channel).CreateSchool(
+            ipb.CreateSchoolRequest(name=f"Bench {domain}", email_domains=[domain]), metadata=stack.metadata()
+        )
+    admin = await asyncpg.connect(PG_URL)
+    backends = Backends(
+        admin,
+        {
+            stack.identity_db: "PostgreSQL (identity's backends)",
+            stack.import_db: "PostgreSQL (import's backends)",
+        },
+    )
+    await backends.look()
+    pids = stack.pids()
+    broker = broker_pid()
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    broker_before = cpu_seconds(broker) if broker else 0.0
+    mine = own_cpu()
+    spec = JobSpec(str(uuid.uuid4()), school.id, ImportMode.ONGOING_SYNC, source_name=path.name)
+    started = time.perf_counter()
+    await publish_file(
+        path,
+        spec,
+        file_format=FileFormat.CSV,
+        rows_per_message=per_message,
+        amqp_url=stack.amqp_url,
+        prefix=stack.prefix,
+    )
+    publisher = own_cpu() - mine
+    async with grpc.aio.insecure_channel(stack.import_addr) as channel:
+        stub = pgrpc.ImportServiceStub(channel)
+        while True:
+            await backends.look()
+            job = await stub.GetImportJob(
+                pb.GetImportJobRequest(job_id=spec.job_id), metadata=stack.metadata()
+            )
+            if job.state == pb.IMPORT_JOB_STATE_COMPLETED:
+                break
+            await asyncio.sleep(0.2)
+    elapsed = time.perf_counter() - started
+    used = {
+        "import service": cpu_seconds(pids["import"]) - before["import"],
+        "identity service": cpu_seconds(pids["identity"]) - before["identity"],
+        **backends.used(),
+        "publisher (CLI's publish_file)": publisher,
+    }
+    if broker:
+        used["RabbitMQ (whole node)"] = cpu_seconds(broker) - broker_before
+    await admin.close()
+    if job.counts.created != rows:
+        raise SystemExit(f"expected {rows} created, job says {job.counts}")
+    return rows / elapsed, used
+
+
+async def baseline_run(stack: Stack, rows: int) -> tuple[float, dict[str, float]]:
+    conn = await asyncpg.connect(with_database(PG_URL, stack.identity_db))
+    try:
+        backend = await conn.fetchval("SELECT pg_backend_pid()")
+        start_backend, mine = cpu_seconds(backend), own_cpu()
+        rate = await upsert_rate(conn, rows)
+        # upsert_rate also makes the rows and the table; their share is small beside the upsert's
+        return rate, {
+            "client (asyncpg executemany)": own_cpu() - mine,
+            "PostgreSQL backend": cpu_seconds(backend) - start_backend,
+        }
+    finally:
+        await conn.close()
+
+
+def report(title: str, rows: int, rate: float, used: dict[str, float]) -> None:
+    print(f"{title}: {rate:,.0f} rows/s")
+    for name, seconds in used.items():
+        print(f"  {name:<40} {seconds / rows * 1e6:8.1f} µs/row")
+    print(f"  {'all of it':<40} {sum(used.values()) / rows * 1e6:8.1f} µs/row", flush=True)
+
+
+async def main(rows: int, per_message: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        async with running_stack() as stack:
+            await system_run(stack, min(rows, 10_000), Path(tmp))  # warm-up: pools, caches, JIT of plans
+            rate, used = await system_run(stack, rows, Path(tmp), per_message)
+            report(f"end to end, {rows:,} new students, {per_message} rows/message", rows, rate, used)
+            base_rate, base_used = await baseline_run(stack, rows)
+            report("P1 baseline (raw upsert into a copy of users)", rows, base_rate, base_used)
+    total, base_total = sum(used.values()), sum(base_used.values())
+    print(f"CPU per row, end to end / baseline: {total / base_total:.2f}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--rows-per-message", type=int, default=100)
+    parser.add_argument("--quick", action="store_true", help="3,000 rows: a smoke test of the script")
+    args, _ = parser.parse_known_args()
+    asyncio.run(main(3_000 if args.quick else args.rows, args.rows_per_message))
