@@ -1,6 +1,7 @@
 """The P5 benchmark's smoke test: ``python -m bench.memory_growth --quick`` runs against the suite's
-PostgreSQL and RabbitMQ, prints its P5 line last and writes the RSS samples (both services) as CSV
-and the plot as PNG. Its figures are not checked: this machine's timing is not the benchmark's."""
+PostgreSQL and RabbitMQ, prints its P5 line last and writes the RSS samples (both services) and the
+jobs as CSV and the plot as PNG, which ``--replot`` draws again from the CSVs. Its figures are not
+checked: this machine's timing is not the benchmark's."""
 
 from __future__ import annotations
 
@@ -46,3 +47,17 @@ def test_memory_growth_quick(tmp_path: Path, pg_server_url: str, amqp_url: str) 
         rss = [float(s["rss_mb"]) for s in samples if s["service"] == service]
         assert len(rss) >= 2 and all(value > 0 for value in rss), service
     assert {"2k", "5k", "10k"} <= {s["job"] for s in samples}
+    with (out / "p5_jobs.csv").open(newline="") as handle:
+        jobs = list(csv.DictReader(handle))
+    assert [job["job"] for job in jobs] == ["warm-up 500", "2k", "5k", "10k"]
+
+    png.unlink()
+    replot = subprocess.run(
+        [sys.executable, "-m", "bench.memory_growth", "--replot", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert replot.returncode == 0, replot.stdout + replot.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
