@@ -11,47 +11,66 @@ Frames go out strictly in the order the window decided them, by one sender at a 
 ``multiple`` ack covers deliveries an earlier turn acknowledged one by one, and if it overtook those
 single acks the broker would find their tags gone and close the channel ("unknown delivery tag",
 then every unacknowledged message redelivered).
+
+The window works on delivery tags and the channel's ``basic_ack`` / ``basic_nack`` (aiormq's, the
+channel the deliveries came on): it keeps no message object per delivery.
 """
 
 from __future__ import annotations
 
 import asyncio
-
-from aio_pika.abc import AbstractIncomingMessage
+from collections.abc import Awaitable
+from typing import Protocol
 
 from shared.logging import get_logger
 
 log = get_logger("import.acks")
 
 
+class AckChannel(Protocol):
+    """What the window needs of the channel the deliveries came on (aiormq's ``Channel``)."""
+
+    def basic_ack(
+        self, delivery_tag: int, multiple: bool = False, wait: bool = True
+    ) -> Awaitable[object]: ...
+
+    def basic_nack(
+        self, delivery_tag: int, multiple: bool = False, requeue: bool = True, wait: bool = True
+    ) -> Awaitable[object]: ...
+
+
 class AckWindow:
-    def __init__(self) -> None:
-        self._outstanding: dict[int, AbstractIncomingMessage] = {}
+    def __init__(self, channel: AckChannel) -> None:
+        self._channel = channel
+        self._outstanding: dict[int, None] = {}  # delivery tags in delivery order
         self._ready: set[int] = set()
         self._last_tag = 0
         self._ordered = True
         self._scheduled = False
-        self._pending: list[tuple[AbstractIncomingMessage | None, list[AbstractIncomingMessage]]] = []
+        self._pending: list[tuple[int | None, list[int]]] = []
         self._sender: asyncio.Task[None] | None = None
 
-    def delivered(self, message: AbstractIncomingMessage) -> None:
-        """Called in delivery order, before anything else happens to the message."""
-        tag = message.delivery_tag or 0
+    @property
+    def channel(self) -> AckChannel:
+        return self._channel
+
+    def delivered(self, tag: int) -> None:
+        """Called in delivery order, before anything else happens to the delivery."""
         if tag <= self._last_tag:
             self._ordered = False  # never expected; coalescing would be unsafe, so stop doing it
         self._last_tag = max(self._last_tag, tag)
-        self._outstanding[tag] = message
+        self._outstanding[tag] = None
 
-    def ack(self, message: AbstractIncomingMessage) -> None:
+    def ack(self, tag: int) -> None:
         """Marks the delivery acknowledged; the frame goes out at the next turn of the loop."""
-        self._ready.add(message.delivery_tag or 0)
+        self._ready.add(tag)
         if not self._scheduled:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
 
-    async def requeue(self, message: AbstractIncomingMessage) -> None:
-        self._outstanding.pop(message.delivery_tag or 0, None)
-        await message.nack(requeue=True)
+    async def requeue(self, tag: int) -> None:
+        self._outstanding.pop(tag, None)
+        await self._channel.basic_nack(tag, requeue=True)
 
     def _flush(self) -> None:
         self._scheduled = False
@@ -62,11 +81,13 @@ class AckWindow:
                 if tag not in ready:
                     break
                 run.append(tag)
-        last = self._outstanding[run[-1]] if run else None
+        last = run[-1] if run else None
         for tag in run:
             del self._outstanding[tag]
             ready.discard(tag)
-        singles = [self._outstanding.pop(tag) for tag in sorted(ready) if tag in self._outstanding]
+        singles = [tag for tag in sorted(ready) if tag in self._outstanding]
+        for tag in singles:
+            del self._outstanding[tag]
         self._pending.append((last, singles))
         if self._sender is None or self._sender.done():
             self._sender = asyncio.create_task(self._send_in_order())
@@ -82,8 +103,8 @@ class AckWindow:
             last, singles = self._pending.pop(0)
             try:
                 if last is not None:
-                    await last.ack(multiple=True)
-                for message in singles:
-                    await message.ack()
+                    await self._channel.basic_ack(last, multiple=True)
+                for tag in singles:
+                    await self._channel.basic_ack(tag)
             except Exception as exc:  # the channel closed: the broker redelivers; recorded rows are skipped
                 log.warning("import.ack_failed", error=type(exc).__name__)

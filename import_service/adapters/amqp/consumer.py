@@ -3,17 +3,29 @@
 The consumer holds the subscription (channel, queue, consumer tag, a prefetch sized by rows) and
 nothing else: a delivery becomes the service's ``Delivery`` (envelope, routing key's school, and
 ``ack``/``requeue`` through the channel's acknowledgement window), and ``Ingest.receive`` decides
-accept, dead-letter or wait. Messages are settled explicitly, never by aio-pika's ``process()``:
-the service acknowledges a message only after the outcomes of all its rows are committed.
+accept, dead-letter or wait. Messages are settled explicitly: the service acknowledges a message only
+after the outcomes of all its rows are committed.
+
+The subscription is made on the robust channel's aiormq channel (``basic_consume``), not through
+aio-pika's ``Queue.consume``: aio-pika wraps every delivery in an ``IncomingMessage`` (a dozen
+properties decoded whether read or not) and a second task, about a quarter of the consumer's CPU
+for a one-row message (issue 12, docs/performance.md). aio-pika still owns the connection and the
+channel — reconnecting to the next broker, reopening the channel, restoring its QoS — and the
+consumer subscribes again on the reopened channel (its ``reopen_callbacks``) and when the broker
+cancels the subscription (``basic.cancel``: the queue deleted or moved).
 """
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any, cast
 
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
+import aiormq
+from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
+from aiormq import spec
+from aiormq.abc import DeliveredMessage
 
-from import_service.adapters.amqp.acks import AckWindow
+from import_service.adapters.amqp.acks import AckChannel, AckWindow
 from import_service.adapters.amqp.prefetch import PrefetchSizer
 from import_service.service.ingest import Ingest
 from shared import tracing
@@ -21,16 +33,18 @@ from shared.amqp.topology import Topology, declare, school_of
 from shared.logging import get_logger
 
 log = get_logger("import.consumer")
+RESUBSCRIBE_PAUSE_SECONDS = 1.0
 
 
 class _Delivery:
-    """``ports.Delivery`` over an aio-pika message, acknowledged through its channel's window."""
+    """``ports.Delivery`` over an aiormq delivery, acknowledged through its channel's window."""
 
     __slots__ = (
-        "_message",
+        "_tag",
         "_window",
         "body",
         "content_type",
+        "headers",
         "message_id",
         "routing_key",
         "school_id",
@@ -38,26 +52,28 @@ class _Delivery:
         "user_id",
     )
 
-    def __init__(self, message: AbstractIncomingMessage, window: AckWindow) -> None:
-        self._message = message
+    def __init__(self, message: DeliveredMessage, tag: int, window: AckWindow) -> None:
+        properties = message.header.properties
+        self._tag = tag
         self._window = window
         self.body = message.body
-        self.content_type = message.content_type or ""
+        self.content_type = properties.content_type or ""
         self.routing_key = message.routing_key or ""
         self.school_id = school_of(self.routing_key)
-        self.message_id = message.message_id or ""
-        self.user_id = message.user_id
+        self.message_id = properties.message_id or ""
+        self.user_id = properties.user_id
+        self.headers = properties.headers
         self.trace_context: object = None  # the delivery's span (tracing on): batches link to it
 
     async def ack(self) -> None:
-        self._window.ack(self._message)
+        self._window.ack(self._tag)
 
     async def requeue(self) -> None:
-        await self._window.requeue(self._message)
+        await self._window.requeue(self._tag)
 
 
 class AmqpConsumer:
-    """Holds strong references to its channel, queue and consumer tag for its whole life."""
+    """Holds strong references to its channel and consumer tag for its whole life."""
 
     def __init__(
         self,
@@ -72,15 +88,17 @@ class AmqpConsumer:
         self._sizer = PrefetchSizer(prefetch)
         self._resizing: asyncio.Task[None] | None = None
         self._consuming = False
-        self._channel: AbstractChannel | None = None
-        self._queue: AbstractQueue | None = None
+        self._channel: AbstractRobustChannel | None = None
+        self._underlay: aiormq.abc.AbstractChannel | None = None  # the channel ``_tag`` is on
         self._tag: str | None = None
-        self._window = AckWindow()
-        self._window_channel: object = None
+        self._window: AckWindow | None = None
 
     async def start(self) -> None:
-        self._channel = await self._connection.channel(publisher_confirms=False)
-        self._queue = (await declare(self._channel, self._topology)).rows_queue
+        channel = await self._connection.channel(publisher_confirms=False)
+        assert isinstance(channel, AbstractRobustChannel)
+        self._channel = channel
+        await declare(channel, self._topology)
+        channel.reopen_callbacks.add(self._reopened)
         self._consuming = True
         await self._subscribe(self._sizer.current)
 
@@ -92,24 +110,44 @@ class AmqpConsumer:
         await self._unsubscribe()
 
     async def _subscribe(self, prefetch: int) -> None:
-        assert self._channel is not None and self._queue is not None
-        await self._channel.set_qos(prefetch_count=prefetch)
-        self._tag = await self._queue.consume(self._on_message, no_ack=False)
+        assert self._channel is not None
+        await self._channel.set_qos(prefetch_count=prefetch)  # the robust channel restores it too
+        underlay = await self._channel.get_underlay_channel()
+        if underlay is not self._underlay:
+            underlay.on_consumer_cancel_callbacks.add(self._cancelled)
+        ok = await underlay.basic_consume(self._topology.rows_queue, self._on_delivered, no_ack=False)
+        self._underlay, self._tag = underlay, ok.consumer_tag
         log.info("import.consuming", queue=self._topology.rows_queue, prefetch=prefetch)
 
     async def _unsubscribe(self) -> None:
-        if self._queue is not None and self._tag is not None:
+        if self._underlay is not None and self._tag is not None:
             try:
-                await self._queue.cancel(self._tag)
+                await self._underlay.basic_cancel(self._tag)
             except Exception as exc:
                 log.warning("import.cancel_failed", error=type(exc).__name__)
             self._tag = None
 
+    def _reopened(self, *_: Any) -> None:
+        """The robust channel was reopened (a reconnect): the old subscription went with its channel."""
+        self._tag = None
+        self._resubscribe()
+
+    def _cancelled(self, frame: Any, *_: Any) -> None:
+        """The broker cancelled a subscription (``basic.cancel``): subscribe again if it was ours."""
+        if getattr(frame, "consumer_tag", None) == self._tag:
+            log.warning("import.consumer_cancelled", queue=self._topology.rows_queue)
+            self._tag = None
+            self._resubscribe()
+
+    def _resubscribe(self, prefetch: int | None = None) -> None:
+        if self._consuming and self._resizing is None:
+            self._resizing = asyncio.create_task(self._resize(prefetch or self._sizer.current))
+
     def _observe(self, rows: int) -> None:
         """Re-subscribes with a prefetch fitted to the rows messages carry (see ``prefetch``)."""
         wanted = self._sizer.observe(rows)
-        if wanted is not None and self._consuming and self._resizing is None:
-            self._resizing = asyncio.create_task(self._resize(wanted))
+        if wanted is not None:
+            self._resubscribe(wanted)
 
     async def _resize(self, prefetch: int) -> None:
         """Deliveries made before the cancel still reach the callback (they precede CancelOk)."""
@@ -120,23 +158,25 @@ class AmqpConsumer:
                     await self._subscribe(prefetch)
                 except Exception as exc:  # the channel is being restored: try again shortly
                     log.warning("import.resubscribe_failed", error=type(exc).__name__)
-                    await asyncio.sleep(1.0)
+                    await asyncio.sleep(RESUBSCRIBE_PAUSE_SECONDS)
         finally:
             self._resizing = None
 
     async def close(self) -> None:
         """Closes the channel: every message not acknowledged by now goes back to the queue."""
         await self.stop_consuming()
-        await self._window.wait_sent()
+        if self._window is not None:
+            await self._window.wait_sent()
         if self._channel is not None and not self._channel.is_closed:
             await self._channel.close()
         self._channel = None
 
-    async def _on_message(self, message: AbstractIncomingMessage) -> None:
-        delivery = _Delivery(message, self._window_of(message))
+    async def _on_delivered(self, message: DeliveredMessage) -> None:
+        tag = cast(spec.Basic.Deliver, message.delivery).delivery_tag or 0  # a consumer gets Deliver frames
+        delivery = _Delivery(message, tag, self._window_of(message.channel, tag))
         if tracing.enabled():  # a CONSUMER span, child of the context the message's headers carry
             queue, key, message_id = self._topology.rows_queue, delivery.routing_key, delivery.message_id
-            with tracing.consumer_span(message.headers, queue, key, message_id) as span:
+            with tracing.consumer_span(delivery.headers, queue, key, message_id) as span:
                 delivery.trace_context = span
                 rows = await self._ingest.receive(delivery)
         else:
@@ -144,13 +184,9 @@ class AmqpConsumer:
         if rows:
             self._observe(rows)
 
-    def _window_of(self, message: AbstractIncomingMessage) -> AckWindow:
+    def _window_of(self, channel: AckChannel, tag: int) -> AckWindow:
         """The acknowledgement window of the channel the message came on (new after a reconnect)."""
-        try:
-            channel: object = message.channel
-        except Exception:  # closed already: acks will fail whatever window they go through
-            channel = None
-        if channel is not self._window_channel:
-            self._window, self._window_channel = AckWindow(), channel
-        self._window.delivered(message)
+        if self._window is None or self._window.channel is not channel:
+            self._window = AckWindow(channel)
+        self._window.delivered(tag)
         return self._window

@@ -3,8 +3,11 @@ recorded twice, and the job completes with exact counts."""
 
 from __future__ import annotations
 
+import aio_pika
+
 from import_service.bootstrap import ImportApp
 from import_service.domain.jobs import JobState
+from shared.amqp.topology import Topology
 from tests.integration.importer.importer_support import (
     AppFactory,
     Connector,
@@ -49,3 +52,41 @@ async def test_connection_loss_mid_job(
     assert cut_at < 400  # most rows were still in the queue when the connection dropped
     assert job is not None
     assert (job.rows_recorded, job.counts.created, job.counts.unchanged) == (400, 400, 0)
+
+
+async def test_consumer_cancelled_by_the_broker_subscribes_again(
+    make_app: AppFactory,
+    connector: Connector,
+    fake_identity: FakeIdentity,
+    broker: aio_pika.abc.AbstractConnection,
+    import_topology: Topology,
+) -> None:
+    """The rows queue deleted under the consumer (the broker sends basic.cancel): the service
+    subscribes again by itself — its channel declares the queue and its binding again — and takes
+    the next job."""
+    async with make_app() as app:
+        first = job_header(unique("school"))
+        await connector.rows(first, student_rows(50), per_message=10)
+        await connector.end(first, 50)
+
+        async def done(job_id: str) -> bool:
+            return (await _job_state(app, job_id))[1] is JobState.COMPLETED
+
+        async def consumers() -> int:
+            probe = await broker.channel()
+            try:
+                queue = await probe.declare_queue(import_topology.rows_queue, passive=True)
+            except aio_pika.exceptions.ChannelNotFoundEntity:
+                return 0  # not declared again yet (the failed passive declare closed the probe)
+            await probe.close()
+            return queue.declaration_result.consumer_count or 0
+
+        await eventually(lambda: done(first.job_id), what="the first job completed")
+        channel = await broker.channel()
+        await channel.queue_delete(import_topology.rows_queue, if_unused=False, if_empty=False)
+        await channel.close()
+        await eventually(consumers, timeout=30, what="the service consuming the queue again")
+        second = job_header(unique("school"))
+        await connector.rows(second, student_rows(50), per_message=10)
+        await connector.end(second, 50)
+        await eventually(lambda: done(second.job_id), timeout=30, what="the second job completed")
