@@ -14,6 +14,7 @@ import asyncpg
 from identity_service.adapters.postgres.events import PostgresEventOutbox, enqueue_args, enqueue_sql
 from identity_service.domain.events import ChangeEvent, change_event
 from identity_service.service.models import AuditEvent, NewAuditEvent
+from shared import json_text
 
 _COLUMNS = "id, time, actor_id, client, action, user_id, school_id, details"
 # A batch of events in one statement (the student file's); ids are given in the events' order.
@@ -40,7 +41,7 @@ class PostgresAudit:
             event.action,
             event.user_id,
             event.school_id,
-            json.dumps(event.details, default=str),
+            json_text.with_str_fallback(event.details),
         )
         await self._outbox.enqueue(_changes([event]))
 
@@ -53,7 +54,7 @@ class PostgresAudit:
             [e.action for e in events],
             [e.user_id for e in events],
             [e.school_id for e in events],
-            [json.dumps(e.details, default=str) for e in events],
+            [json_text.with_str_fallback(e.details) for e in events],
         )
         changes = _changes(events)
         if changes:

@@ -27,6 +27,7 @@ from identity_service.domain.student_file import (
 )
 from identity_service.domain.users import User, UserStatus, UserType
 from identity_service.service.ports import BatchConflict, SweptStudent
+from shared import json_text
 
 # asyncpg's prepared statements end up on a generic plan, which may read the job's recorded rows by
 # job_id alone; the row-number range bounds that read to the batch's span whatever the plan.
@@ -335,7 +336,7 @@ def _result(row: Any) -> RowResult:
 
 def changes_to_json(changes: Sequence[FieldChange]) -> str | None:
     """The ``changes`` column: a JSON array of [field, old_value, new_value]; None for no changes."""
-    return json.dumps(changes, ensure_ascii=False, separators=(",", ":")) if changes else None
+    return json_text.compact(changes) if changes else None
 
 
 def changes_from_json(text: str | None) -> tuple[FieldChange, ...]:

@@ -21,6 +21,7 @@ from import_service.adapters.postgres.stored_rows import stored_row
 from import_service.adapters.wire import row_to_bytes
 from import_service.domain.jobs import FieldChange, Outcome, RecordedRow, RowResult
 from import_service.domain.rows import STATUS_COLUMN, FileRow
+from shared import json_text
 
 _RECORD = """
 WITH ins AS (
@@ -126,7 +127,7 @@ def changes_to_json(changes: tuple[FieldChange, ...]) -> str | None:
     Text jsonb refuses (NUL, lone surrogates) is made storable: a record never fails on it."""
     if not changes:
         return None
-    text = json.dumps(changes, ensure_ascii=False, separators=(",", ":"))
+    text = json_text.compact(changes)
     try:
         text.encode("utf-8")
         if "\\u0000" not in text:
@@ -134,7 +135,7 @@ def changes_to_json(changes: tuple[FieldChange, ...]) -> str | None:
     except UnicodeEncodeError:
         pass
     cleaned = [[storable(value) for value in change] for change in changes]
-    return json.dumps(cleaned, ensure_ascii=False, separators=(",", ":"))
+    return json_text.compact(cleaned)
 
 
 def changes_from_json(text: str | None) -> tuple[FieldChange, ...]:
