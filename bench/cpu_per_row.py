@@ -30,6 +30,7 @@ from bench.import_throughput import write_file
 from bench.stack import PG_URL, Stack, running_stack
 from import_service.domain.jobs import ImportMode, JobSpec
 from import_service.domain.rows import FileFormat
+from shared import event_loop
 from shared.cli.publishing import publish_file
 from shared.pg import with_database
 from shared.proto.rollcall.identity.v1 import identity_service_pb2 as ipb
@@ -188,4 +189,4 @@ if __name__ == "__main__":
     parser.add_argument("--rows-per-message", type=int, default=100)
     parser.add_argument("--quick", action="store_true", help="3,000 rows: a smoke test of the script")
     args, _ = parser.parse_known_args()
-    asyncio.run(main(3_000 if args.quick else args.rows, args.rows_per_message))
+    event_loop.run(main(3_000 if args.quick else args.rows, args.rows_per_message))

@@ -30,6 +30,7 @@ from bench.baseline import student, upsert_rate
 from bench.stack import PG_URL, Stack, running_stack
 from import_service.domain.jobs import ImportMode, JobSpec
 from import_service.domain.rows import FileFormat, FileRow
+from shared import event_loop
 from shared.amqp.messages import PROTOBUF, encode_rows
 from shared.cli.publishing import publish_file
 from shared.pg import with_database
@@ -187,4 +188,4 @@ if __name__ == "__main__":
     if args.quick:
         args.rows = 5_000
     print(f"{args.rows:,} rows, {args.identity_replicas} identity replica(s)")
-    asyncio.run(main(args.rows, args.only, args.identity_replicas))
+    event_loop.run(main(args.rows, args.only, args.identity_replicas))  # the CLI's loop (uvloop)

@@ -10,7 +10,6 @@ error and an unexpected exception exit 2, the latter's traceback only with ``--d
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import sys
@@ -28,7 +27,7 @@ from typer.core import TyperCommand, TyperGroup
 
 from import_service.domain.jobs import JobSpec
 from import_service.domain.rows import FileFormat
-from shared import tracing
+from shared import event_loop, tracing
 from shared.cli import demo as demo_story
 from shared.cli.changes_view import job_changes, print_changes
 from shared.cli.clients import Target, forget_services, last_service
@@ -322,7 +321,7 @@ def connect(
 
 def _run(coro: object) -> None:
     """Runs a command's coroutine; what it raises becomes one line in ``Rollcall.main``."""
-    asyncio.run(coro)  # type: ignore[arg-type]
+    event_loop.run(coro)  # type: ignore[arg-type]
 
 
 @import_app.command(
