@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import statistics
 import subprocess
@@ -29,6 +30,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 
@@ -53,6 +55,16 @@ class Rate:
     per_second: float
     p99_ms: float
     calls: int
+    server_cpu_us: float = float("nan")  # the server process's CPU time (user + system) per call
+
+    def __str__(self) -> str:
+        return f"{self.per_second:,.0f}/s p99 {self.p99_ms:.2f} ms {self.server_cpu_us:,.0f} µs CPU/call"
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far, every thread (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def p99(latencies: list[float]) -> float:
@@ -60,11 +72,19 @@ def p99(latencies: list[float]) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000 if ordered else float("nan")
 
 
-async def drive(call: Call, seconds: float, warm_up: float = WARM_UP_SECONDS) -> Rate:
+async def drive(
+    call: Call,
+    seconds: float,
+    warm_up: float = WARM_UP_SECONDS,
+    pid: int | None = None,
+    cancel_at_end: bool = False,
+) -> Rate:
     """``CONCURRENCY`` loops calling back to back; the calls that complete within the ``seconds``
-    after ``warm_up`` count (rate, and p99 of their latencies); calls still in flight at the end are
-    waited for, not counted. (A call of a saturated service may have started before the window:
-    sign-ups queue for the hash lane, so their latency is about ``CONCURRENCY`` / rate.)"""
+    after ``warm_up`` count (rate, and p99 of their latencies). Calls still in flight at the end are
+    not counted: waited for, or cancelled with ``cancel_at_end`` (sign-ups: 64 queued hashes would
+    take longer than the window to drain). A call of a saturated service may have started before
+    the window: sign-ups queue for the hash lane, so their latency is about ``CONCURRENCY`` / rate.
+    With ``pid``, the CPU time that server process spent in the window, per call counted."""
     latencies: list[float] = []
     start = time.perf_counter() + warm_up
     end = start + seconds
@@ -78,8 +98,19 @@ async def drive(call: Call, seconds: float, warm_up: float = WARM_UP_SECONDS) ->
                 latencies.append(done - started)
             n += 1
 
-    await asyncio.gather(*(loop(w) for w in range(CONCURRENCY)))
-    return Rate(len(latencies) / seconds, p99(latencies), len(latencies))
+    loops = [asyncio.create_task(loop(w)) for w in range(CONCURRENCY)]
+    await asyncio.sleep(start - time.perf_counter())
+    before = cpu_seconds(pid) if pid else 0.0
+    await asyncio.sleep(end - time.perf_counter())
+    cpu = cpu_seconds(pid) - before if pid else float("nan")
+    calls = len(latencies)
+    if cancel_at_end:
+        for task in loops:
+            task.cancel()
+    for task in loops:
+        with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError):
+            await task
+    return Rate(calls / seconds, p99(latencies), calls, cpu / calls * 1e6 if calls else float("nan"))
 
 
 def median(rates: list[Rate]) -> Rate:
@@ -87,6 +118,7 @@ def median(rates: list[Rate]) -> Rate:
         statistics.median(r.per_second for r in rates),
         statistics.median(r.p99_ms for r in rates),
         sum(r.calls for r in rates),
+        statistics.median(r.server_cpu_us for r in rates),
     )
 
 
@@ -96,9 +128,9 @@ def hash_threads() -> tuple[int, int]:
     return settings.password_hash_slots or default_slots(), settings.password_hash_nice
 
 
-def raw_hash_rate(seconds: float) -> tuple[float, int]:
+def raw_hash_rate(seconds: float) -> float:
     """argon2id hashes/s of ``PasswordHasher()`` (the service's parameters) on the hash lane's
-    number of threads at its priority, each hashing back to back for ``seconds``; (rate, threads)."""
+    number of threads at its priority, each hashing back to back for ``seconds``."""
     threads, nice = hash_threads()
     hasher = PasswordHasher()
     count = 0
@@ -116,14 +148,15 @@ def raw_hash_rate(seconds: float) -> tuple[float, int]:
     with ThreadPoolExecutor(threads, initializer=_lower_priority(nice)) as pool:
         for future in [pool.submit(work) for _ in range(threads)]:
             future.result()
-    return count / seconds, threads
+    return count / seconds
 
 
 async def main(seconds: float, rounds: int, signup_seconds: float) -> None:
-    hash_rate, threads = await asyncio.to_thread(raw_hash_rate, signup_seconds)
-    print(f"floor: raw argon2id {hash_rate:,.2f} hashes/s on {threads} threads", flush=True)
-
-    async with running_stack() as stack, grpc.aio.insecure_channel(stack.identity_addr) as channel:
+    threads, nice = hash_threads()
+    async with (
+        running_stack(with_import=False) as stack,
+        grpc.aio.insecure_channel(stack.identity_addr) as channel,
+    ):
         stub = pb_grpc.IdentityServiceStub(channel)
         md = stack.metadata()
         school = await stub.CreateSchool(
@@ -162,11 +195,14 @@ async def main(seconds: float, rounds: int, signup_seconds: float) -> None:
                         await drive(
                             lambda _: floor_stub.GetUser(pb.GetUserRequest(id=user.id), metadata=md),
                             seconds,
+                            pid=floor.pid,
                         )
                     )
                     services.append(
                         await drive(
-                            lambda _: stub.GetUser(pb.GetUserRequest(id=user.id), metadata=md), seconds
+                            lambda _: stub.GetUser(pb.GetUserRequest(id=user.id), metadata=md),
+                            seconds,
+                            pid=stack.pids()["identity"],
                         )
                     )
         finally:
@@ -175,35 +211,47 @@ async def main(seconds: float, rounds: int, signup_seconds: float) -> None:
         get_floor, get_rate = median(floors), median(services)
         print(
             f"floor: GetUser (bare servicer, one asyncpg fetch) {get_floor.per_second:,.0f} calls/s,"
-            f" p99 {get_floor.p99_ms:.2f} ms (median of {rounds}: "
-            + ", ".join(f"{r.per_second:,.0f}/s {r.p99_ms:.2f} ms" for r in floors)
-            + ")"
+            f" p99 {get_floor.p99_ms:.2f} ms, {get_floor.server_cpu_us:,.0f} µs server CPU/call"
+            f" (median of {rounds}: {'; '.join(map(str, floors))})"
         )
         print(
-            f"identity: GetUser {get_rate.per_second:,.0f} calls/s, p99 {get_rate.p99_ms:.2f} ms"
-            f" (median of {rounds}: "
-            + ", ".join(f"{r.per_second:,.0f}/s {r.p99_ms:.2f} ms" for r in services)
-            + ")",
+            f"identity: GetUser {get_rate.per_second:,.0f} calls/s, p99 {get_rate.p99_ms:.2f} ms,"
+            f" {get_rate.server_cpu_us:,.0f} µs server CPU/call (median of {rounds}: {'; '.join(map(str, services))})",
             flush=True,
         )
 
         tag = uuid.uuid4().hex[:6]
-        sign = await drive(
-            lambda n: stub.SignUpStudent(
-                pb.SignUpStudentRequest(
-                    school_id=school.id,
-                    email=f"s{tag}{n}@personal.example",
-                    first_name="S",
-                    last_name="U",
-                    password=PASSWORD,
-                ),
-                metadata=md,
-            ),
-            signup_seconds,
-            warm_up=max(WARM_UP_SECONDS, 2.0),
+        hashes, sign_ups = [], []
+        for turn in range(rounds):
+            hashes.append(await asyncio.to_thread(raw_hash_rate, signup_seconds))
+            sign_ups.append(
+                await drive(
+                    lambda n, turn=turn: stub.SignUpStudent(
+                        pb.SignUpStudentRequest(
+                            school_id=school.id,
+                            email=f"s{tag}-{turn}-{n}@personal.example",
+                            first_name="S",
+                            last_name="U",
+                            password=PASSWORD,
+                        ),
+                        metadata=md,
+                    ),
+                    signup_seconds,
+                    warm_up=max(WARM_UP_SECONDS, 2.0),
+                    pid=stack.pids()["identity"],
+                    cancel_at_end=True,
+                )
+            )
+            await asyncio.sleep(1)  # the hashes running when the sign-ups were cancelled end
+        hash_rate, sign = statistics.median(hashes), median(sign_ups)
+        print(
+            f"floor: raw argon2id {hash_rate:,.2f} hashes/s on {threads} threads at nice {nice}"
+            f" (median of {rounds}: {', '.join(f'{h:.2f}' for h in hashes)})"
         )
         print(
-            f"identity: SignUpStudent {sign.per_second:,.2f} calls/s, p99 {sign.p99_ms:.0f} ms ({sign.calls} calls)"
+            f"identity: SignUpStudent {sign.per_second:,.2f} calls/s, p99 {sign.p99_ms:,.0f} ms,"
+            f" {sign.server_cpu_us / 1000:,.0f} ms server CPU/call (median of {rounds}:"
+            f" {', '.join(f'{r.per_second:.2f}/s' for r in sign_ups)})"
         )
     print(
         f"P3 GetUser rate / floor {get_rate.per_second / get_floor.per_second:.2f} (target >= 0.8);"

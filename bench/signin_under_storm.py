@@ -54,7 +54,10 @@ async def sign_ins(
 
 
 async def main(storm: int, count: int, warm_up: int = WARM_UP_SIGN_UPS) -> None:
-    async with running_stack() as stack, grpc.aio.insecure_channel(stack.identity_addr) as channel:
+    async with (
+        running_stack(with_import=False) as stack,
+        grpc.aio.insecure_channel(stack.identity_addr) as channel,
+    ):
         stub = pb_grpc.IdentityServiceStub(channel)
         md = stack.metadata()
         school = await stub.CreateSchool(

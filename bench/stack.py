@@ -44,7 +44,9 @@ class Stack:
         return (("authorization", f"Bearer {TOKENS['admin']}"),)
 
     def pids(self) -> dict[str, int]:
-        return {"import": self.processes[0].pid, "identity": self.processes[1].pid}
+        """The processes' ids: ``identity`` (the first replica's) and ``import`` (when it runs)."""
+        names = ["import", "identity"] if self.import_addr else ["identity"]
+        return {name: process.pid for name, process in zip(names, self.processes, strict=False)}
 
 
 async def wait_serving(addr: str, timeout: float = 60.0) -> None:
@@ -62,10 +64,11 @@ async def wait_serving(addr: str, timeout: float = 60.0) -> None:
 
 @contextlib.asynccontextmanager
 async def running_stack(
-    extra_env: dict[str, str] | None = None, identity_replicas: int = 1
+    extra_env: dict[str, str] | None = None, identity_replicas: int = 1, with_import: bool = True
 ) -> AsyncIterator[Stack]:
     """Both services as processes; ``identity_replicas`` identity processes share the database and
-    the import service spreads its calls over them (round robin), as several pods behind a Service."""
+    the import service spreads its calls over them (round robin), as several pods behind a Service.
+    ``with_import=False``: the identity service alone (its benches; ``import_addr`` is empty)."""
     tag = f"bench_{uuid.uuid4().hex[:8]}"
     identity_db, import_db = f"{tag}_identity", f"{tag}_import"
     id_ports = [free_port() for _ in range(identity_replicas)]
@@ -88,7 +91,10 @@ async def running_stack(
             **(extra_env or {}),
         }
     )
-    for command in (["identity-service", "migrate"], ["import-service", "migrate"]):
+    for command in [
+        ["identity-service", "migrate"],
+        *([["import-service", "migrate"]] if with_import else []),
+    ]:
         subprocess.run([str(BIN / command[0]), command[1]], env=env, check=True, stdout=subprocess.DEVNULL)
     log_dir = os.environ.get("BENCH_LOG_DIR")  # keep the services' JSON logs there (else discard them)
 
@@ -96,7 +102,11 @@ async def running_stack(
         return open(Path(log_dir) / f"{name}.log", "wb") if log_dir else subprocess.DEVNULL
 
     processes = [
-        subprocess.Popen([str(BIN / "import-service"), "serve"], env=env, stdout=output("import")),
+        *(
+            [subprocess.Popen([str(BIN / "import-service"), "serve"], env=env, stdout=output("import"))]
+            if with_import
+            else []
+        ),
         *(
             subprocess.Popen(
                 [str(BIN / "identity-service"), "serve"],
@@ -106,13 +116,13 @@ async def running_stack(
             for n, port in enumerate(id_ports)
         ),
     ]
-    stack = Stack(
-        tag, f"localhost:{id_port}", f"localhost:{im_port}", AMQP_URL, tag, identity_db, import_db, processes
-    )
+    import_addr = f"localhost:{im_port}" if with_import else ""
+    stack = Stack(tag, f"localhost:{id_port}", import_addr, AMQP_URL, tag, identity_db, import_db, processes)
     try:
         for port in id_ports:
             await wait_serving(f"localhost:{port}")
-        await wait_serving(stack.import_addr)
+        if with_import:
+            await wait_serving(stack.import_addr)
         yield stack
     finally:
         for process in processes:

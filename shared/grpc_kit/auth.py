@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 
@@ -58,15 +58,21 @@ class TokenAuthenticator:
         self._tokens = tuple(tokens)
 
     def authenticate(self, metadata: Sequence[tuple[str, str | bytes]]) -> Caller:
-        headers = {k.lower(): v for k, v in metadata if isinstance(v, str)}
-        header = headers.get("authorization", "")
+        header = actor = ""
+        for key, value in metadata:  # one pass, the last of a repeated header wins
+            if isinstance(value, str):
+                name = key.lower()
+                if name == "authorization":
+                    header = value
+                elif name == ACTOR_HEADER:
+                    actor = value
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise RollcallError(Reason.UNAUTHENTICATED, "missing bearer token")
         client = self._match(hashlib.sha256(token.strip().encode()).digest())
         if client is None:
             raise RollcallError(Reason.UNAUTHENTICATED, "unknown token")
-        return Caller(client=client.name, role=client.role, actor_id=_actor(headers))
+        return Caller(client=client.name, role=client.role, actor_id=_actor(actor))
 
     def _match(self, digest: bytes) -> ClientToken | None:
         found: ClientToken | None = None
@@ -77,8 +83,8 @@ class TokenAuthenticator:
         return found
 
 
-def _actor(headers: Mapping[str, str]) -> str | None:
-    raw = headers.get(ACTOR_HEADER, "").strip()
+def _actor(header: str) -> str | None:
+    raw = header.strip()
     if not raw:
         return None
     try:

@@ -71,12 +71,32 @@ async def _decoded_stream(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
         yield _decoded(request)
 
 
+class _Meter:
+    """One method's metrics children and log name, looked up once (``labels()`` takes a lock and
+    checks its arguments on every call)."""
+
+    def __init__(self, method: str) -> None:
+        self.name = method.rsplit("/", 1)[-1]
+        self.latency = RPC_LATENCY.labels(self.name)
+        self._counts: dict[grpc.StatusCode, Any] = {}
+
+    def count(self, code: grpc.StatusCode) -> Any:
+        child = self._counts.get(code)
+        if child is None:
+            child = self._counts[code] = RPCS.labels(self.name, code.name)
+        return child
+
+
 class RollcallInterceptor(grpc.aio.ServerInterceptor):
-    """``rules`` maps a full method name (``/pkg.Service/Method``) to the roles allowed to call it."""
+    """``rules`` maps a full method name (``/pkg.Service/Method``) to the roles allowed to call it.
+
+    A method's wrapped handler is built on its first call and kept (the servicers' handlers do not
+    change while the server runs: a handler other than the one wrapped is wrapped afresh)."""
 
     def __init__(self, authenticator: TokenAuthenticator, rules: AccessRules) -> None:
         self._auth = authenticator
         self._rules = rules
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     async def intercept_service(
         self,
@@ -85,42 +105,53 @@ class RollcallInterceptor(grpc.aio.ServerInterceptor):
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(details)
         method: str = details.method
-        if handler is None or method.startswith(OPEN_SERVICES):
+        if handler is None:
             return handler
+        known = self._wrapped.get(method)
+        if known is not None and known[0] is handler:
+            return known[1]
+        wrapped = handler if method.startswith(OPEN_SERVICES) else self._wrap(method, handler)
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
+
+    def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         deserialize = tolerant(handler.request_deserializer)
+        meter = _Meter(method)
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                self._unary(method, handler.unary_unary, streamed=False),
+                self._unary(method, meter, handler.unary_unary, streamed=False),
                 deserialize,
                 handler.response_serializer,
             )
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
-                self._unary(method, handler.stream_unary, streamed=True),
+                self._unary(method, meter, handler.stream_unary, streamed=True),
                 deserialize,
                 handler.response_serializer,
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                self._streaming(method, handler.unary_stream, streamed=False),
+                self._streaming(method, meter, handler.unary_stream, streamed=False),
                 deserialize,
                 handler.response_serializer,
             )
         return grpc.stream_stream_rpc_method_handler(
-            self._streaming(method, handler.stream_stream, streamed=True),
+            self._streaming(method, meter, handler.stream_stream, streamed=True),
             deserialize,
             handler.response_serializer,
         )
 
     def _admit(self, method: str, context: grpc.aio.ServicerContext) -> Caller:
-        caller = self._auth.authenticate(tuple(context.invocation_metadata() or ()))
+        caller = self._auth.authenticate(context.invocation_metadata() or ())
         allowed = self._rules.get(method)
         if allowed is None:
             raise RollcallError(Reason.PERMISSION_DENIED, f"{method} is not open to any role")
         require_role(caller, allowed, method.rsplit("/", 1)[-1])
         return caller
 
-    def _unary(self, method: str, behavior: Callable[..., Any], *, streamed: bool) -> Callable[..., Any]:
+    def _unary(
+        self, method: str, meter: _Meter, behavior: Callable[..., Any], *, streamed: bool
+    ) -> Callable[..., Any]:
         async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
             started = time.perf_counter()
             caller: Caller | None = None
@@ -141,11 +172,13 @@ class RollcallInterceptor(grpc.aio.ServerInterceptor):
                 code = refusal.code
                 await context.abort(refusal.code, refusal.details, refusal.trailing_metadata)
             finally:
-                _record(method, code, started, caller, request)
+                _record(meter, code, started, caller, request)
 
         return wrapper
 
-    def _streaming(self, method: str, behavior: Callable[..., Any], *, streamed: bool) -> Callable[..., Any]:
+    def _streaming(
+        self, method: str, meter: _Meter, behavior: Callable[..., Any], *, streamed: bool
+    ) -> Callable[..., Any]:
         async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             started = time.perf_counter()
             caller: Caller | None = None
@@ -167,7 +200,7 @@ class RollcallInterceptor(grpc.aio.ServerInterceptor):
                 code = refusal.code
                 await context.abort(refusal.code, refusal.details, refusal.trailing_metadata)
             finally:
-                _record(method, code, started, caller, request)
+                _record(meter, code, started, caller, request)
 
         return wrapper
 
@@ -193,14 +226,15 @@ def _refusal(exc: Exception, context: grpc.aio.ServicerContext) -> grpc.Status |
     return to_grpc_status(RollcallError(Reason.INTERNAL, INTERNAL_MESSAGE))
 
 
-def _record(method: str, code: grpc.StatusCode, started: float, caller: Caller | None, request: Any) -> None:
+def _record(
+    meter: _Meter, code: grpc.StatusCode, started: float, caller: Caller | None, request: Any
+) -> None:
     elapsed = time.perf_counter() - started
-    name = method.rsplit("/", 1)[-1]
-    RPCS.labels(name, code.name).inc()
-    RPC_LATENCY.labels(name).observe(elapsed)
+    meter.count(code).inc()
+    meter.latency.observe(elapsed)
     log.info(
         "rpc",
-        method=name,
+        method=meter.name,
         status=code.name,
         ms=round(elapsed * 1000, 2),
         client=caller.client if caller else None,
