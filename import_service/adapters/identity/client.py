@@ -38,7 +38,7 @@ from import_service.domain.jobs import Archive, Job, RowResult
 from import_service.domain.rows import FileRow
 from import_service.service.ports import BatchRefused, IdentityUnavailable
 from shared import tracing
-from shared.amqp.messages import mode_to_proto, rows_to_proto
+from shared.amqp.messages import add_rows, mode_to_proto
 from shared.grpc_kit.errors import error_info
 from shared.proto.rollcall.identity.v1 import identity_service_pb2 as pb
 from shared.proto.rollcall.identity.v1 import identity_service_pb2_grpc as pb_grpc
@@ -109,10 +109,10 @@ class IdentityClient:
             mode=mode_to_proto(spec.mode),
             sensitive_fields_update=spec.sensitive_fields_update,
             dry_run=dry_run,
-            rows=rows_to_proto(rows),
             job_create_time=timestamp_to_proto(job.create_time),
             full_roster=spec.full_roster,
         )
+        add_rows(request.rows, rows)
         response = await self._call(self._stub.ApplyStudentRows, request)
         return [result_from_proto(result) for result in response.results]
 
