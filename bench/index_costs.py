@@ -1,0 +1,73 @@
+"""What each of the users table's indexes costs a created student (issue 12: "does search need the
+trigram index to be maintained in the same transaction?").
+
+``python -m bench.index_costs [--rows 50000]`` runs P1's baseline — the raw ``executemany`` upsert,
+500-row transactions, into ``CREATE TABLE … (LIKE users INCLUDING ALL)`` — with all the indexes, then
+without the trigram GIN index, without the lookalike GiST exclusion, without both, and with only the
+unique keys, on a scratch copy of a migrated identity database; prints rows/s of each and its ratio
+to the full table. Dropping an index from users drops it from P1's baseline too (the baseline is a
+copy of users), so these figures say what a created student pays, not how to move P1's ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+import uuid
+
+import asyncpg
+
+from bench.apply_rows_bench import scratch_database
+from bench.baseline import BASELINE_TABLE, TRANSACTION_ROWS, UPSERT, baseline_rows
+
+VARIANTS: list[tuple[str, tuple[str, ...]]] = [
+    ("all the users table's indexes", ()),
+    ("without the trigram GIN index", ("gin_trgm_ops",)),
+    ("without the lookalike GiST exclusion", ("EXCLUDE",)),
+    ("without both", ("gin_trgm_ops", "EXCLUDE")),
+    ("unique keys only", ("gin_trgm_ops", "EXCLUDE", "local_part", "users_school_name", "pending_queue")),
+]
+
+
+async def rate(conn: asyncpg.Connection, rows: int, drop: tuple[str, ...]) -> float:
+    await conn.execute(f"DROP TABLE IF EXISTS {BASELINE_TABLE}")
+    await conn.execute(f"CREATE TABLE {BASELINE_TABLE} (LIKE users INCLUDING ALL)")
+    for name, kind in await conn.fetch(
+        "SELECT conname, contype FROM pg_constraint WHERE conrelid = $1::regclass", BASELINE_TABLE
+    ):
+        if kind == "x" and "EXCLUDE" in drop:
+            await conn.execute(f'ALTER TABLE {BASELINE_TABLE} DROP CONSTRAINT "{name}"')
+    for name, definition in await conn.fetch(
+        "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = $1", BASELINE_TABLE
+    ):
+        if any(part != "EXCLUDE" and (part in definition or part in name) for part in drop):
+            await conn.execute(f'DROP INDEX "{name}"')
+    data = baseline_rows(uuid.uuid4(), rows)
+    started = time.perf_counter()
+    for start in range(0, rows, TRANSACTION_ROWS):
+        async with conn.transaction():
+            await conn.executemany(UPSERT, data[start : start + TRANSACTION_ROWS])
+    elapsed = time.perf_counter() - started
+    await conn.execute(f"DROP TABLE {BASELINE_TABLE}")
+    return rows / elapsed
+
+
+async def main(rows: int) -> None:
+    conn = await asyncpg.connect(await scratch_database())
+    try:
+        full = 0.0
+        for title, drop in VARIANTS:
+            measured = await rate(conn, rows, drop)
+            full = full or measured
+            print(f"{title:<40} {measured:8,.0f} rows/s  {measured / full:.2f} x the full table", flush=True)
+    finally:
+        await conn.close()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--rows", type=int, default=50_000)
+    parser.add_argument("--quick", action="store_true", help="2,000 rows: a smoke test")
+    args, _ = parser.parse_known_args()
+    asyncio.run(main(2_000 if args.quick else args.rows))
