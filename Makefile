@@ -178,8 +178,8 @@ deploy-lint: $(DEPLOY_LINT_STAMP) ## hadolint deploy/Dockerfile, compose config 
 image-smoke: $(STAMP) ## build both images from deploy/Dockerfile and run them against the local PostgreSQL and RabbitMQ (operations.md F10)
 	$(BIN)/python scripts/image_smoke.py
 
-bench: $(STAMP) ## performance ratios P1-P4 and P6 (operations.md)
-	$(BIN)/python -m bench.run_all
+bench: $(STAMP) ## performance ratios P1-P6 (operations.md); BENCH_FLAGS=--quick: a smoke test of every bench
+	$(BIN)/python -m bench.run_all $(BENCH_FLAGS)
 
 clean:
 	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache

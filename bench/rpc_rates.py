@@ -11,8 +11,10 @@ lane's ``nice``), hashing flat out for the same time. (P4's sign-in p99 under a 
 ``python -m bench.rpc_rates [--seconds 5] [--rounds 3] [--signup-seconds 10] [--quick]`` — the
 service and the floor run as their own processes on the same database; the load comes from this
 process with the same client code for both (one channel, ``CONCURRENCY`` loops). Floor and service
-are measured in turns, ``--rounds`` times each, and the median of each figure is kept. Prints the
-floors' absolute figures, the service's, then the ratios last.
+are measured in turns, ``--rounds`` times each (P4: the hash floor, then the sign-ups); each
+round gives a ratio of two measurements taken one after the other, and the median of the rounds'
+ratios is the figure (the machine's load drifts). Prints the floors' absolute figures (medians and
+each round's), the service's, the rounds' ratios, then the P3 and P4 ratios last.
 """
 
 from __future__ import annotations
@@ -253,11 +255,22 @@ async def main(seconds: float, rounds: int, signup_seconds: float) -> None:
             f" {sign.server_cpu_us / 1000:,.0f} ms server CPU/call (median of {rounds}:"
             f" {', '.join(f'{r.per_second:.2f}/s' for r in sign_ups)})"
         )
+    # each round's ratio is of two measurements taken one after the other (the machine's load drifts);
+    # the figure is the median of the rounds' ratios
+    rate_ratios = [s.per_second / f.per_second for f, s in zip(floors, services, strict=True)]
+    p99_ratios = [s.p99_ms / f.p99_ms for f, s in zip(floors, services, strict=True)]
+    sign_ratios = [s.per_second / h for h, s in zip(hashes, sign_ups, strict=True)]
     print(
-        f"P3 GetUser rate / floor {get_rate.per_second / get_floor.per_second:.2f} (target >= 0.8);"
-        f" p99 / floor {get_rate.p99_ms / get_floor.p99_ms:.2f} (target <= 1.5)"
+        f"rounds: P3 rate {', '.join(f'{r:.2f}' for r in rate_ratios)}; P3 p99 {', '.join(f'{r:.2f}' for r in p99_ratios)};"
+        f" P4 {', '.join(f'{r:.2f}' for r in sign_ratios)}"
     )
-    print(f"P4 SignUpStudent rate / raw argon2id hash rate {sign.per_second / hash_rate:.2f} (target >= 0.8)")
+    print(
+        f"P3 GetUser rate / floor {statistics.median(rate_ratios):.2f} (target >= 0.8);"
+        f" p99 / floor {statistics.median(p99_ratios):.2f} (target <= 1.5)"
+    )
+    print(
+        f"P4 SignUpStudent rate / raw argon2id hash rate {statistics.median(sign_ratios):.2f} (target >= 0.8)"
+    )
 
 
 if __name__ == "__main__":
