@@ -120,11 +120,27 @@ def report(title: str, plans: list[dict[str, Any]], show_plans: bool) -> None:
     print(f"{total:9.2f} ms  in {count} statements")
 
 
-async def main(seed: int, batch: int, show_plans: bool) -> None:
+async def hot_updates(url: str) -> str:
+    """The users table's updates so far and how many were HOT (no index entry written)."""
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("SELECT pg_stat_force_next_flush()")
+        row = await conn.fetchrow(
+            "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'users'"
+        )
+    finally:
+        await conn.close()
+    assert row is not None
+    return f"users: {row['n_tup_upd']} updates, {row['n_tup_hot_upd']} of them HOT"
+
+
+async def main(seed: int, batch: int, show_plans: bool, fillfactor: int | None) -> None:
     url = await scratch_database()
     school_id = str(uuid.uuid4())
     conn = await asyncpg.connect(url)
     await conn.execute("INSERT INTO schools (id, name) VALUES ($1, 'Explain U')", school_id)
+    if fillfactor is not None:
+        await conn.execute(f"ALTER TABLE users SET (fillfactor = {int(fillfactor)})")
     await conn.close()
     pool = await asyncpg.create_pool(url, min_size=1, max_size=4)
     assert pool is not None
@@ -145,6 +161,7 @@ async def main(seed: int, batch: int, show_plans: bool) -> None:
     later = f"explain-{uuid.uuid4().hex[:8]}"
     again = await explained(url, batch_request(school_id, later, now + timedelta(minutes=1), seed + 1, batch))
     report(f"the same {batch} rows as a later job (UNCHANGED)", again, show_plans)
+    print(await hot_updates(url))
 
 
 if __name__ == "__main__":
@@ -152,8 +169,9 @@ if __name__ == "__main__":
     parser.add_argument("--seed", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--plans", action="store_true", help="print each statement's plan too")
+    parser.add_argument("--fillfactor", type=int, help="the users table's fillfactor before seeding")
     parser.add_argument("--quick", action="store_true", help="seed 2,000, batches of 200: a smoke test")
     args, _ = parser.parse_known_args()
     if args.quick:
         args.seed, args.batch = 2_000, 200
-    asyncio.run(main(args.seed, args.batch, args.plans))
+    asyncio.run(main(args.seed, args.batch, args.plans, args.fillfactor))

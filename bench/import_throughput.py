@@ -32,6 +32,7 @@ from import_service.domain.jobs import ImportMode, JobSpec
 from import_service.domain.rows import FileFormat, FileRow
 from shared import event_loop
 from shared.amqp.messages import PROTOBUF, encode_rows
+from shared.amqp.topology import Topology, declare, delete
 from shared.cli.publishing import publish_file
 from shared.pg import with_database
 from shared.proto.rollcall.identity.v1 import identity_service_pb2 as ipb
@@ -96,6 +97,49 @@ async def baseline_consume_ack(stack: Stack, rows: int) -> float:
         await consumed.cancel(tag)
         await channel.queue_delete(queue.name, if_unused=False, if_empty=False)
         return rows / elapsed
+
+
+async def amqp_ceiling(stack: Stack, rows: int, folder: Path) -> float:
+    """Rows/s of P2's AMQP work alone: the same file published one row a message by the CLI's
+    publisher while a bare aio-pika consumer acknowledges each message, at once, on a queue declared
+    as the rows queue is — no services. End to end can go no faster on this machine, whatever the
+    services cost."""
+    topology = Topology(f"{stack.prefix}-ceiling")
+    domain = f"{uuid.uuid4().hex[:8]}.edu"
+    path = write_file(folder, rows, domain)
+    spec = JobSpec(str(uuid.uuid4()), str(uuid.uuid4()), ImportMode.ONGOING_SYNC, source_name=path.name)
+    connection = await aio_pika.connect_robust(stack.amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        await declare(channel, topology)
+        consumer_channel = await connection.channel()
+        await consumer_channel.set_qos(prefetch_count=2000)
+        queue = await consumer_channel.get_queue(topology.rows_queue)
+        done = asyncio.Event()
+        count = 0
+
+        async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+            nonlocal count
+            await message.ack()
+            count += 1
+            if count == rows + 1:  # the rows and the end message
+                done.set()
+
+        tag = await queue.consume(on_message)
+        started = time.perf_counter()
+        await publish_file(
+            path,
+            spec,
+            file_format=FileFormat.CSV,
+            rows_per_message=1,
+            amqp_url=stack.amqp_url,
+            prefix=topology.prefix,
+        )
+        await done.wait()
+        elapsed = time.perf_counter() - started
+        await queue.cancel(tag)
+        await delete(channel, topology)
+    return rows / elapsed
 
 
 async def end_to_end(stack: Stack, rows: int, per_message: int, folder: Path) -> float:
@@ -173,6 +217,12 @@ async def main(rows: int, only: str | None, identity_replicas: int) -> None:
                     f" (before {first:,.0f}, after {second:,.0f})"
                 )
                 print(f"P2 system: end to end, 1 row/message: {e2e:,.0f} rows/s", flush=True)
+                ceiling = await amqp_ceiling(stack, rows, Path(tmp))
+                print(
+                    f"P2 ceiling: the CLI publishing while a bare consumer acks, no services: {ceiling:,.0f}"
+                    f" rows/s = {ceiling / base:.2f} x the baseline (end to end is {e2e / ceiling:.2f} of it)",
+                    flush=True,
+                )
                 results.append(f"P2 ratio {e2e / base:.2f} (target >= 0.6)")
     for line in results:
         print(line)

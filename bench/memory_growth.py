@@ -33,10 +33,11 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import asyncpg
 import grpc
 
 from bench.import_throughput import write_file
-from bench.stack import Stack, running_stack
+from bench.stack import PG_URL, Stack, running_stack
 from import_service.domain.jobs import ImportMode, JobSpec
 from import_service.domain.rows import FileFormat
 from shared.cli.publishing import publish_file
@@ -90,6 +91,19 @@ class Job:
     started: float = 0.0  # the timed part: first publish ...
     ended: float = 0.0  # ... to job COMPLETED
     rate: float = 0.0
+    progress: list[tuple[float, int]] = field(default_factory=list)  # (elapsed s, students created)
+    checkpoints: tuple[int, int] = (0, 0)  # PostgreSQL checkpoints during the job: all, requested
+
+    def tenths(self) -> list[float]:
+        """Rows/s over each tenth of the job's rows (from the progress polled while it ran)."""
+        rates, last_time, last_rows = [], self.started, 0
+        for mark in range(1, 11):
+            wanted = self.rows * mark // 10
+            reached = next(((t, n) for t, n in self.progress if n >= wanted), (self.ended, self.rows))
+            if reached[0] > last_time:
+                rates.append((reached[1] - last_rows) / (reached[0] - last_time))
+            last_time, last_rows = reached
+        return rates
 
 
 @dataclass
@@ -150,6 +164,19 @@ def size_label(rows: int) -> str:
     return str(rows)
 
 
+async def checkpoints() -> tuple[int, int]:
+    """PostgreSQL's checkpoints so far: all of them, and those WAL volume requested (max_wal_size)."""
+    conn = await asyncpg.connect(PG_URL)
+    try:
+        row = await conn.fetchrow(
+            "SELECT checkpoints_timed + checkpoints_req AS all_, checkpoints_req FROM pg_stat_bgwriter"
+        )
+    finally:
+        await conn.close()
+    assert row is not None
+    return int(row["all_"]), int(row["checkpoints_req"])
+
+
 async def run_job(stack: Stack, sampler: Sampler, label: str, rows: int, folder: Path) -> Job:
     """P1's job (``bench.import_throughput.end_to_end``: a fresh school, its file published 100 rows
     a message, rows/s from first publish to COMPLETED, every row created), with its moments kept for
@@ -165,6 +192,7 @@ async def run_job(stack: Stack, sampler: Sampler, label: str, rows: int, folder:
             ipb.CreateSchoolRequest(name=f"Bench {domain}", email_domains=[domain]), metadata=stack.metadata()
         )
     spec = JobSpec(str(uuid.uuid4()), school.id, ImportMode.ONGOING_SYNC, source_name=path.name)
+    checkpoints_before = await checkpoints()
     job.started = sampler.now()
     started = time.perf_counter()
     await publish_file(
@@ -187,6 +215,8 @@ async def run_job(stack: Stack, sampler: Sampler, label: str, rows: int, folder:
                     raise
                 await asyncio.sleep(0.05)
                 continue
+            if not job.progress or sampler.now() - job.progress[-1][0] >= 0.5:
+                job.progress.append((sampler.now(), reply.counts.created))
             if reply.state == pb.IMPORT_JOB_STATE_COMPLETED:
                 break
             if reply.state != pb.IMPORT_JOB_STATE_RECEIVING:
@@ -194,6 +224,8 @@ async def run_job(stack: Stack, sampler: Sampler, label: str, rows: int, folder:
             await asyncio.sleep(0.05)
     elapsed = time.perf_counter() - started
     job.ended = sampler.now()
+    after = await checkpoints()
+    job.checkpoints = (after[0] - checkpoints_before[0], after[1] - checkpoints_before[1])
     path.unlink()
     if reply.counts.created != rows:
         raise SystemExit(f"expected {rows} created, job says {reply.counts}")
@@ -367,7 +399,8 @@ async def main(sizes: list[int], warm_up: int, out: Path, interval: float) -> No
                     )
                     print(
                         f"{rows:,} rows: {job.rate:,.0f} rows/s in {job.ended - job.started:.1f} s; "
-                        f"peak RSS {peaks}",
+                        f"peak RSS {peaks}; PostgreSQL checkpoints {job.checkpoints[0]}"
+                        f" ({job.checkpoints[1]} requested by WAL volume)",
                         flush=True,
                     )
     sized = jobs[1:] if warm_up else jobs
@@ -382,6 +415,8 @@ async def main(sizes: list[int], warm_up: int, out: Path, interval: float) -> No
     high_water = ", ".join(f"{service} {sampler.hwm(service):.0f} MB" for service in SERVICES)
     print(f"kernel high-water mark (VmHWM) at the end: {high_water}")
     largest, previous = sized[-1], sized[-2]
+    tenths = ", ".join(f"{rate:,.0f}" for rate in largest.tenths())
+    print(f"{size_label(largest.rows)}-row job by tenths of its rows (rows/s): {tenths}")
     print(
         f"{size_label(largest.rows)}-row job {largest.rate:,.0f} rows/s; "
         f"{size_label(previous.rows)}-row job {previous.rate:,.0f} rows/s"

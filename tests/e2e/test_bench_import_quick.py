@@ -39,6 +39,9 @@ def test_import_throughput_prints_both_baselines_then_p1_and_p2_ratios_last() ->
     consume = r"raw aio-pika consume\+ack, quorum queue"
     assert re.search(rf"^P2 baseline: {consume}: {RATE} msg/s {bracket}$", text, re.M), text
     assert re.search(rf"^P2 system: end to end, 1 row/message: {RATE} rows/s$", text, re.M), text
+    ceiling = rf"^P2 ceiling: the CLI publishing while a bare consumer acks, no services: {RATE} rows/s"
+    share = rf"= {RATIO} x the baseline \(end to end is {RATIO} of it\)$"
+    assert re.search(rf"{ceiling} {share}", text, re.M), text
     assert re.fullmatch(rf"P1 ratio {RATIO} \(target >= 0\.6\)", lines[-2]), lines[-2:]
     assert re.fullmatch(rf"P2 ratio {RATIO} \(target >= 0\.6\)", lines[-1]), lines[-1:]
 
