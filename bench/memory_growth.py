@@ -93,6 +93,7 @@ class Job:
     rate: float = 0.0
     progress: list[tuple[float, int]] = field(default_factory=list)  # (elapsed s, students created)
     checkpoints: tuple[int, int] = (0, 0)  # PostgreSQL checkpoints during the job: all, requested
+    wal_bytes: int = 0  # WAL the server wrote during the job (every database: keep the machine quiet)
 
     def tenths(self) -> list[float]:
         """Rows/s over each tenth of the job's rows (from the progress polled while it ran)."""
@@ -164,17 +165,20 @@ def size_label(rows: int) -> str:
     return str(rows)
 
 
-async def checkpoints() -> tuple[int, int]:
-    """PostgreSQL's checkpoints so far: all of them, and those WAL volume requested (max_wal_size)."""
+async def checkpoints() -> tuple[int, int, int]:
+    """PostgreSQL's checkpoints so far (all of them, and those WAL volume requested: max_wal_size)
+    and its WAL position in bytes."""
     conn = await asyncpg.connect(PG_URL)
     try:
         row = await conn.fetchrow(
-            "SELECT checkpoints_timed + checkpoints_req AS all_, checkpoints_req FROM pg_stat_bgwriter"
+            """SELECT checkpoints_timed + checkpoints_req AS all_, checkpoints_req,
+                      pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint AS wal
+               FROM pg_stat_bgwriter"""
         )
     finally:
         await conn.close()
     assert row is not None
-    return int(row["all_"]), int(row["checkpoints_req"])
+    return int(row["all_"]), int(row["checkpoints_req"]), int(row["wal"])
 
 
 async def run_job(stack: Stack, sampler: Sampler, label: str, rows: int, folder: Path) -> Job:
@@ -226,6 +230,7 @@ async def run_job(stack: Stack, sampler: Sampler, label: str, rows: int, folder:
     job.ended = sampler.now()
     after = await checkpoints()
     job.checkpoints = (after[0] - checkpoints_before[0], after[1] - checkpoints_before[1])
+    job.wal_bytes = after[2] - checkpoints_before[2]
     path.unlink()
     if reply.counts.created != rows:
         raise SystemExit(f"expected {rows} created, job says {reply.counts}")
@@ -400,7 +405,7 @@ async def main(sizes: list[int], warm_up: int, out: Path, interval: float) -> No
                     print(
                         f"{rows:,} rows: {job.rate:,.0f} rows/s in {job.ended - job.started:.1f} s; "
                         f"peak RSS {peaks}; PostgreSQL checkpoints {job.checkpoints[0]}"
-                        f" ({job.checkpoints[1]} requested by WAL volume)",
+                        f" ({job.checkpoints[1]} requested by WAL volume), WAL {job.wal_bytes / rows / 1024:.1f} kB a row",
                         flush=True,
                     )
     sized = jobs[1:] if warm_up else jobs

@@ -37,7 +37,9 @@ def test_memory_growth_quick(tmp_path: Path, pg_server_url: str, amqp_url: str) 
         assert any(line.startswith(f"{size} rows: ") and "rows/s" in line for line in lines[:-1]), (
             result.stdout
         )
-    checkpoints = re.compile(r"; PostgreSQL checkpoints \d+ \(\d+ requested by WAL volume\)$")
+    checkpoints = re.compile(
+        r"; PostgreSQL checkpoints \d+ \(\d+ requested by WAL volume\), WAL [\d.]+ kB a row$"
+    )
     assert all(checkpoints.search(line) for line in lines if re.match(r"[\d,]+ rows: ", line)), result.stdout
     tenths = [line for line in lines if line.startswith("10k-row job by tenths of its rows (rows/s): ")]
     assert len(tenths) == 1 and tenths[0].split(": ")[1], result.stdout
