@@ -6,6 +6,7 @@ email address: ``redact`` runs on every event as the last processor but one.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
@@ -48,9 +49,23 @@ def _first_character(local: str) -> str:
     return local[:end]
 
 
+_secret_keys: dict[str, bool] = {}  # key → whether its value is redacted (keys are few: decided once)
+
+
+def _is_secret(key: str) -> bool:
+    secret = _secret_keys.get(key)
+    if secret is None:
+        lowered = key.lower()
+        secret = any(s in lowered for s in _SECRET_KEYS) and not lowered.endswith(
+            ("_count", "_id", "_reason")
+        )
+        if len(_secret_keys) < 10_000:  # a bound, should keys ever come from data
+            _secret_keys[key] = secret
+    return secret
+
+
 def _redact_value(key: str, value: Any) -> Any:
-    lowered = key.lower()
-    if any(s in lowered for s in _SECRET_KEYS) and not lowered.endswith(("_count", "_id", "_reason")):
+    if _is_secret(key):
         return "[redacted]"
     if isinstance(value, str):
         return mask_email(value) if _AT_SIGNS.search(value) else value
@@ -90,6 +105,20 @@ def add_trace_ids(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMa
     return event
 
 
+def _json_dumps() -> Callable[..., str]:
+    """``json.dumps`` for the renderer with its encoder made once: ``json.dumps`` given any option
+    (the renderer always passes ``default``) builds a JSONEncoder on every call. Same text."""
+    encoder: json.JSONEncoder | None = None
+
+    def dumps(obj: Any, **options: Any) -> str:
+        nonlocal encoder
+        if encoder is None:
+            encoder = json.JSONEncoder(**options)
+        return encoder.encode(obj)
+
+    return dumps
+
+
 def configure_logging(level: str = "INFO", service: str = "rollcall") -> None:
     logging.basicConfig(format="%(message)s", stream=sys.stdout, level=level)
     structlog.configure(
@@ -100,7 +129,7 @@ def configure_logging(level: str = "INFO", service: str = "rollcall") -> None:
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
             redact,
-            structlog.processors.JSONRenderer(),
+            structlog.processors.JSONRenderer(serializer=_json_dumps()),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
         cache_logger_on_first_use=True,
