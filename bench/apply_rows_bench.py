@@ -42,14 +42,15 @@ DATABASE = "rollcall_bench_rows"
 MIGRATIONS = ROOT / "identity_service/adapters/postgres/migrations"
 
 
-async def scratch_database() -> str:
+async def scratch_database(name: str = DATABASE) -> str:
+    """A migrated identity database ``name``, dropped first if it was there; returns its URL."""
     admin = await asyncpg.connect(SERVER_URL)
     try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
-        await admin.execute(f'CREATE DATABASE "{DATABASE}"')
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
         await admin.close()
-    url = with_database(SERVER_URL, DATABASE)
+    url = with_database(SERVER_URL, name)
     await migrate(url, MIGRATIONS, 7_001)
     return url
 

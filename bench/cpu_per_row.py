@@ -14,7 +14,6 @@ the rows/s of both runs.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import resource
 import tempfile
@@ -27,7 +26,7 @@ import grpc
 
 from bench.baseline import upsert_rate
 from bench.import_throughput import write_file
-from bench.stack import PG_URL, Stack, running_stack
+from bench.stack import PG_URL, Stack, running_stack, wait_completed
 from import_service.domain.jobs import ImportMode, JobSpec
 from import_service.domain.rows import FileFormat
 from shared import event_loop
@@ -36,7 +35,6 @@ from shared.pg import with_database
 from shared.proto.rollcall.identity.v1 import identity_service_pb2 as ipb
 from shared.proto.rollcall.identity.v1 import identity_service_pb2_grpc as igrpc
 from shared.proto.rollcall.importer.v1 import import_service_pb2 as pb
-from shared.proto.rollcall.importer.v1 import import_service_pb2_grpc as pgrpc
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -124,16 +122,11 @@ async def system_run(
         prefix=stack.prefix,
     )
     publisher = own_cpu() - mine
-    async with grpc.aio.insecure_channel(stack.import_addr) as channel:
-        stub = pgrpc.ImportServiceStub(channel)
-        while True:
-            await backends.look()
-            job = await stub.GetImportJob(
-                pb.GetImportJobRequest(job_id=spec.job_id), metadata=stack.metadata()
-            )
-            if job.state == pb.IMPORT_JOB_STATE_COMPLETED:
-                break
-            await asyncio.sleep(0.2)
+
+    async def look(_: pb.ImportJob) -> None:
+        await backends.look()  # a pool may open a connection while the job runs
+
+    job = await wait_completed(stack, spec.job_id, every=0.2, seen=look)
     elapsed = time.perf_counter() - started
     used = {
         "import service": cpu_seconds(pids["import"]) - before["import"],

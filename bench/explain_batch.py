@@ -16,25 +16,20 @@ import argparse
 import asyncio
 import functools
 import json
-import os
 import uuid
 import warnings
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 
+from bench.apply_rows_bench import scratch_database
 from bench.baseline import student
 from identity_service.adapters.postgres.unit_of_work import PostgresUnitOfWork
 from identity_service.domain.student_file import ImportMode, IncomingRow
 from identity_service.service.student_file import RowBatchRequest, apply_student_rows
-from shared.pg import migrate, with_database
 
-ROOT = Path(__file__).resolve().parent.parent
-SERVER_URL = os.environ.get("ROLLCALL_BENCH_DATABASE_URL", "postgresql://root@127.0.0.1:5432/postgres")
 DATABASE = "rollcall_bench_explain"
-MIGRATIONS = ROOT / "identity_service/adapters/postgres/migrations"
 EXPLAIN_SETTINGS = (
     "LOAD 'auto_explain'",
     "SET auto_explain.log_min_duration = 0",
@@ -46,18 +41,6 @@ EXPLAIN_SETTINGS = (
     "SET auto_explain.log_level = notice",
     "SET client_min_messages = notice",
 )
-
-
-async def scratch_database() -> str:
-    admin = await asyncpg.connect(SERVER_URL)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
-        await admin.execute(f'CREATE DATABASE "{DATABASE}"')
-    finally:
-        await admin.close()
-    url = with_database(SERVER_URL, DATABASE)
-    await migrate(url, MIGRATIONS, 7_001)
-    return url
 
 
 def batch_request(school_id: str, job_id: str, job_time: datetime, first: int, count: int) -> RowBatchRequest:
@@ -135,7 +118,7 @@ async def hot_updates(url: str) -> str:
 
 
 async def main(seed: int, batch: int, show_plans: bool, fillfactor: int | None) -> None:
-    url = await scratch_database()
+    url = await scratch_database(DATABASE)
     school_id = str(uuid.uuid4())
     conn = await asyncpg.connect(url)
     await conn.execute("INSERT INTO schools (id, name) VALUES ($1, 'Explain U')", school_id)

@@ -36,7 +36,7 @@ import grpc
 
 from bench.baseline import student
 from bench.import_throughput import baseline_upsert, write_file
-from bench.stack import Stack, running_stack
+from bench.stack import Stack, running_stack, wait_completed
 from import_service.domain.jobs import ImportMode, JobSpec
 from import_service.domain.rows import FileFormat
 from shared.cli.publishing import publish_file
@@ -132,23 +132,8 @@ async def run_job(stack: Stack, spec: JobSpec, path: Path) -> tuple[pb.ImportJob
         amqp_url=stack.amqp_url,
         prefix=stack.prefix,
     )
-    async with grpc.aio.insecure_channel(stack.import_addr) as channel:
-        stub = pgrpc.ImportServiceStub(channel)
-        while True:
-            try:
-                job = await stub.GetImportJob(
-                    pb.GetImportJobRequest(job_id=spec.job_id), metadata=stack.metadata()
-                )
-            except grpc.aio.AioRpcError as error:  # the consumer has not reached its first message yet
-                if error.code() != grpc.StatusCode.NOT_FOUND:
-                    raise
-                await asyncio.sleep(0.05)
-                continue
-            if job.state == pb.IMPORT_JOB_STATE_COMPLETED:
-                return job, time.perf_counter() - started
-            if job.state != pb.IMPORT_JOB_STATE_RECEIVING:
-                raise SystemExit(f"job {spec.job_id} is {pb.ImportJobState.Name(job.state)}: {job.hold}")
-            await asyncio.sleep(0.05)
+    job = await wait_completed(stack, spec.job_id)
+    return job, time.perf_counter() - started
 
 
 async def archives_of(stack: Stack, job_id: str, expected: int) -> int:

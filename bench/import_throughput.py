@@ -27,7 +27,7 @@ import asyncpg
 import grpc
 
 from bench.baseline import student, upsert_rate
-from bench.stack import PG_URL, Stack, running_stack
+from bench.stack import PG_URL, Stack, running_stack, wait_completed
 from import_service.domain.jobs import ImportMode, JobSpec
 from import_service.domain.rows import FileFormat, FileRow
 from shared import event_loop
@@ -37,8 +37,6 @@ from shared.cli.publishing import publish_file
 from shared.pg import with_database
 from shared.proto.rollcall.identity.v1 import identity_service_pb2 as ipb
 from shared.proto.rollcall.identity.v1 import identity_service_pb2_grpc as igrpc
-from shared.proto.rollcall.importer.v1 import import_service_pb2 as pb
-from shared.proto.rollcall.importer.v1 import import_service_pb2_grpc as pgrpc
 
 
 def write_file(folder: Path, rows: int, domain: str) -> Path:
@@ -56,6 +54,32 @@ async def baseline_upsert(stack: Stack, rows: int) -> float:
         return await upsert_rate(conn, rows)
     finally:
         await conn.close()
+
+
+class BareConsumer:
+    """The floor's consumer: raw aio-pika, prefetch 2000, each message acknowledged on its own;
+    ``done`` is set once ``expected`` messages are in."""
+
+    def __init__(self, expected: int) -> None:
+        self.expected, self.count, self.done = expected, 0, asyncio.Event()
+        self._queue: aio_pika.abc.AbstractQueue | None = None
+        self._tag = ""
+
+    async def start(self, connection: aio_pika.abc.AbstractConnection, queue_name: str) -> None:
+        channel = await connection.channel()
+        await channel.set_qos(prefetch_count=2000)
+        self._queue = await channel.get_queue(queue_name)
+        self._tag = await self._queue.consume(self._on_message)
+
+    async def _on_message(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        await message.ack()
+        self.count += 1
+        if self.count == self.expected:
+            self.done.set()
+
+    async def stop(self) -> None:
+        assert self._queue is not None
+        await self._queue.cancel(self._tag)
 
 
 async def baseline_consume_ack(stack: Stack, rows: int) -> float:
@@ -77,24 +101,12 @@ async def baseline_consume_ack(stack: Stack, rows: int) -> float:
                 await channel.default_exchange.publish(message, routing_key=queue.name)
 
         await asyncio.gather(*(publish(b) for b in bodies))
-        consumer_channel = await connection.channel()
-        await consumer_channel.set_qos(prefetch_count=2000)
-        consumed = await consumer_channel.get_queue(queue.name)
-        done = asyncio.Event()
-        count = 0
-
-        async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
-            nonlocal count
-            await message.ack()
-            count += 1
-            if count == rows:
-                done.set()
-
+        consumer = BareConsumer(rows)
         started = time.perf_counter()
-        tag = await consumed.consume(on_message)
-        await done.wait()
+        await consumer.start(connection, queue.name)
+        await consumer.done.wait()
         elapsed = time.perf_counter() - started
-        await consumed.cancel(tag)
+        await consumer.stop()
         await channel.queue_delete(queue.name, if_unused=False, if_empty=False)
         return rows / elapsed
 
@@ -112,20 +124,8 @@ async def amqp_ceiling(stack: Stack, rows: int, folder: Path) -> float:
     async with connection:
         channel = await connection.channel()
         await declare(channel, topology)
-        consumer_channel = await connection.channel()
-        await consumer_channel.set_qos(prefetch_count=2000)
-        queue = await consumer_channel.get_queue(topology.rows_queue)
-        done = asyncio.Event()
-        count = 0
-
-        async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
-            nonlocal count
-            await message.ack()
-            count += 1
-            if count == rows + 1:  # the rows and the end message
-                done.set()
-
-        tag = await queue.consume(on_message)
+        consumer = BareConsumer(rows + 1)  # the rows and the end message
+        await consumer.start(connection, topology.rows_queue)
         started = time.perf_counter()
         await publish_file(
             path,
@@ -135,9 +135,9 @@ async def amqp_ceiling(stack: Stack, rows: int, folder: Path) -> float:
             amqp_url=stack.amqp_url,
             prefix=topology.prefix,
         )
-        await done.wait()
+        await consumer.done.wait()
         elapsed = time.perf_counter() - started
-        await queue.cancel(tag)
+        await consumer.stop()
         await delete(channel, topology)
     return rows / elapsed
 
@@ -159,22 +159,7 @@ async def end_to_end(stack: Stack, rows: int, per_message: int, folder: Path) ->
         amqp_url=stack.amqp_url,
         prefix=stack.prefix,
     )
-    async with grpc.aio.insecure_channel(stack.import_addr) as channel:
-        stub = pgrpc.ImportServiceStub(channel)
-        while True:
-            try:
-                job = await stub.GetImportJob(
-                    pb.GetImportJobRequest(job_id=spec.job_id), metadata=stack.metadata()
-                )
-            except grpc.aio.AioRpcError as exc:  # the service has not taken the job's first message yet
-                if exc.code() != grpc.StatusCode.NOT_FOUND:
-                    raise
-            else:
-                if job.state == pb.IMPORT_JOB_STATE_COMPLETED:
-                    break
-                if job.state != pb.IMPORT_JOB_STATE_RECEIVING:
-                    raise SystemExit(f"job {spec.job_id} ended {pb.ImportJobState.Name(job.state)}")
-            await asyncio.sleep(0.05)
+    job = await wait_completed(stack, spec.job_id)
     elapsed = time.perf_counter() - started
     if job.counts.created != rows:
         raise SystemExit(f"expected {rows} created, job says {job.counts}")

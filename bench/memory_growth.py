@@ -37,14 +37,13 @@ import asyncpg
 import grpc
 
 from bench.import_throughput import write_file
-from bench.stack import PG_URL, Stack, running_stack
+from bench.stack import PG_URL, Stack, running_stack, wait_completed
 from import_service.domain.jobs import ImportMode, JobSpec
 from import_service.domain.rows import FileFormat
 from shared.cli.publishing import publish_file
 from shared.proto.rollcall.identity.v1 import identity_service_pb2 as ipb
 from shared.proto.rollcall.identity.v1 import identity_service_pb2_grpc as igrpc
 from shared.proto.rollcall.importer.v1 import import_service_pb2 as pb
-from shared.proto.rollcall.importer.v1 import import_service_pb2_grpc as pgrpc
 
 ROWS_PER_MESSAGE = 100
 RSS_LIMIT_MB = 150.0
@@ -184,8 +183,7 @@ async def checkpoints() -> tuple[int, int, int]:
 async def run_job(stack: Stack, sampler: Sampler, label: str, rows: int, folder: Path) -> Job:
     """P1's job (``bench.import_throughput.end_to_end``: a fresh school, its file published 100 rows
     a message, rows/s from first publish to COMPLETED, every row created), with its moments kept for
-    the plot. Unlike end_to_end it asks again while the job is NOT_FOUND: a small file can be
-    published before the import service has taken its first message (as bench/guarded_jobs.py)."""
+    the plot (``stack.wait_completed`` polls it, recording its progress every 0.5 s)."""
     job = Job(label, rows, sampler.now())
     sampler.job = label
     sampler.sample()
@@ -207,25 +205,12 @@ async def run_job(stack: Stack, sampler: Sampler, label: str, rows: int, folder:
         amqp_url=stack.amqp_url,
         prefix=stack.prefix,
     )
-    async with grpc.aio.insecure_channel(stack.import_addr) as channel:
-        stub = pgrpc.ImportServiceStub(channel)
-        while True:
-            try:
-                reply = await stub.GetImportJob(
-                    pb.GetImportJobRequest(job_id=spec.job_id), metadata=stack.metadata()
-                )
-            except grpc.aio.AioRpcError as error:  # the consumer has not reached its first message yet
-                if error.code() != grpc.StatusCode.NOT_FOUND:
-                    raise
-                await asyncio.sleep(0.05)
-                continue
-            if not job.progress or sampler.now() - job.progress[-1][0] >= 0.5:
-                job.progress.append((sampler.now(), reply.counts.created))
-            if reply.state == pb.IMPORT_JOB_STATE_COMPLETED:
-                break
-            if reply.state != pb.IMPORT_JOB_STATE_RECEIVING:
-                raise SystemExit(f"job {spec.job_id} is {pb.ImportJobState.Name(reply.state)}: {reply.hold}")
-            await asyncio.sleep(0.05)
+
+    async def progress(reply: pb.ImportJob) -> None:
+        if not job.progress or sampler.now() - job.progress[-1][0] >= 0.5:
+            job.progress.append((sampler.now(), reply.counts.created))
+
+    reply = await wait_completed(stack, spec.job_id, seen=progress)
     elapsed = time.perf_counter() - started
     job.ended = sampler.now()
     after = await checkpoints()

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,8 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from shared.proto.rollcall.importer.v1 import import_service_pb2 as pb
+from shared.proto.rollcall.importer.v1 import import_service_pb2_grpc as pgrpc
 from tests.process_stack import delete_topology, drop_database, free_port, recreate_database
 
 BIN = Path(sys.executable).parent
@@ -47,6 +49,36 @@ class Stack:
         """The processes' ids: ``identity`` (the first replica's) and ``import`` (when it runs)."""
         names = ["import", "identity"] if self.import_addr else ["identity"]
         return {name: process.pid for name, process in zip(names, self.processes, strict=False)}
+
+
+async def wait_completed(
+    stack: Stack,
+    job_id: str,
+    *,
+    every: float = 0.05,
+    seen: Callable[[pb.ImportJob], Awaitable[None]] | None = None,
+) -> pb.ImportJob:
+    """The job once COMPLETED, asked every ``every`` seconds (``seen`` gets each answer). A job not
+    there yet — the import service has not taken its first message, which a small file can beat —
+    is asked again; a job that leaves RECEIVING otherwise stops the bench."""
+    async with grpc.aio.insecure_channel(stack.import_addr) as channel:
+        stub = pgrpc.ImportServiceStub(channel)
+        while True:
+            try:
+                job = await stub.GetImportJob(
+                    pb.GetImportJobRequest(job_id=job_id), metadata=stack.metadata()
+                )
+            except grpc.aio.AioRpcError as error:
+                if error.code() != grpc.StatusCode.NOT_FOUND:
+                    raise
+            else:
+                if seen is not None:
+                    await seen(job)
+                if job.state == pb.IMPORT_JOB_STATE_COMPLETED:
+                    return job
+                if job.state != pb.IMPORT_JOB_STATE_RECEIVING:
+                    raise SystemExit(f"job {job_id} is {pb.ImportJobState.Name(job.state)}: {job.hold}")
+            await asyncio.sleep(every)
 
 
 async def wait_serving(addr: str, timeout: float = 60.0) -> None:

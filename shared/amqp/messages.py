@@ -10,7 +10,7 @@ row meets protobuf on its way through the queue.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 
@@ -58,8 +58,9 @@ def row_from_proto(row: rows_pb.StudentRow) -> FileRow:
     return FileRow(row.row_number, username, email, first, last, auth, extra, status)
 
 
-def row_to_proto(row: FileRow) -> rows_pb.StudentRow:
-    message = rows_pb.StudentRow(
+def _student_row(make: Callable[..., rows_pb.StudentRow], row: FileRow) -> rows_pb.StudentRow:
+    """``row`` as the message ``make`` builds: ``StudentRow`` itself, or a repeated field's ``add``."""
+    message = make(
         row_number=row.row_number,
         username=row.username,
         email_address=row.email_address,
@@ -73,23 +74,17 @@ def row_to_proto(row: FileRow) -> rows_pb.StudentRow:
     return message
 
 
+def row_to_proto(row: FileRow) -> rows_pb.StudentRow:
+    return _student_row(rows_pb.StudentRow, row)
+
+
 def add_rows(repeated: RepeatedCompositeFieldContainer[rows_pb.StudentRow], rows: Sequence[FileRow]) -> None:
     """Appends ``rows`` to a repeated ``StudentRow`` field in place: ``add()`` builds each message
     where it stays, where a list of messages handed to a constructor or ``extend`` is copied (half
     the cost of a row's encoding)."""
     add = repeated.add
     for row in rows:
-        message = add(
-            row_number=row.row_number,
-            username=row.username,
-            email_address=row.email_address,
-            first_name=row.first_name,
-            last_name=row.last_name,
-            auth_identifier=row.auth_identifier,
-            status=row.status,
-        )
-        if row.extra:  # building an empty map costs as much as the rest of the row
-            message.extra.update(row.extra)
+        _student_row(add, row)
 
 
 @functools.lru_cache(maxsize=256)

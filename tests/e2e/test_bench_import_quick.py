@@ -7,26 +7,10 @@ the ratio lines last. No timing is asserted (a quick run's figures on a shared m
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-RATIO = r"\d+\.\d\d"
+from tests.e2e.bench_support import RATIO, run_bench
+
 RATE = r"[\d,]+"
-
-
-def run_bench(module: str) -> list[str]:
-    done = subprocess.run(
-        [sys.executable, "-m", module, "--quick"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=420,
-        check=False,
-    )
-    assert done.returncode == 0, f"{module} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
-    return [line for line in done.stdout.splitlines() if line.strip()]
 
 
 def test_import_throughput_prints_both_baselines_then_p1_and_p2_ratios_last() -> None:
@@ -67,3 +51,12 @@ def test_explain_batch_shows_every_statement_of_a_created_and_an_unchanged_batch
     assert re.search(r"x200 .*schools", created), created  # the foreign key's check, once per new student
     assert re.search(r"x1 .* UPDATE users", unchanged), unchanged
     assert "INSERT INTO users" not in unchanged
+
+
+def test_index_costs_measures_the_floor_with_and_without_the_expensive_indexes() -> None:
+    lines = run_bench("bench.index_costs")
+    measured = [line for line in lines if " rows/s " in line]
+    assert len(measured) == 5, lines
+    assert measured[0].startswith("all the users table's indexes"), measured
+    assert measured[0].endswith("1.00 x the full table"), measured
+    assert all(re.search(rf"{RATE} rows/s  {RATIO} x the full table$", line) for line in measured), measured

@@ -7,25 +7,8 @@ on a shared machine mean nothing)."""
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-RATIO = r"\d+\.\d\d"
-
-
-def run_bench(module: str) -> list[str]:
-    done = subprocess.run(
-        [sys.executable, "-m", module, "--quick"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, f"{module} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
-    return [line for line in done.stdout.splitlines() if line.strip()]
+from tests.e2e.bench_support import RATIO, run_bench
 
 
 def test_rpc_rates_prints_floors_then_p3_and_p4_ratios_last() -> None:
