@@ -26,11 +26,9 @@ import grpc
 
 from bench.baseline import upsert_rate
 from bench.import_throughput import write_file
-from bench.stack import PG_URL, Stack, running_stack, wait_completed
+from bench.stack import PG_URL, Stack, publish_csv, running_stack, wait_completed
 from import_service.domain.jobs import ImportMode, JobSpec
-from import_service.domain.rows import FileFormat
 from shared import event_loop
-from shared.cli.publishing import publish_file
 from shared.pg import with_database
 from shared.proto.rollcall.identity.v1 import identity_service_pb2 as ipb
 from shared.proto.rollcall.identity.v1 import identity_service_pb2_grpc as igrpc
@@ -113,14 +111,7 @@ async def system_run(
     mine = own_cpu()
     spec = JobSpec(str(uuid.uuid4()), school.id, ImportMode.ONGOING_SYNC, source_name=path.name)
     started = time.perf_counter()
-    await publish_file(
-        path,
-        spec,
-        file_format=FileFormat.CSV,
-        rows_per_message=per_message,
-        amqp_url=stack.amqp_url,
-        prefix=stack.prefix,
-    )
+    await publish_csv(stack, path, spec, per_message)
     publisher = own_cpu() - mine
 
     async def look(_: pb.ImportJob) -> None:

@@ -36,10 +36,8 @@ import grpc
 
 from bench.baseline import student
 from bench.import_throughput import baseline_upsert, write_file
-from bench.stack import Stack, running_stack, wait_completed
+from bench.stack import Stack, publish_csv, running_stack, wait_completed
 from import_service.domain.jobs import ImportMode, JobSpec
-from import_service.domain.rows import FileFormat
-from shared.cli.publishing import publish_file
 from shared.proto.rollcall.identity.v1 import identity_service_pb2 as ipb
 from shared.proto.rollcall.identity.v1 import identity_service_pb2_grpc as igrpc
 from shared.proto.rollcall.importer.v1 import import_service_pb2 as pb
@@ -124,14 +122,7 @@ async def create_school(stack: Stack, threshold: int) -> School:
 async def run_job(stack: Stack, spec: JobSpec, path: Path) -> tuple[pb.ImportJob, float]:
     """Publishes ``path`` as job ``spec``; (the COMPLETED job, seconds from first publish)."""
     started = time.perf_counter()
-    await publish_file(
-        path,
-        spec,
-        file_format=FileFormat.CSV,
-        rows_per_message=ROWS_PER_MESSAGE,
-        amqp_url=stack.amqp_url,
-        prefix=stack.prefix,
-    )
+    await publish_csv(stack, path, spec, ROWS_PER_MESSAGE)
     job = await wait_completed(stack, spec.job_id)
     return job, time.perf_counter() - started
 

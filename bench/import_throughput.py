@@ -27,7 +27,7 @@ import asyncpg
 import grpc
 
 from bench.baseline import student, upsert_rate
-from bench.stack import PG_URL, Stack, running_stack, wait_completed
+from bench.stack import PG_URL, Stack, publish_csv, running_stack, wait_completed
 from import_service.domain.jobs import ImportMode, JobSpec
 from import_service.domain.rows import FileFormat, FileRow
 from shared import event_loop
@@ -151,14 +151,7 @@ async def end_to_end(stack: Stack, rows: int, per_message: int, folder: Path) ->
         )
     spec = JobSpec(str(uuid.uuid4()), school.id, ImportMode.ONGOING_SYNC, source_name=path.name)
     started = time.perf_counter()
-    await publish_file(
-        path,
-        spec,
-        file_format=FileFormat.CSV,
-        rows_per_message=per_message,
-        amqp_url=stack.amqp_url,
-        prefix=stack.prefix,
-    )
+    await publish_csv(stack, path, spec, per_message)
     job = await wait_completed(stack, spec.job_id)
     elapsed = time.perf_counter() - started
     if job.counts.created != rows:

@@ -37,10 +37,8 @@ import asyncpg
 import grpc
 
 from bench.import_throughput import write_file
-from bench.stack import PG_URL, Stack, running_stack, wait_completed
+from bench.stack import PG_URL, Stack, publish_csv, running_stack, wait_completed
 from import_service.domain.jobs import ImportMode, JobSpec
-from import_service.domain.rows import FileFormat
-from shared.cli.publishing import publish_file
 from shared.proto.rollcall.identity.v1 import identity_service_pb2 as ipb
 from shared.proto.rollcall.identity.v1 import identity_service_pb2_grpc as igrpc
 from shared.proto.rollcall.importer.v1 import import_service_pb2 as pb
@@ -197,14 +195,7 @@ async def run_job(stack: Stack, sampler: Sampler, label: str, rows: int, folder:
     checkpoints_before = await checkpoints()
     job.started = sampler.now()
     started = time.perf_counter()
-    await publish_file(
-        path,
-        spec,
-        file_format=FileFormat.CSV,
-        rows_per_message=ROWS_PER_MESSAGE,
-        amqp_url=stack.amqp_url,
-        prefix=stack.prefix,
-    )
+    await publish_csv(stack, path, spec, ROWS_PER_MESSAGE)
 
     async def progress(reply: pb.ImportJob) -> None:
         if not job.progress or sampler.now() - job.progress[-1][0] >= 0.5:

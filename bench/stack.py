@@ -21,6 +21,9 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from import_service.domain.jobs import JobSpec
+from import_service.domain.rows import FileFormat
+from shared.cli.publishing import publish_file
 from shared.proto.rollcall.importer.v1 import import_service_pb2 as pb
 from shared.proto.rollcall.importer.v1 import import_service_pb2_grpc as pgrpc
 from tests.process_stack import delete_topology, drop_database, free_port, recreate_database
@@ -49,6 +52,18 @@ class Stack:
         """The processes' ids: ``identity`` (the first replica's) and ``import`` (when it runs)."""
         names = ["import", "identity"] if self.import_addr else ["identity"]
         return {name: process.pid for name, process in zip(names, self.processes, strict=False)}
+
+
+async def publish_csv(stack: Stack, path: Path, spec: JobSpec, rows_per_message: int) -> None:
+    """Publishes the CSV at ``path`` as job ``spec`` the way the CLI does (``rollcall import publish``)."""
+    await publish_file(
+        path,
+        spec,
+        file_format=FileFormat.CSV,
+        rows_per_message=rows_per_message,
+        amqp_url=stack.amqp_url,
+        prefix=stack.prefix,
+    )
 
 
 async def wait_completed(
