@@ -502,28 +502,22 @@ async def process_stack(
     metrics_ports = {IMPORT: metrics_port}
     if identity_metrics:
         metrics_ports[IDENTITY] = identity_metrics[0]
-    for replica in range(2, len(identity_ports) + 1):
-        name = f"{IDENTITY}-{replica}"
-        port, metrics = identity_ports[replica - 1], identity_metrics[replica - 1]
-        services[name] = ServiceProcess(
-            name,
-            [*python, "identity_service", "serve"],
-            {**env, "ROLLCALL_IDENTITY_PORT": str(port), "ROLLCALL_IDENTITY_METRICS_PORT": str(metrics)},
-            port,
-            log_dir / f"{name}.log",
-        )
-        metrics_ports[name] = metrics
-    for replica in range(2, len(import_ports) + 1):
-        name = f"{IMPORT}-{replica}"
-        port, metrics = import_ports[replica - 1], import_metrics[replica - 1]
-        services[name] = ServiceProcess(
-            name,
-            [*python, "import_service", "serve"],
-            {**env, "ROLLCALL_IMPORT_PORT": str(port), "ROLLCALL_IMPORT_METRICS_PORT": str(metrics)},
-            port,
-            log_dir / f"{name}.log",
-        )
-        metrics_ports[name] = metrics
+    replicated = (
+        (IDENTITY, "identity_service", identity_ports, identity_metrics, "ROLLCALL_IDENTITY"),
+        (IMPORT, "import_service", import_ports, import_metrics, "ROLLCALL_IMPORT"),
+    )
+    for kind, module, ports, metrics_of, setting in replicated:
+        for replica in range(2, len(ports) + 1):
+            name = f"{kind}-{replica}"
+            port, metrics = ports[replica - 1], metrics_of[replica - 1]
+            services[name] = ServiceProcess(
+                name,
+                [*python, module, "serve"],
+                {**env, f"{setting}_PORT": str(port), f"{setting}_METRICS_PORT": str(metrics)},
+                port,
+                log_dir / f"{name}.log",
+            )
+            metrics_ports[name] = metrics
     if smtp_port is not None:
         services[COURIER] = ServiceProcess(
             COURIER, [*python, "identity_service", "courier"], env, 0, log_dir / "courier.log"
