@@ -18,20 +18,15 @@ import os
 import resource
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import asyncpg
-import grpc
 
 from bench.baseline import upsert_rate
-from bench.import_throughput import write_file
+from bench.import_throughput import fresh_job
 from bench.stack import PG_URL, Stack, publish_csv, running_stack, wait_completed
-from import_service.domain.jobs import ImportMode, JobSpec
 from shared import event_loop
 from shared.pg import with_database
-from shared.proto.rollcall.identity.v1 import identity_service_pb2 as ipb
-from shared.proto.rollcall.identity.v1 import identity_service_pb2_grpc as igrpc
 from shared.proto.rollcall.importer.v1 import import_service_pb2 as pb
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -89,12 +84,7 @@ class Backends:
 async def system_run(
     stack: Stack, rows: int, folder: Path, per_message: int = 100
 ) -> tuple[float, dict[str, float]]:
-    domain = f"{uuid.uuid4().hex[:8]}.edu"
-    path = write_file(folder, rows, domain)
-    async with grpc.aio.insecure_channel(stack.identity_addr) as channel:
-        school = await igrpc.IdentityServiceStub(channel).CreateSchool(
-            ipb.CreateSchoolRequest(name=f"Bench {domain}", email_domains=[domain]), metadata=stack.metadata()
-        )
+    path, spec = await fresh_job(stack, rows, folder)
     admin = await asyncpg.connect(PG_URL)
     backends = Backends(
         admin,
@@ -109,7 +99,6 @@ async def system_run(
     before = {name: cpu_seconds(pid) for name, pid in pids.items()}
     broker_before = cpu_seconds(broker) if broker else 0.0
     mine = own_cpu()
-    spec = JobSpec(str(uuid.uuid4()), school.id, ImportMode.ONGOING_SYNC, source_name=path.name)
     started = time.perf_counter()
     await publish_csv(stack, path, spec, per_message)
     publisher = own_cpu() - mine

@@ -142,14 +142,19 @@ async def amqp_ceiling(stack: Stack, rows: int, folder: Path) -> float:
     return rows / elapsed
 
 
-async def end_to_end(stack: Stack, rows: int, per_message: int, folder: Path) -> float:
+async def fresh_job(stack: Stack, rows: int, folder: Path) -> tuple[Path, JobSpec]:
+    """A new school, a file of ``rows`` new students of its domain, and an ONGOING_SYNC job for it."""
     domain = f"{uuid.uuid4().hex[:8]}.edu"
     path = write_file(folder, rows, domain)
     async with grpc.aio.insecure_channel(stack.identity_addr) as channel:
         school = await igrpc.IdentityServiceStub(channel).CreateSchool(
             ipb.CreateSchoolRequest(name=f"Bench {domain}", email_domains=[domain]), metadata=stack.metadata()
         )
-    spec = JobSpec(str(uuid.uuid4()), school.id, ImportMode.ONGOING_SYNC, source_name=path.name)
+    return path, JobSpec(str(uuid.uuid4()), school.id, ImportMode.ONGOING_SYNC, source_name=path.name)
+
+
+async def end_to_end(stack: Stack, rows: int, per_message: int, folder: Path) -> float:
+    path, spec = await fresh_job(stack, rows, folder)
     started = time.perf_counter()
     await publish_csv(stack, path, spec, per_message)
     job = await wait_completed(stack, spec.job_id)

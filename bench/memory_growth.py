@@ -29,18 +29,13 @@ import csv
 import tempfile
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
-import grpc
 
-from bench.import_throughput import write_file
+from bench.import_throughput import fresh_job
 from bench.stack import PG_URL, Stack, publish_csv, running_stack, wait_completed
-from import_service.domain.jobs import ImportMode, JobSpec
-from shared.proto.rollcall.identity.v1 import identity_service_pb2 as ipb
-from shared.proto.rollcall.identity.v1 import identity_service_pb2_grpc as igrpc
 from shared.proto.rollcall.importer.v1 import import_service_pb2 as pb
 
 ROWS_PER_MESSAGE = 100
@@ -185,13 +180,7 @@ async def run_job(stack: Stack, sampler: Sampler, label: str, rows: int, folder:
     job = Job(label, rows, sampler.now())
     sampler.job = label
     sampler.sample()
-    domain = f"{uuid.uuid4().hex[:8]}.edu"
-    path = write_file(folder, rows, domain)
-    async with grpc.aio.insecure_channel(stack.identity_addr) as channel:
-        school = await igrpc.IdentityServiceStub(channel).CreateSchool(
-            ipb.CreateSchoolRequest(name=f"Bench {domain}", email_domains=[domain]), metadata=stack.metadata()
-        )
-    spec = JobSpec(str(uuid.uuid4()), school.id, ImportMode.ONGOING_SYNC, source_name=path.name)
+    path, spec = await fresh_job(stack, rows, folder)
     checkpoints_before = await checkpoints()
     job.started = sampler.now()
     started = time.perf_counter()
