@@ -474,6 +474,37 @@ async def postgres_restored(server_url: str) -> AsyncIterator[None]:
             )
 
 
+async def job_under_way(
+    stack: ProcessStack, campus: Campus, rows: int = 10_000, first: int = 40
+) -> tuple[PlannedFile, list[pb.ImportMessage]]:
+    """A planned file of ``rows`` (100 rows a message), its first ``first`` messages published and
+    at least 500 rows received by the import service; the file and all its messages."""
+    planned = await plan_file(stack, campus, rows)
+    messages = planned.messages(per_message=100)
+    await publish_all(stack, messages[:first])
+
+    async def started() -> bool:
+        job = await stack.get_job(planned.job_id)
+        return job is not None and job.rows_received >= 500
+
+    await eventually(started, timeout=60, what="the job under way")
+    return planned, messages
+
+
+class HealthWatch:
+    """Each service's health as asked over time: ``await watch(status)`` asks every service once and
+    says whether each is now ``status``; ``seen`` keeps every answer in order."""
+
+    def __init__(self, stack: ProcessStack, names: Sequence[str]) -> None:
+        self._stack = stack
+        self.seen: dict[str, list[int | None]] = {name: [] for name in names}
+
+    async def __call__(self, status: int) -> bool:
+        for name, states in self.seen.items():
+            states.append(await self._stack.health(name))
+        return all(states[-1] == status for states in self.seen.values())
+
+
 async def publish_all(stack: ProcessStack, messages: Sequence[pb.ImportMessage]) -> None:
     async with connector(stack) as sis:
         for message in messages:

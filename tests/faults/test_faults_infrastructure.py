@@ -25,11 +25,13 @@ from shared.proto.rollcall.importer.v1 import import_service_pb2 as pb
 from tests.e2e.system.system_support import new_campus
 from tests.faults.fault_support import (
     CuttableLink,
+    HealthWatch,
     PatientPublisher,
     broker_restored,
     broker_start,
     broker_stop,
     check_exactly_once,
+    job_under_way,
     pg_cluster,
     plan_file,
     postgres,
@@ -104,21 +106,8 @@ async def test_f4_postgresql_restarted_under_load_services_recover_by_themselves
         pytest.skip("F4 restarts the local PostgreSQL cluster with pg_ctlcluster; this one is not local")
     stack = fault_stack
     campus = await new_campus(stack)
-    planned = await plan_file(stack, campus, 10_000)
-    messages = planned.messages(per_message=100)
-    await publish_all(stack, messages[:40])
-
-    async def started() -> bool:
-        job = await stack.get_job(planned.job_id)
-        return job is not None and job.rows_received >= 500
-
-    await eventually(started, timeout=60, what="the job under way")
-    seen: dict[str, list[int | None]] = {IDENTITY: [], IMPORT: []}
-
-    async def watch(status: int) -> bool:
-        for name in seen:
-            seen[name].append(await stack.health(name))
-        return all(states[-1] == status for states in seen.values())
+    planned, messages = await job_under_way(stack, campus)
+    watch = HealthWatch(stack, (IDENTITY, IMPORT))
 
     async with postgres_restored(pg_server_url):
         await postgres("stop")  # the restart in two steps, so that the NOT_SERVING phase is seen
@@ -127,7 +116,7 @@ async def test_f4_postgresql_restarted_under_load_services_recover_by_themselves
         await postgres("start")
         await eventually(lambda: watch(SERVING), timeout=90, what="both services SERVING again")
 
-    for name, states in seen.items():
+    for name, states in watch.seen.items():
         assert states[0] == SERVING and NOT_SERVING in states and states[-1] == SERVING, (name, states)
         assert stack.services[name].starts == 1 and stack.services[name].running  # no restart needed
     await stack.wait_job(planned.job_id, timeout=180)

@@ -22,7 +22,7 @@ import pytest
 
 from tests.e2e.system.system_support import new_campus
 from tests.faults.fault_report import RecoveryClock, report
-from tests.faults.fault_support import checked_exactly_once, plan_file, publish_all
+from tests.faults.fault_support import HealthWatch, checked_exactly_once, job_under_way, publish_all
 from tests.faults.pg_standby import available, pg_pair
 from tests.process_stack import IDENTITY, IMPORT, NOT_SERVING, SERVING, eventually, process_stack
 
@@ -42,21 +42,8 @@ async def test_f8_primary_stopped_mid_job_standby_promoted_services_follow(
         assert "target_session_attrs=read-write" in stack.identity_db_url
         assert "target_session_attrs=read-write" in stack.import_db_url
         campus = await new_campus(stack)
-        planned = await plan_file(stack, campus, 10_000)
-        messages = planned.messages(per_message=100)
-        await publish_all(stack, messages[:40])
-
-        async def started() -> bool:
-            job = await stack.get_job(planned.job_id)
-            return job is not None and job.rows_received >= 500
-
-        await eventually(started, timeout=60, what="the job under way")
-        seen: dict[str, list[int | None]] = {IDENTITY: [], IMPORT: []}
-
-        async def watch(status: int) -> bool:
-            for name in seen:
-                seen[name].append(await stack.health(name))
-            return all(states[-1] == status for states in seen.values())
+        planned, messages = await job_under_way(stack, campus)
+        watch = HealthWatch(stack, (IDENTITY, IMPORT))
 
         await watch(SERVING)
         before = await stack.get_job(planned.job_id)
@@ -74,7 +61,7 @@ async def test_f8_primary_stopped_mid_job_standby_promoted_services_follow(
         finally:
             await clock.close()
 
-        for name, states in seen.items():
+        for name, states in watch.seen.items():
             assert states[0] == SERVING and NOT_SERVING in states and states[-1] == SERVING, (name, states)
             assert stack.services[name].starts == 1 and stack.services[name].running  # no restart needed
         async with stack.import_db() as db:  # the stack's databases now live on the promoted standby
