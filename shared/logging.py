@@ -22,7 +22,6 @@ import structlog
 # length of the text (no backtracking from every position of a long word).
 _NOT_ADDRESS = r"\s@\uff20\ufe6b<>()\[\],;:\"'`"
 _EMAIL = re.compile(rf"(?<![^{_NOT_ADDRESS}])([^{_NOT_ADDRESS}]+)[@\uff20\ufe6b]([^{_NOT_ADDRESS}]*)")
-_AT_SIGNS = re.compile("[@\uff20\ufe6b]")
 _SECRET_KEYS = ("password", "token", "code", "secret", "authorization")
 
 
@@ -64,18 +63,45 @@ def _is_secret(key: str) -> bool:
     return secret
 
 
+def _has_at_sign(text: str) -> bool:
+    return "@" in text or "\uff20" in text or "\ufe6b" in text  # the at signs _EMAIL knows
+
+
 def _redact_value(key: str, value: Any) -> Any:
-    if _is_secret(key):
+    secret = _secret_keys.get(key)
+    if secret is None:
+        secret = _is_secret(key)
+    if secret:
         return "[redacted]"
+    if value is None or type(value) in _PLAIN:
+        return value
     if isinstance(value, str):
-        return mask_email(value) if _AT_SIGNS.search(value) else value
+        return mask_email(value) if _has_at_sign(value) else value
     if isinstance(value, Mapping):
         return {k: _redact_value(str(k), v) for k, v in value.items()}
     return value
 
 
+_PLAIN = frozenset({int, float, bool})  # values with nothing to mask, passed on the fast path
+
+
 def redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    return {k: _redact_value(k, v) for k, v in event.items()}
+    """Every secret-named key's value replaced, every address masked. The event is structlog's own
+    copy for this one line, so it is changed in place (a nested mapping is copied, not changed)."""
+    for key, value in event.items():  # _redact_value, inlined for the common keys and values
+        secret = _secret_keys.get(key)
+        if secret is None:
+            secret = _is_secret(key)
+        if secret:
+            event[key] = "[redacted]"
+        elif type(value) is str:
+            if _has_at_sign(value):
+                event[key] = mask_email(value)
+        elif value is not None and type(value) not in _PLAIN:
+            redacted = _redact_value(key, value)
+            if redacted is not value:
+                event[key] = redacted
+    return event
 
 
 _current_span: Callable[[], Any] | None = None
