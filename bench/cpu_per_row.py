@@ -14,10 +14,13 @@ the rows/s of both runs.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import resource
 import tempfile
 import time
+from collections.abc import Callable
+from itertools import pairwise
 from pathlib import Path
 
 import asyncpg
@@ -81,8 +84,30 @@ class Backends:
         return totals
 
 
+class Tenths:
+    """Each process's CPU when the job's done rows cross each tenth of the file (``--tenths``): a
+    cost that grows with the job, or with the tables it fills, shows as a rising µs/row."""
+
+    def __init__(self, rows: int, read: Callable[[], dict[str, float]]) -> None:
+        self._rows, self._read = rows, read
+        self.marks: list[tuple[int, float, dict[str, float]]] = [(0, time.perf_counter(), read())]
+
+    def see(self, done: int) -> None:
+        if done >= self._rows * len(self.marks) / 10 and len(self.marks) <= 10:
+            self.marks.append((done, time.perf_counter(), self._read()))
+
+    def report(self) -> None:
+        names = list(self.marks[-1][2])  # a database's backends may first show up mid-job
+        print("by tenths of the job: rows/s, then µs of CPU per row for each process")
+        print("  " + " | ".join(["rows", "rows/s", *names]))
+        for (rows_a, at_a, cpu_a), (rows_b, at_b, cpu_b) in pairwise(self.marks):
+            done = max(1, rows_b - rows_a)
+            cells = [f"{(cpu_b.get(n, 0.0) - cpu_a.get(n, 0.0)) / done * 1e6:.1f}" for n in names]
+            print(f"  {rows_b:,} | {done / (at_b - at_a):,.0f} | " + " | ".join(cells), flush=True)
+
+
 async def system_run(
-    stack: Stack, rows: int, folder: Path, per_message: int = 100
+    stack: Stack, rows: int, folder: Path, per_message: int = 100, tenths: bool = False
 ) -> tuple[float, dict[str, float]]:
     path, spec = await fresh_job(stack, rows, folder)
     admin = await asyncpg.connect(PG_URL)
@@ -99,15 +124,35 @@ async def system_run(
     before = {name: cpu_seconds(pid) for name, pid in pids.items()}
     broker_before = cpu_seconds(broker) if broker else 0.0
     mine = own_cpu()
+
+    def read_all() -> dict[str, float]:
+        now = {
+            "import": cpu_seconds(pids["import"]),
+            "identity": cpu_seconds(pids["identity"]),
+            **backends.used(),
+        }
+        if broker:
+            now["RabbitMQ"] = cpu_seconds(broker)
+        return now
+
+    by_tenths = Tenths(rows, read_all) if tenths else None
     started = time.perf_counter()
-    await publish_csv(stack, path, spec, per_message)
-    publisher = own_cpu() - mine
+    publishing = asyncio.ensure_future(publish_csv(stack, path, spec, per_message))
 
-    async def look(_: pb.ImportJob) -> None:
+    async def look(job: pb.ImportJob) -> None:
         await backends.look()  # a pool may open a connection while the job runs
+        if by_tenths is not None:
+            c = job.counts
+            by_tenths.see(c.created + c.updated + c.unchanged + c.skipped + c.failed)
 
+    if not tenths:
+        await publishing
+    publisher = own_cpu() - mine
     job = await wait_completed(stack, spec.job_id, every=0.2, seen=look)
+    await publishing
     elapsed = time.perf_counter() - started
+    if by_tenths is not None:
+        by_tenths.report()
     used = {
         "import service": cpu_seconds(pids["import"]) - before["import"],
         "identity service": cpu_seconds(pids["identity"]) - before["identity"],
@@ -144,11 +189,11 @@ def report(title: str, rows: int, rate: float, used: dict[str, float]) -> None:
     print(f"  {'all of it':<40} {sum(used.values()) / rows * 1e6:8.1f} µs/row", flush=True)
 
 
-async def main(rows: int, per_message: int) -> None:
+async def main(rows: int, per_message: int, tenths: bool) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         async with running_stack() as stack:
             await system_run(stack, min(rows, 10_000), Path(tmp))  # warm-up: pools, caches, JIT of plans
-            rate, used = await system_run(stack, rows, Path(tmp), per_message)
+            rate, used = await system_run(stack, rows, Path(tmp), per_message, tenths)
             report(f"end to end, {rows:,} new students, {per_message} rows/message", rows, rate, used)
             base_rate, base_used = await baseline_run(stack, rows)
             report("P1 baseline (raw upsert into a copy of users)", rows, base_rate, base_used)
@@ -161,5 +206,11 @@ if __name__ == "__main__":
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--rows-per-message", type=int, default=100)
     parser.add_argument("--quick", action="store_true", help="3,000 rows: a smoke test of the script")
+    parser.add_argument(
+        "--tenths",
+        action="store_true",
+        help="also each process's CPU per row by tenths of the job (the publisher's share then "
+        "counts only what it spent before the job's first poll)",
+    )
     args, _ = parser.parse_known_args()
-    event_loop.run(main(3_000 if args.quick else args.rows, args.rows_per_message))
+    event_loop.run(main(3_000 if args.quick else args.rows, args.rows_per_message, args.tenths))

@@ -20,6 +20,7 @@ import asyncpg
 
 from bench.apply_rows_bench import scratch_database
 from bench.baseline import BASELINE_TABLE, TRANSACTION_ROWS, UPSERT, baseline_rows
+from bench.cpu_per_row import cpu_seconds
 
 VARIANTS: list[tuple[str, tuple[str, ...]]] = [
     ("all the users table's indexes", ()),
@@ -30,7 +31,7 @@ VARIANTS: list[tuple[str, tuple[str, ...]]] = [
 ]
 
 
-async def rate(conn: asyncpg.Connection, rows: int, drop: tuple[str, ...]) -> float:
+async def rate(conn: asyncpg.Connection, rows: int, drop: tuple[str, ...], tenths: bool = False) -> float:
     await conn.execute(f"DROP TABLE IF EXISTS {BASELINE_TABLE}")
     await conn.execute(f"CREATE TABLE {BASELINE_TABLE} (LIKE users INCLUDING ALL)")
     for name, kind in await conn.fetch(
@@ -44,21 +45,38 @@ async def rate(conn: asyncpg.Connection, rows: int, drop: tuple[str, ...]) -> fl
         if any(part != "EXCLUDE" and (part in definition or part in name) for part in drop):
             await conn.execute(f'DROP INDEX "{name}"')
     data = baseline_rows(uuid.uuid4(), rows)
-    started = time.perf_counter()
+    backend = await conn.fetchval("SELECT pg_backend_pid()")
+    tenth = max(TRANSACTION_ROWS, rows // 10 // TRANSACTION_ROWS * TRANSACTION_ROWS)
+    started = mark = time.perf_counter()
+    cpu_mark = cpu_seconds(backend)
     for start in range(0, rows, TRANSACTION_ROWS):
         async with conn.transaction():
             await conn.executemany(UPSERT, data[start : start + TRANSACTION_ROWS])
+        done = start + TRANSACTION_ROWS
+        if tenths and (done % tenth == 0 or done >= rows):
+            now, cpu = time.perf_counter(), cpu_seconds(backend)
+            part = done - (done - 1) // tenth * tenth
+            print(
+                f"    up to {done:>9,} rows: {part / (now - mark):8,.0f} rows/s, "
+                f"backend {(cpu - cpu_mark) / part * 1e6:6.1f} µs of CPU a row",
+                flush=True,
+            )
+            mark, cpu_mark = now, cpu
     elapsed = time.perf_counter() - started
     await conn.execute(f"DROP TABLE {BASELINE_TABLE}")
     return rows / elapsed
 
 
-async def main(rows: int) -> None:
+async def main(rows: int, tenths: bool, only: list[str] | None) -> None:
     conn = await asyncpg.connect(await scratch_database())
     try:
         full = 0.0
         for title, drop in VARIANTS:
-            measured = await rate(conn, rows, drop)
+            if only is not None and not any(word in title for word in only):
+                continue
+            if tenths:
+                print(f"{title}:", flush=True)
+            measured = await rate(conn, rows, drop, tenths)
             full = full or measured
             print(f"{title:<40} {measured:8,.0f} rows/s  {measured / full:.2f} x the full table", flush=True)
     finally:
@@ -69,5 +87,16 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--rows", type=int, default=50_000)
     parser.add_argument("--quick", action="store_true", help="2,000 rows: a smoke test")
+    parser.add_argument(
+        "--tenths",
+        action="store_true",
+        help="print rows/s and the backend's CPU a row by tenths of the rows: how each variant's cost "
+        "grows with the table (P5)",
+    )
+    parser.add_argument(
+        "--only", help="comma-separated words: run only the variants whose title holds one (e.g. all,trigram)"
+    )
     args, _ = parser.parse_known_args()
-    asyncio.run(main(2_000 if args.quick else args.rows))
+    asyncio.run(
+        main(2_000 if args.quick else args.rows, args.tenths, args.only.split(",") if args.only else None)
+    )
