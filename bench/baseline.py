@@ -17,6 +17,7 @@ import uuid
 import asyncpg
 
 from identity_service.domain.identity_keys import EmailIdentity, auth_identifier_key, username_key
+from identity_service.domain.ids import new_id
 
 BASELINE_TABLE = "bench_users"
 UPSERT = """
@@ -41,7 +42,7 @@ def baseline_rows(school_id: uuid.UUID, rows: int, domain: str = "baseline.edu")
         identity = EmailIdentity.of(email)
         data.append(
             (
-                uuid.uuid4(),
+                new_id(),  # identity's own id maker, as the system's created students get
                 school_id,
                 username,
                 email,

@@ -41,7 +41,6 @@ Three parts, each pure (no I/O):
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -64,6 +63,7 @@ from identity_service.domain.identity_keys import (
     email_key,
     username_key,
 )
+from identity_service.domain.ids import new_id
 from identity_service.domain.users import UserOrigin, UserStatus, UserType, archive, restore
 from shared.errors import Reason, RollcallError
 
@@ -557,30 +557,6 @@ class BatchWrites:
     audit: list[AuditEntry] = field(default_factory=list)
 
 
-class _RandomIds:
-    """Version-4 UUIDs as ``uuid.uuid4()`` makes them, from one ``os.urandom`` call per 1024 ids (a
-    syscall per id showed in profiles of 1000-row batches), formatted without a ``uuid.UUID``."""
-
-    def __init__(self, per_refill: int = 1024) -> None:
-        self._size = 16 * per_refill
-        self._pool = bytearray()
-        self._at = 0
-
-    def __call__(self) -> str:
-        if self._at >= len(self._pool):
-            self._pool, self._at = bytearray(os.urandom(self._size)), 0
-        at = self._at
-        self._at += 16
-        chunk = self._pool[at : at + 16]
-        chunk[6] = (chunk[6] & 0x0F) | 0x40  # version 4
-        chunk[8] = (chunk[8] & 0x3F) | 0x80  # RFC 4122 variant
-        text = chunk.hex()
-        return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
-
-
-new_user_id = _RandomIds()
-
-
 class RowBatch:
     """Apply rows in ascending row number with ``apply``; read the writes with ``writes``."""
 
@@ -590,7 +566,7 @@ class RowBatch:
         job_id: str,
         job_time: datetime,
         stored: Iterable[StoredStudent],
-        new_id: Callable[[], str] = new_user_id,
+        new_id: Callable[[], str] = new_id,
     ) -> None:
         self._ctx = ctx
         self._job_id = job_id

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 
 from identity_service.domain.emails import normalise_email
@@ -12,6 +11,7 @@ from identity_service.domain.fields import (
     USERNAME_MAX,
     Violations,
 )
+from identity_service.domain.ids import new_id
 from identity_service.domain.passwords import validate_password
 from identity_service.domain.sign_in import SignInResolution, resolve_sign_in
 from identity_service.domain.users import User, UserOrigin, UserStatus, UserType
@@ -49,7 +49,7 @@ async def create_user(
     if name is None and user_type is UserType.STUDENT:
         name = address or None
     user = User(
-        id=str(uuid.uuid4()),
+        id=new_id(),
         user_type=user_type or UserType.STUDENT,
         status=UserStatus.ACTIVE,
         school_id=school,
@@ -107,7 +107,7 @@ async def sign_up_student(
     password_hash = await hasher.hash(password)
     now = datetime.now(UTC)
     user = User(
-        id=str(uuid.uuid4()),
+        id=new_id(),
         user_type=UserType.STUDENT,
         status=UserStatus.PENDING,
         school_id=school,

@@ -11,7 +11,6 @@ requests are limited per student and per new address within an hour, counted onl
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -27,6 +26,7 @@ from identity_service.domain.email_changes import (
 from identity_service.domain.emails import normalise_email
 from identity_service.domain.fields import Violations
 from identity_service.domain.identity_keys import email_key
+from identity_service.domain.ids import new_id
 from identity_service.domain.mail import CODE_PLACEHOLDER, MailKind, OutgoingMail, code_message
 from identity_service.domain.users import User, ensure_email_change_allowed
 from identity_service.service import access, replay
@@ -139,7 +139,7 @@ async def open_change(
         updated = await uow.users.set_file_updates_disabled(user.id, True)
     opened = await uow.email_changes.open(
         NewEmailChange(
-            id=str(uuid.uuid4()),
+            id=new_id(),
             user_id=user.id,
             new_email=address,
             expire_time=codes.policy.expire_time(datetime.now(UTC)),

@@ -3,7 +3,6 @@ administrator or (import settings only) by staff of the school. Field rules: ``d
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -12,6 +11,7 @@ from typing import Any
 from identity_service.domain import notifications
 from identity_service.domain import schools as rules
 from identity_service.domain.fields import Violations
+from identity_service.domain.ids import new_id
 from identity_service.domain.notifications import NotificationKind
 from identity_service.service import access, replay
 from identity_service.service.audit_trail import record
@@ -52,7 +52,7 @@ async def create_school(
         notify=list(notify_emails),
     )
     found.raise_if_any()
-    school = School(str(uuid.uuid4()), clean_name, domains, sso_enabled, datetime.now(UTC), threshold, notify)
+    school = School(new_id(), clean_name, domains, sso_enabled, datetime.now(UTC), threshold, notify)
 
     async def change(uow: UnitOfWork) -> School:
         created = await uow.schools.add(school)
