@@ -67,11 +67,11 @@ def _has_at_sign(text: str) -> bool:
     return "@" in text or "\uff20" in text or "\ufe6b" in text  # the at signs _EMAIL knows
 
 
+_PLAIN = frozenset({int, float, bool})  # values with nothing to mask, passed on the fast path
+
+
 def _redact_value(key: str, value: Any) -> Any:
-    secret = _secret_keys.get(key)
-    if secret is None:
-        secret = _is_secret(key)
-    if secret:
+    if _is_secret(key):
         return "[redacted]"
     if value is None or type(value) in _PLAIN:
         return value
@@ -82,14 +82,11 @@ def _redact_value(key: str, value: Any) -> Any:
     return value
 
 
-_PLAIN = frozenset({int, float, bool})  # values with nothing to mask, passed on the fast path
-
-
 def redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """Every secret-named key's value replaced, every address masked. The event is structlog's own
     copy for this one line, so it is changed in place (a nested mapping is copied, not changed)."""
     for key, value in event.items():  # _redact_value, inlined for the common keys and values
-        secret = _secret_keys.get(key)
+        secret = _secret_keys.get(key)  # _is_secret's cache, read here: a call saved on every key
         if secret is None:
             secret = _is_secret(key)
         if secret:
