@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 
 import asyncpg
 
@@ -68,14 +69,24 @@ async def upsert_rate(conn: asyncpg.Connection, rows: int) -> float:
         copied, users = await index_names(conn, BASELINE_TABLE), await index_names(conn, "users")
         if len(copied) != len(users):
             raise RuntimeError(f"the baseline table has {len(copied)} indexes, users has {len(users)}")
-        data = baseline_rows(uuid.uuid4(), rows)
-        started = time.perf_counter()
-        for start in range(0, rows, TRANSACTION_ROWS):
-            async with conn.transaction():
-                await conn.executemany(UPSERT, data[start : start + TRANSACTION_ROWS])
-        return rows / (time.perf_counter() - started)
+        return await timed_upsert(conn, baseline_rows(uuid.uuid4(), rows))
     finally:
         await conn.execute(f"DROP TABLE {BASELINE_TABLE}")
+
+
+async def timed_upsert(
+    conn: asyncpg.Connection, data: list[tuple[object, ...]], after: Callable[[int], None] | None = None
+) -> float:
+    """Rows/s of the upsert of ``data`` into the baseline table in ``TRANSACTION_ROWS``-row
+    transactions (the timed part of every floor made of it); ``after`` is told the rows done after
+    each transaction."""
+    started = time.perf_counter()
+    for start in range(0, len(data), TRANSACTION_ROWS):
+        async with conn.transaction():
+            await conn.executemany(UPSERT, data[start : start + TRANSACTION_ROWS])
+        if after is not None:
+            after(min(start + TRANSACTION_ROWS, len(data)))
+    return len(data) / (time.perf_counter() - started)
 
 
 async def index_names(conn: asyncpg.Connection, table: str) -> list[str]:
