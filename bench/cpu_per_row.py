@@ -33,6 +33,7 @@ from shared.pg import with_database
 from shared.proto.rollcall.importer.v1 import import_service_pb2 as pb
 
 TICK = os.sysconf("SC_CLK_TCK")
+BROKER = "RabbitMQ (whole node)"
 
 
 def cpu_seconds(pid: int) -> float:
@@ -121,20 +122,20 @@ async def system_run(
     await backends.look()
     pids = stack.pids()
     broker = broker_pid()
-    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
-    broker_before = cpu_seconds(broker) if broker else 0.0
-    mine = own_cpu()
 
     def read_all() -> dict[str, float]:
+        """Each process's CPU seconds so far (the PostgreSQL backends': since each was first seen)."""
         now = {
-            "import": cpu_seconds(pids["import"]),
-            "identity": cpu_seconds(pids["identity"]),
+            "import service": cpu_seconds(pids["import"]),
+            "identity service": cpu_seconds(pids["identity"]),
             **backends.used(),
         }
         if broker:
-            now["RabbitMQ"] = cpu_seconds(broker)
+            now[BROKER] = cpu_seconds(broker)
         return now
 
+    before = read_all()
+    mine = own_cpu()
     by_tenths = Tenths(rows, read_all) if tenths else None
     started = time.perf_counter()
     publishing = asyncio.ensure_future(publish_csv(stack, path, spec, per_message))
@@ -153,14 +154,11 @@ async def system_run(
     elapsed = time.perf_counter() - started
     if by_tenths is not None:
         by_tenths.report()
-    used = {
-        "import service": cpu_seconds(pids["import"]) - before["import"],
-        "identity service": cpu_seconds(pids["identity"]) - before["identity"],
-        **backends.used(),
-        "publisher (CLI's publish_file)": publisher,
-    }
-    if broker:
-        used["RabbitMQ (whole node)"] = cpu_seconds(broker) - broker_before
+    after = read_all()
+    used = {name: after[name] - before.get(name, 0.0) for name in after if name != BROKER}
+    used["publisher (CLI's publish_file)"] = publisher
+    if BROKER in after:
+        used[BROKER] = after[BROKER] - before[BROKER]
     await admin.close()
     if job.counts.created != rows:
         raise SystemExit(f"expected {rows} created, job says {job.counts}")

@@ -29,11 +29,10 @@ import grpc
 from bench.baseline import student, upsert_rate
 from bench.stack import PG_URL, Stack, publish_csv, running_stack, wait_completed
 from import_service.domain.jobs import ImportMode, JobSpec
-from import_service.domain.rows import FileFormat, FileRow
+from import_service.domain.rows import FileRow
 from shared import event_loop
 from shared.amqp.messages import PROTOBUF, encode_rows
 from shared.amqp.topology import Topology, declare, delete
-from shared.cli.publishing import publish_file
 from shared.pg import with_database
 from shared.proto.rollcall.identity.v1 import identity_service_pb2 as ipb
 from shared.proto.rollcall.identity.v1 import identity_service_pb2_grpc as igrpc
@@ -127,14 +126,7 @@ async def amqp_ceiling(stack: Stack, rows: int, folder: Path) -> float:
         consumer = BareConsumer(rows + 1)  # the rows and the end message
         await consumer.start(connection, topology.rows_queue)
         started = time.perf_counter()
-        await publish_file(
-            path,
-            spec,
-            file_format=FileFormat.CSV,
-            rows_per_message=1,
-            amqp_url=stack.amqp_url,
-            prefix=topology.prefix,
-        )
+        await publish_csv(stack, path, spec, 1, prefix=topology.prefix)
         await consumer.done.wait()
         elapsed = time.perf_counter() - started
         await consumer.stop()

@@ -54,15 +54,18 @@ class Stack:
         return {name: process.pid for name, process in zip(names, self.processes, strict=False)}
 
 
-async def publish_csv(stack: Stack, path: Path, spec: JobSpec, rows_per_message: int) -> None:
-    """Publishes the CSV at ``path`` as job ``spec`` the way the CLI does (``rollcall import publish``)."""
+async def publish_csv(
+    stack: Stack, path: Path, spec: JobSpec, rows_per_message: int, prefix: str | None = None
+) -> None:
+    """Publishes the CSV at ``path`` as job ``spec`` the way the CLI does (``rollcall import publish``),
+    to the stack's broker under its prefix or ``prefix``."""
     await publish_file(
         path,
         spec,
         file_format=FileFormat.CSV,
         rows_per_message=rows_per_message,
         amqp_url=stack.amqp_url,
-        prefix=stack.prefix,
+        prefix=prefix or stack.prefix,
     )
 
 
