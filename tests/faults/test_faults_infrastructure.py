@@ -108,6 +108,7 @@ async def test_f4_postgresql_restarted_under_load_services_recover_by_themselves
     campus = await new_campus(stack)
     planned, messages = await job_under_way(stack, campus)
     watch = HealthWatch(stack, (IDENTITY, IMPORT))
+    await watch(SERVING)  # the first reading is taken before the fault (as F8): the assertion's states[0]
 
     async with postgres_restored(pg_server_url):
         await postgres("stop")  # the restart in two steps, so that the NOT_SERVING phase is seen
